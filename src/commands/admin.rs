@@ -1,0 +1,145 @@
+//! `credvault tenant …` and `credvault token …`: the AdminService over gRPC.
+use clap::Subcommand;
+use serde_json::json;
+
+use credvault::proto::v1 as pb;
+
+use super::client::{self, print_json, status, time};
+use crate::ClientArgs;
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Slug: lowercase letters, digits, '-' and '_'.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Mint a service token; its secret is printed once.
+    Create {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: credentials:read, credentials:write, credentials:reveal, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a tenant's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn tenant_json(t: &pb::Tenant) -> serde_json::Value {
+    json!({ "id": t.id, "name": t.name, "created_at": time(t.created_at.as_ref()) })
+}
+
+fn token_json(t: &pb::ServiceToken) -> serde_json::Value {
+    json!({
+        "id": t.id,
+        "tenant_id": t.tenant_id,
+        "scopes": t.scopes,
+        "description": t.description,
+        "created_at": time(t.created_at.as_ref()),
+        "revoked_at": time(t.revoked_at.as_ref()),
+    })
+}
+
+pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
+    match cmd {
+        TenantCommand::Create { name, client } => {
+            let mut c = client::admin(&client).await?;
+            let t = c
+                .create_tenant(pb::CreateTenantRequest { name })
+                .await
+                .map_err(status)?;
+            print_json(&tenant_json(t.get_ref()));
+        }
+        TenantCommand::List { client } => {
+            let mut c = client::admin(&client).await?;
+            let r = c
+                .list_tenants(pb::ListTenantsRequest {})
+                .await
+                .map_err(status)?;
+            print_json(&json!(
+                r.get_ref()
+                    .tenants
+                    .iter()
+                    .map(tenant_json)
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            tenant,
+            scopes,
+            description,
+            client,
+        } => {
+            let mut c = client::admin(&client).await?;
+            let r = c
+                .create_service_token(pb::CreateServiceTokenRequest {
+                    tenant,
+                    scopes,
+                    description,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut out = r.token.as_ref().map(token_json).unwrap_or_default();
+            out["secret"] = json!(r.secret);
+            print_json(&out);
+        }
+        TokenCommand::List { tenant, client } => {
+            let mut c = client::admin(&client).await?;
+            let r = c
+                .list_service_tokens(pb::ListServiceTokensRequest { tenant })
+                .await
+                .map_err(status)?;
+            print_json(&json!(
+                r.get_ref()
+                    .tokens
+                    .iter()
+                    .map(token_json)
+                    .collect::<Vec<_>>()
+            ));
+        }
+        TokenCommand::Revoke { id, client } => {
+            let mut c = client::admin(&client).await?;
+            let r = c
+                .revoke_service_token(pb::RevokeServiceTokenRequest { id })
+                .await
+                .map_err(status)?;
+            print_json(&token_json(r.get_ref()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+pub mod admin;
+pub mod client;
+pub mod cred;
+pub mod serve;

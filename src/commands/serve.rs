@@ -1,0 +1,82 @@
+//! `credvault serve`.
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use credvault::config::LogFormat;
+use credvault::{App, Config, embedded, telemetry};
+
+use crate::ConfigArgs;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+const DEV_KEY_WARNING: &str = "\
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! WARNING: credvault is using a DEVELOPMENT master key stored next to its data:
+!!     {path}
+!! Anyone who can read that file can decrypt every stored secret. In production,
+!! keep master keys in a secret manager and pass them in CREDVAULT_MASTER_KEYS
+!! (or a 0600 CREDVAULT_MASTER_KEY_FILE on a separate volume).
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.config.as_deref(), std::env::vars())?;
+    if args.log_json {
+        config.log_format = LogFormat::Json;
+    }
+    telemetry::init(config.log_format, &config.log_level);
+    let defaults =
+        embedded::apply(&mut config).context("preparing the embedded default data directory")?;
+    if let Some(path) = &defaults.dev_key_file {
+        eprintln!(
+            "{}",
+            DEV_KEY_WARNING.replace("{path}", &path.display().to_string())
+        );
+    }
+    let app = App::build(&config).await?;
+    if let Some((token, secret)) = app.vault().bootstrap().await? {
+        // Printed once, to the terminal only: never through the logger.
+        println!(
+            "\nBootstrap admin token for tenant `default` (shown once; only its hash is stored):\n\n    \
+             export CREDVAULT_TOKEN={}\n\n(token id {}; revoke it with `credvault token revoke {}`)\n",
+            secret.expose_secret(),
+            token.id,
+            token.id
+        );
+    }
+    tracing::info!(addr = %app.grpc_addr(), backend = ?app.vault().store().backend(), "credvault serving gRPC");
+    app.run(shutdown_signal()).await?;
+    tracing::info!("credvault stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

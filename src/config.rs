@@ -1,0 +1,224 @@
+//! Typed configuration: an optional TOML file, then `CREDVAULT_*` environment
+//! variables on top. Unknown keys in the file are errors, not silently ignored.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::crypto::{Keyring, KeyringError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything `credvault serve` can be told. See the README's configuration table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// gRPC listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`; unset means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the embedded default keeps its database and dev key.
+    pub data_dir: PathBuf,
+    /// Master keys inline: `<version>:<base64>` entries separated by commas.
+    pub master_keys: Option<SecretString>,
+    /// A file of master keys, one `<version>:<base64>` per line; should be mode 0600.
+    pub master_key_file: Option<PathBuf>,
+    /// The version that seals new secrets; defaults to the highest configured.
+    pub active_key_version: Option<u32>,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `credvault=debug`; `RUST_LOG` wins if set.
+    pub log_level: String,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Database connections (SQLite: readers; there is always one writer).
+    pub max_connections: u32,
+    /// How long a used `request_id` is remembered, in seconds.
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: None,
+            data_dir: PathBuf::from("credvault-data"),
+            master_keys: None,
+            master_key_file: None,
+            active_key_version: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            max_message_bytes: 1024 * 1024,
+            max_connections: 8,
+            idempotency_ttl_secs: 24 * 60 * 60,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error(
+        "no master key configured: set CREDVAULT_MASTER_KEYS or CREDVAULT_MASTER_KEY_FILE \
+         (a dev key is generated only for the embedded SQLite default)"
+    )]
+    NoMasterKey,
+    #[error("cannot read master key file {path}: {source}")]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("master keys: {0}")]
+    Keyring(#[from] KeyringError),
+}
+
+/// Settings that may come from the environment, and whether each is a number.
+const ENV_SETTINGS: &[(&str, bool)] = &[
+    ("listen", false),
+    ("database_url", false),
+    ("data_dir", false),
+    ("master_keys", false),
+    ("master_key_file", false),
+    ("active_key_version", true),
+    ("log_format", false),
+    ("log_level", false),
+    ("max_message_bytes", true),
+    ("max_connections", true),
+    ("idempotency_ttl_secs", true),
+];
+
+impl Config {
+    /// Reads `file` (if any), then applies `CREDVAULT_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix("CREDVAULT_").map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            let Some(&(name, numeric)) = ENV_SETTINGS.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
+            let value = if numeric {
+                toml::Value::Integer(value.trim().parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "CREDVAULT_{}: must be a whole number",
+                        name.to_uppercase()
+                    ))
+                })?)
+            } else {
+                toml::Value::String(value)
+            };
+            table.insert(name.to_owned(), value);
+        }
+        Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.message().to_owned()))
+    }
+
+    /// Loads the master keys from `master_keys` or `master_key_file`.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        if let Some(keys) = &self.master_keys {
+            return Ok(Keyring::parse(
+                keys.expose_secret(),
+                self.active_key_version,
+            )?);
+        }
+        let path = self
+            .master_key_file
+            .as_ref()
+            .ok_or(ConfigError::NoMasterKey)?;
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+            ConfigError::KeyFile {
+                path: path.clone(),
+                source,
+            }
+        })?);
+        warn_if_readable_by_others(path);
+        Ok(Keyring::parse(&text, self.active_key_version)?)
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "master key file is readable by group or others; chmod 600 it");
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmax_connections = 3\n").unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[("CREDVAULT_MAX_CONNECTIONS", "5"), ("CREDVAULT_TOKEN", "x")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_connections, 5);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_numbers_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = Config::load(None, env(&[("CREDVAULT_MAX_CONNECTIONS", "many")])).unwrap_err();
+        assert!(err.to_string().contains("CREDVAULT_MAX_CONNECTIONS"));
+    }
+
+    #[test]
+    fn debug_redacts_inline_keys() {
+        let c = Config::load(None, env(&[("CREDVAULT_MASTER_KEYS", "1:c2VjcmV0")])).unwrap();
+        assert!(!format!("{c:?}").contains("c2VjcmV0"));
+        assert!(matches!(
+            Config::default().keyring(),
+            Err(ConfigError::NoMasterKey)
+        ));
+    }
+}

@@ -1,0 +1,21 @@
+//! Envelope encryption of secrets (see `docs/encryption.md` for the byte layout).
+//!
+//! A [`Keyring`] holds versioned master keys (KEKs) from configuration. Each sealed
+//! secret gets its own random data key (DEK); the payload is sealed with the DEK and the
+//! DEK with the active KEK, both AES-256-GCM, both bound by AAD to the row they live in.
+mod envelope;
+mod keyring;
+
+pub use envelope::{AadContext, FORMAT_VERSION, HEADER_LEN, MIN_BLOB_LEN, key_version_of};
+pub use keyring::{Keyring, KeyringError, MasterKey};
+
+/// Why a blob could not be opened. None of these carry key or plaintext bytes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CryptoError {
+    #[error("sealed secret is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("master key version {0} is not in the keyring")]
+    UnknownKeyVersion(u32),
+    #[error("sealed secret failed authentication (modified, truncated or moved to another row)")]
+    Authentication,
+}

@@ -1,0 +1,244 @@
+//! Wire types to domain types and back. Decoding errors name the field.
+use std::collections::BTreeMap;
+
+use prost_types::Timestamp;
+
+use crate::clock::Millis;
+use crate::error::{Error, Result};
+use crate::model::{CredentialMeta, Kind, SecretPayload, ServiceToken, Status, Tenant};
+use crate::proto::v1 as pb;
+use crate::service::{CredentialChanges, ExpiryChange, ListRequest, NewCredential};
+
+/// Latest accepted time: the end of year 9999.
+const MAX_MS: Millis = 253_402_300_799_999;
+
+pub fn millis(field: &'static str, ts: Option<Timestamp>) -> Result<Option<Millis>> {
+    let Some(ts) = ts else { return Ok(None) };
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(Error::invalid(field, "nanos must be from 0 to 999,999,999"));
+    }
+    let ms = ts
+        .seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(ts.nanos / 1_000_000)))
+        .filter(|ms| (0..=MAX_MS).contains(ms))
+        .ok_or_else(|| Error::invalid(field, "must be between 1970 and 9999"))?;
+    Ok(Some(ms))
+}
+
+pub fn timestamp(ms: Millis) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+fn kind(k: Kind) -> pb::CredentialKind {
+    match k {
+        Kind::ApiKey => pb::CredentialKind::ApiKey,
+        Kind::OAuth2 => pb::CredentialKind::Oauth2,
+        Kind::Basic => pb::CredentialKind::Basic,
+    }
+}
+
+fn status(s: Status) -> pb::CredentialStatus {
+    match s {
+        Status::Active => pb::CredentialStatus::Active,
+        Status::Expired => pb::CredentialStatus::Expired,
+        Status::NeedsReauth => pb::CredentialStatus::NeedsReauth,
+        Status::Revoked => pb::CredentialStatus::Revoked,
+    }
+}
+
+fn status_filter(value: i32) -> Result<Option<Status>> {
+    let bad = || Error::invalid("status", "is not a CredentialStatus value");
+    match pb::CredentialStatus::try_from(value).map_err(|_| bad())? {
+        pb::CredentialStatus::Unspecified => Ok(None),
+        pb::CredentialStatus::Active => Ok(Some(Status::Active)),
+        pb::CredentialStatus::Expired => Ok(Some(Status::Expired)),
+        pb::CredentialStatus::NeedsReauth => Ok(Some(Status::NeedsReauth)),
+        pb::CredentialStatus::Revoked => Ok(Some(Status::Revoked)),
+    }
+}
+
+/// Moves the secret strings out of the wire message (no copies left behind).
+pub fn secret(secret: Option<pb::Secret>) -> Result<Option<SecretPayload>> {
+    use pb::secret::Kind as K;
+    let Some(kind) = secret.and_then(|s| s.kind) else {
+        return Ok(None);
+    };
+    Ok(Some(match kind {
+        K::ApiKey(s) => SecretPayload::ApiKey { key: s.key },
+        K::Oauth2(s) => SecretPayload::OAuth2 {
+            expires_at: millis("secret.oauth2.expires_at", s.expires_at)?,
+            access_token: s.access_token,
+            refresh_token: Some(s.refresh_token).filter(|t| !t.is_empty()),
+            token_type: if s.token_type.is_empty() {
+                "Bearer".into()
+            } else {
+                s.token_type
+            },
+            scopes: s.scopes,
+        },
+        K::Basic(s) => SecretPayload::Basic {
+            username: s.username,
+            password: s.password,
+        },
+    }))
+}
+
+pub fn secret_out(secret: &SecretPayload) -> pb::Secret {
+    use pb::secret::Kind as K;
+    let kind = match secret {
+        SecretPayload::ApiKey { key } => K::ApiKey(pb::ApiKeySecret { key: key.clone() }),
+        SecretPayload::OAuth2 {
+            access_token,
+            refresh_token,
+            token_type,
+            scopes,
+            expires_at,
+        } => K::Oauth2(pb::OAuth2Secret {
+            access_token: access_token.clone(),
+            refresh_token: refresh_token.clone().unwrap_or_default(),
+            token_type: token_type.clone(),
+            scopes: scopes.clone(),
+            expires_at: expires_at.map(timestamp),
+        }),
+        SecretPayload::Basic { username, password } => K::Basic(pb::BasicSecret {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+    };
+    pb::Secret { kind: Some(kind) }
+}
+
+pub fn credential(m: CredentialMeta) -> pb::Credential {
+    pb::Credential {
+        kind: kind(m.kind).into(),
+        status: status(m.status).into(),
+        id: m.id,
+        user_id: m.user_id,
+        user_email: m.user_email.unwrap_or_default(),
+        name: m.name,
+        provider: m.provider,
+        labels: m.labels.into_iter().collect(),
+        scopes: m.scopes,
+        expires_at: m.expires_at.map(timestamp),
+        token_expires_at: m.token_expires_at.map(timestamp),
+        created_at: Some(timestamp(m.created_at)),
+        updated_at: Some(timestamp(m.updated_at)),
+        version: m.version,
+    }
+}
+
+pub fn new_credential(r: pb::CreateCredentialRequest) -> Result<NewCredential> {
+    Ok(NewCredential {
+        expires_at: millis("expires_at", r.expires_at)?,
+        secret: secret(r.secret)?,
+        user_id: r.user_id,
+        user_email: r.user_email,
+        name: r.name,
+        provider: r.provider,
+        labels: r.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        request_id: r.request_id,
+    })
+}
+
+pub fn changes(r: pb::UpdateCredentialRequest) -> Result<CredentialChanges> {
+    let expires_at = match (millis("expires_at", r.expires_at)?, r.clear_expires_at) {
+        (Some(_), true) => {
+            return Err(Error::invalid(
+                "clear_expires_at",
+                "cannot be combined with expires_at",
+            ));
+        }
+        (Some(at), false) => ExpiryChange::Set(at),
+        (None, true) => ExpiryChange::Clear,
+        (None, false) => ExpiryChange::Keep,
+    };
+    Ok(CredentialChanges {
+        secret: secret(r.secret)?,
+        id: r.id,
+        name: r.name,
+        labels: r.labels.map(|l| l.values.into_iter().collect()),
+        expires_at,
+        expected_version: r.expected_version,
+    })
+}
+
+pub fn list_request(r: pb::ListCredentialsRequest) -> Result<ListRequest> {
+    Ok(ListRequest {
+        status: status_filter(r.status)?,
+        user_id: r.user_id,
+        provider: r.provider,
+        page_size: r.page_size,
+        page_token: r.page_token,
+    })
+}
+
+pub fn tenant(t: Tenant) -> pb::Tenant {
+    pb::Tenant {
+        id: t.id,
+        name: t.name,
+        created_at: Some(timestamp(t.created_at)),
+    }
+}
+
+pub fn service_token(t: ServiceToken) -> pb::ServiceToken {
+    pb::ServiceToken {
+        id: t.id,
+        tenant_id: t.tenant_id,
+        scopes: t.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        description: t.description,
+        created_at: Some(timestamp(t.created_at)),
+        revoked_at: t.revoked_at.map(timestamp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_and_reject_nonsense() {
+        let ms = 1_763_712_000_123;
+        assert_eq!(millis("t", Some(timestamp(ms))).unwrap(), Some(ms));
+        assert!(
+            millis(
+                "t",
+                Some(Timestamp {
+                    seconds: 1,
+                    nanos: -1
+                })
+            )
+            .is_err()
+        );
+        assert!(
+            millis(
+                "t",
+                Some(Timestamp {
+                    seconds: i64::MAX,
+                    nanos: 0
+                })
+            )
+            .is_err()
+        );
+        assert!(
+            millis(
+                "t",
+                Some(Timestamp {
+                    seconds: -5,
+                    nanos: 0
+                })
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_status_filter_is_invalid() {
+        assert_eq!(status_filter(0).unwrap(), None);
+        assert_eq!(status_filter(2).unwrap(), Some(Status::Expired));
+        assert!(status_filter(99).is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! Thin tonic handlers: authorize → decode → call the service layer → encode.
+use tonic::Request;
+
+use crate::error::Result;
+use crate::model::Scope;
+use crate::service::{Caller, Vault};
+
+mod admin;
+pub mod convert;
+mod credentials;
+
+pub use admin::AdminApi;
+pub use credentials::CredentialApi;
+
+/// Authenticates the request's bearer token and checks `scope`.
+async fn authorize<T>(vault: &Vault, req: &Request<T>, scope: Scope) -> Result<Caller> {
+    // A value that is not visible ASCII is malformed rather than missing.
+    let header = req
+        .metadata()
+        .get("authorization")
+        .map(|v| v.to_str().unwrap_or_default());
+    vault.authorize(header, scope).await
+}

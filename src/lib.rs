@@ -1,0 +1,20 @@
+//! credvault: an encrypted credential vault served over gRPC.
+//!
+//! Data flows top to bottom: [`grpc`] handlers → [`service`] (domain rules, sealing via
+//! [`crypto`]) → [`store`] (ciphertext and metadata only). `docs/` has the design.
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod embedded;
+pub mod error;
+pub mod grpc;
+pub mod ids;
+pub mod model;
+pub mod proto;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use app::App;
+pub use config::Config;

@@ -1,0 +1,81 @@
+//! The `credvault` command: run the server, administer tenants and tokens, and use
+//! credentials from the shell.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+#[derive(Parser)]
+#[command(
+    name = "credvault",
+    version,
+    about = "Encrypted credential vault served over gRPC"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded SQLite default when nothing is configured).
+    Serve(commands::serve::ServeArgs),
+    /// Manage tenants (admin scope).
+    #[command(subcommand)]
+    Tenant(commands::admin::TenantCommand),
+    /// Manage service tokens (admin scope).
+    #[command(subcommand)]
+    Token(commands::admin::TokenCommand),
+    /// Store, list, reveal, update and delete credentials.
+    #[command(subcommand)]
+    Cred(commands::cred::CredCommand),
+}
+
+/// Where client commands connect, and with which token.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// gRPC address of the server.
+    #[arg(
+        long,
+        env = "CREDVAULT_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    server: String,
+}
+
+/// The config file option shared by commands that read configuration.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// TOML configuration file; `CREDVAULT_*` variables override it.
+    #[arg(long, env = "CREDVAULT_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Tenant(cmd) => commands::admin::tenant(cmd).await,
+            Command::Token(cmd) => commands::admin::token(cmd).await,
+            Command::Cred(cmd) => commands::cred::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

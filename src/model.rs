@@ -1,0 +1,228 @@
+//! Domain types shared by the service layer and the store.
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::clock::Millis;
+
+/// The kind of secret a credential holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    ApiKey,
+    OAuth2,
+    Basic,
+}
+
+/// Lifecycle of a credential; see `docs/` for the transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Expired,
+    NeedsReauth,
+    Revoked,
+}
+
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident = $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The form stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+text_enum!(Kind { ApiKey = "api_key", OAuth2 = "oauth2", Basic = "basic" });
+text_enum!(Status {
+    Active = "active",
+    Expired = "expired",
+    NeedsReauth = "needs_reauth",
+    Revoked = "revoked",
+});
+
+/// A credential's secret. This is the JSON plaintext inside the envelope
+/// (`docs/encryption.md`); it is zeroized on drop and never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretPayload {
+    ApiKey {
+        key: String,
+    },
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        access_token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<String>,
+        token_type: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+        /// Access-token expiry, Unix milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<Millis>,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+impl SecretPayload {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::ApiKey { .. } => Kind::ApiKey,
+            Self::OAuth2 { .. } => Kind::OAuth2,
+            Self::Basic { .. } => Kind::Basic,
+        }
+    }
+
+    /// OAuth scopes granted, stored beside the ciphertext as metadata.
+    pub fn scopes(&self) -> &[String] {
+        match self {
+            Self::OAuth2 { scopes, .. } => scopes,
+            _ => &[],
+        }
+    }
+
+    pub fn token_expires_at(&self) -> Option<Millis> {
+        match self {
+            Self::OAuth2 { expires_at, .. } => *expires_at,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for SecretPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretPayload::{:?}([redacted])", self.kind())
+    }
+}
+
+/// Everything about a credential except its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialMeta {
+    pub tenant_id: String,
+    pub id: String,
+    pub user_id: String,
+    pub user_email: Option<String>,
+    pub name: String,
+    pub provider: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub labels: BTreeMap<String, String>,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<Millis>,
+    pub token_expires_at: Option<Millis>,
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A credential row as stored: metadata plus the sealed secret (ciphertext only).
+#[derive(Clone)]
+pub struct SealedCredential {
+    pub meta: CredentialMeta,
+    pub blob: Vec<u8>,
+}
+
+impl fmt::Debug for SealedCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedCredential")
+            .field("meta", &self.meta)
+            .field("blob", &format_args!("[{} bytes]", self.blob.len()))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+/// The access a service token grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    CredentialsRead,
+    CredentialsWrite,
+    CredentialsReveal,
+    Admin,
+}
+text_enum!(Scope {
+    CredentialsRead = "credentials:read",
+    CredentialsWrite = "credentials:write",
+    CredentialsReveal = "credentials:reveal",
+    Admin = "admin",
+});
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [
+        Scope::CredentialsRead,
+        Scope::CredentialsWrite,
+        Scope::CredentialsReveal,
+        Scope::Admin,
+    ];
+}
+
+/// A service token's stored form: its hash, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceToken {
+    pub id: String,
+    pub tenant_id: String,
+    pub scopes: Vec<Scope>,
+    pub description: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// One audit record: who did what to which credential. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub tenant_id: String,
+    pub at: Millis,
+    /// The service token id of the caller.
+    pub actor: String,
+    pub action: &'static str,
+    pub credential_id: String,
+    pub request_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_forms_round_trip() {
+        for k in [Kind::ApiKey, Kind::OAuth2, Kind::Basic] {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("bogus"), None);
+    }
+
+    #[test]
+    fn secret_payload_json_is_the_documented_shape_and_debug_redacts() {
+        let p = SecretPayload::OAuth2 {
+            access_token: "at-canary".into(),
+            refresh_token: None,
+            token_type: "Bearer".into(),
+            scopes: vec!["read".into()],
+            expires_at: Some(5),
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"oauth2":{"access_token":"at-canary","token_type":"Bearer","scopes":["read"],"expires_at":5}}"#
+        );
+        assert!(!format!("{p:?}").contains("canary"));
+        let k: SecretPayload = serde_json::from_str(r#"{"api_key":{"key":"k"}}"#).unwrap();
+        assert_eq!(k.kind(), Kind::ApiKey);
+    }
+}

@@ -1,0 +1,51 @@
+//! Generated gRPC code for `proto/credvault/v1/credvault.proto`, plus the hand-written
+//! `Debug` of every message that holds a secret: they print `[redacted]`.
+use std::fmt;
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("credvault.v1");
+}
+
+/// The encoded descriptors, served by gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("credvault_descriptor");
+
+const REDACTED: &str = "[redacted]";
+
+impl fmt::Debug for v1::ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeySecret")
+            .field("key", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for v1::OAuth2Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2Secret")
+            .field("access_token", &REDACTED)
+            .field("refresh_token", &REDACTED)
+            .field("token_type", &self.token_type)
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for v1::BasicSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicSecret")
+            .field("username", &REDACTED)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for v1::CreateServiceTokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateServiceTokenResponse")
+            .field("token", &self.token)
+            .field("secret", &REDACTED)
+            .finish()
+    }
+}

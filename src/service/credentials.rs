@@ -1,0 +1,563 @@
+//! Credentials: create (idempotent), read, list, update (compare-and-set), delete,
+//! and reveal (open the envelope, audited).
+use std::collections::BTreeMap;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::{Caller, Vault, validate};
+use crate::clock::Millis;
+use crate::crypto::AadContext;
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::model::{AuditEntry, CredentialMeta, SealedCredential, SecretPayload, Status};
+use crate::store::{CredentialWrite, IdempotencyRecord, ListFilter, StoreError};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Attempts of an update that lost a race, when the caller did not pin a version.
+const UPDATE_ATTEMPTS: usize = 3;
+
+/// A create request as received (not yet validated).
+#[derive(Debug, Default)]
+pub struct NewCredential {
+    pub user_id: String,
+    pub user_email: String,
+    pub name: String,
+    pub provider: String,
+    pub secret: Option<SecretPayload>,
+    pub labels: BTreeMap<String, String>,
+    pub expires_at: Option<Millis>,
+    pub request_id: String,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryChange {
+    #[default]
+    Keep,
+    Set(Millis),
+    Clear,
+}
+
+/// An update request as received (not yet validated).
+#[derive(Debug, Default)]
+pub struct CredentialChanges {
+    pub id: String,
+    pub name: Option<String>,
+    pub secret: Option<SecretPayload>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub expires_at: ExpiryChange,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct ListRequest {
+    pub user_id: String,
+    pub provider: String,
+    pub status: Option<Status>,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+#[derive(Debug)]
+pub struct Page {
+    pub credentials: Vec<CredentialMeta>,
+    pub next_page_token: String,
+}
+
+#[derive(Debug)]
+pub struct Revealed {
+    pub meta: CredentialMeta,
+    pub secret: SecretPayload,
+}
+
+fn not_found(id: &str) -> Error {
+    // The same words whether the id is missing or another tenant's.
+    Error::NotFound(format!("credential {id} not found"))
+}
+
+fn aad_of<'a>(meta: &'a CredentialMeta) -> AadContext<'a> {
+    AadContext {
+        tenant_id: &meta.tenant_id,
+        user_id: &meta.user_id,
+        credential_id: &meta.id,
+    }
+}
+
+/// The sealed plaintext: the payload's JSON, checked against the size limit.
+fn secret_plaintext(secret: &SecretPayload) -> Result<Zeroizing<Vec<u8>>> {
+    // Serialising strings and numbers cannot fail.
+    let json = Zeroizing::new(serde_json::to_vec(secret).unwrap_or_default());
+    if json.len() > validate::MAX_SECRET_BYTES {
+        return Err(Error::ResourceExhausted(format!(
+            "secret: is {} bytes; the limit is {} bytes",
+            json.len(),
+            validate::MAX_SECRET_BYTES
+        )));
+    }
+    Ok(json)
+}
+
+fn validate_secret(secret: Option<&SecretPayload>) -> Result<&SecretPayload> {
+    let secret = secret.ok_or_else(|| {
+        Error::invalid(
+            "secret",
+            "exactly one of api_key, oauth2 or basic is required",
+        )
+    })?;
+    match secret {
+        SecretPayload::ApiKey { key } => {
+            if key.is_empty() {
+                return Err(Error::invalid("secret.api_key.key", "is required"));
+            }
+        }
+        SecretPayload::OAuth2 {
+            access_token,
+            token_type,
+            scopes,
+            ..
+        } => {
+            if access_token.is_empty() {
+                return Err(Error::invalid("secret.oauth2.access_token", "is required"));
+            }
+            validate::text("secret.oauth2.token_type", token_type, 64)?;
+            validate::scopes("secret.oauth2.scopes", scopes)?;
+        }
+        SecretPayload::Basic { username, .. } => {
+            if username.is_empty() {
+                return Err(Error::invalid("secret.basic.username", "is required"));
+            }
+        }
+    }
+    Ok(secret)
+}
+
+fn validate_expiry(field: &'static str, at: Option<Millis>, now: Millis) -> Result<()> {
+    match at {
+        Some(at) if at <= now => Err(Error::invalid(field, "must be in the future")),
+        _ => Ok(()),
+    }
+}
+
+/// The canonical form of a create request, fingerprinted for idempotency.
+fn request_fingerprint_input(req: &NewCredential) -> Zeroizing<Vec<u8>> {
+    let canonical = serde_json::json!({
+        "user_id": req.user_id,
+        "user_email": req.user_email,
+        "name": req.name,
+        "provider": req.provider,
+        "secret": req.secret,
+        "labels": req.labels,
+        "expires_at": req.expires_at,
+    });
+    Zeroizing::new(serde_json::to_vec(&canonical).unwrap_or_default())
+}
+
+fn encode_page_token(last_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{last_id}"))
+}
+
+fn decode_page_token(token: &str) -> Result<Option<String>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::invalid(
+            "page_token",
+            "is not a token this server issued; start again without it",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let id = text.strip_prefix("v1:").ok_or_else(bad)?;
+    if !ids::is_well_formed(id, ids::CREDENTIAL_PREFIX) {
+        return Err(bad());
+    }
+    Ok(Some(id.to_owned()))
+}
+
+impl Vault {
+    fn audit(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        credential_id: &str,
+        request_id: &str,
+    ) -> AuditEntry {
+        AuditEntry {
+            tenant_id: caller.tenant_id.clone(),
+            at: self.now(),
+            actor: caller.token_id.clone(),
+            action,
+            credential_id: credential_id.to_owned(),
+            request_id: request_id.to_owned(),
+        }
+    }
+
+    pub async fn create_credential(
+        &self,
+        caller: &Caller,
+        req: NewCredential,
+    ) -> Result<CredentialMeta> {
+        let now = self.now();
+        validate::text("user_id", &req.user_id, validate::MAX_TEXT_CHARS)?;
+        if !req.user_email.is_empty() {
+            validate::email("user_email", &req.user_email)?;
+        }
+        validate::text("name", &req.name, validate::MAX_TEXT_CHARS)?;
+        validate::slug("provider", &req.provider)?;
+        let secret = validate_secret(req.secret.as_ref())?;
+        validate::labels("labels", &req.labels)?;
+        validate_expiry("expires_at", req.expires_at, now)?;
+        validate::bounded_text("request_id", &req.request_id, validate::MAX_TEXT_CHARS)?;
+        let plaintext = secret_plaintext(secret)?;
+
+        let meta = CredentialMeta {
+            tenant_id: caller.tenant_id.clone(),
+            id: ids::new_id(ids::CREDENTIAL_PREFIX),
+            user_id: req.user_id.clone(),
+            user_email: Some(req.user_email.clone()).filter(|e| !e.is_empty()),
+            name: req.name.clone(),
+            provider: req.provider.clone(),
+            kind: secret.kind(),
+            status: Status::Active,
+            labels: req.labels.clone(),
+            scopes: secret.scopes().to_vec(),
+            expires_at: req.expires_at,
+            token_expires_at: secret.token_expires_at(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let sealed = SealedCredential {
+            blob: self.keyring.seal(&aad_of(&meta), &plaintext),
+            meta,
+        };
+        let audit = self.audit(caller, "create", &sealed.meta.id, &req.request_id);
+        if req.request_id.is_empty() {
+            self.store.insert_credential(&sealed, None, &audit).await?;
+            return self.created(sealed.meta).await;
+        }
+
+        let fingerprint_input = request_fingerprint_input(&req);
+        let key_version = self.keyring.active_version();
+        let record = IdempotencyRecord {
+            tenant_id: caller.tenant_id.clone(),
+            request_id: req.request_id.clone(),
+            fingerprint: self
+                .keyring
+                .fingerprint(key_version, &fingerprint_input)
+                .map(Vec::from)
+                .unwrap_or_default(),
+            key_version,
+            credential_id: sealed.meta.id.clone(),
+            created_at: now,
+        };
+        // At most three rounds: a stale record is removed once, and a record deleted
+        // between our insert and our read is retried once.
+        for _ in 0..3 {
+            match self
+                .store
+                .insert_credential(&sealed, Some(&record), &audit)
+                .await
+            {
+                Ok(()) => return self.created(sealed.meta).await,
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let Some(existing) = self
+                .store
+                .find_idempotency(&caller.tenant_id, &req.request_id)
+                .await?
+            else {
+                continue;
+            };
+            if existing.created_at < now - self.settings.idempotency_ttl_ms {
+                self.store.delete_idempotency(&existing).await?;
+                continue;
+            }
+            return self.replay(&existing, &fingerprint_input).await;
+        }
+        Err(Error::Aborted(
+            "request_id: concurrent requests kept conflicting; retry".into(),
+        ))
+    }
+
+    /// The response to a new credential: as stored, with the end user's email.
+    async fn created(&self, meta: CredentialMeta) -> Result<CredentialMeta> {
+        if meta.user_email.is_some() {
+            return Ok(meta);
+        }
+        // The end user may already have an email on file.
+        self.store
+            .get_credential(&meta.tenant_id, &meta.id)
+            .await?
+            .ok_or_else(|| not_found(&meta.id))
+    }
+
+    /// Answers a retried create from what the first one stored.
+    async fn replay(
+        &self,
+        existing: &IdempotencyRecord,
+        fingerprint_input: &[u8],
+    ) -> Result<CredentialMeta> {
+        let fingerprint = self
+            .keyring
+            .fingerprint(existing.key_version, fingerprint_input)
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "request_id: was recorded under master key version {}, which is not in the keyring",
+                    existing.key_version
+                ))
+            })?;
+        if !bool::from(fingerprint.ct_eq(existing.fingerprint.as_slice())) {
+            return Err(Error::invalid(
+                "request_id",
+                "was already used for a different request; use a new request_id for a new credential",
+            ));
+        }
+        self.store
+            .get_credential(&existing.tenant_id, &existing.credential_id)
+            .await?
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "request_id: the credential {} created under it has since been deleted",
+                    existing.credential_id
+                ))
+            })
+    }
+
+    pub async fn get_credential(&self, caller: &Caller, id: &str) -> Result<CredentialMeta> {
+        validate::credential_id(id)?;
+        self.store
+            .get_credential(&caller.tenant_id, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    pub async fn list_credentials(&self, caller: &Caller, req: ListRequest) -> Result<Page> {
+        if !req.user_id.is_empty() {
+            validate::text("user_id", &req.user_id, validate::MAX_TEXT_CHARS)?;
+        }
+        if !req.provider.is_empty() {
+            validate::slug("provider", &req.provider)?;
+        }
+        let page_size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= MAX_PAGE_SIZE)
+                .ok_or_else(|| {
+                    Error::invalid("page_size", format!("must be from 1 to {MAX_PAGE_SIZE}"))
+                })?,
+        };
+        let after = decode_page_token(&req.page_token)?;
+        let filter = ListFilter {
+            user_id: Some(req.user_id).filter(|s| !s.is_empty()),
+            provider: Some(req.provider).filter(|s| !s.is_empty()),
+            status: req.status,
+        };
+        let mut credentials = self
+            .store
+            .list_credentials(&caller.tenant_id, &filter, after.as_deref(), page_size + 1)
+            .await?;
+        let next_page_token = if credentials.len() > page_size as usize {
+            credentials.truncate(page_size as usize);
+            credentials
+                .last()
+                .map(|c| encode_page_token(&c.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Page {
+            credentials,
+            next_page_token,
+        })
+    }
+
+    pub async fn update_credential(
+        &self,
+        caller: &Caller,
+        req: CredentialChanges,
+    ) -> Result<CredentialMeta> {
+        let now = self.now();
+        validate::credential_id(&req.id)?;
+        if let Some(name) = &req.name {
+            validate::text("name", name, validate::MAX_TEXT_CHARS)?;
+        }
+        let secret = match req.secret.as_ref() {
+            Some(s) => Some((validate_secret(Some(s))?, secret_plaintext(s)?)),
+            None => None,
+        };
+        if let Some(labels) = &req.labels {
+            validate::labels("labels", labels)?;
+        }
+        if let ExpiryChange::Set(at) = req.expires_at {
+            validate_expiry("expires_at", Some(at), now)?;
+        }
+        if req.name.is_none()
+            && secret.is_none()
+            && req.labels.is_none()
+            && req.expires_at == ExpiryChange::Keep
+        {
+            return Err(Error::invalid(
+                "update",
+                "nothing to change: set name, secret, labels, expires_at or clear_expires_at",
+            ));
+        }
+
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self.get_credential(caller, &req.id).await?;
+            if let Some(expected) = req.expected_version.filter(|v| *v != current.version) {
+                return Err(stale(&current, expected));
+            }
+            let mut next = current.clone();
+            next.version = current.version + 1;
+            next.updated_at = now;
+            if let Some(name) = &req.name {
+                next.name.clone_from(name);
+            }
+            if let Some(labels) = &req.labels {
+                next.labels.clone_from(labels);
+            }
+            match req.expires_at {
+                ExpiryChange::Keep => {}
+                ExpiryChange::Set(at) => next.expires_at = Some(at),
+                ExpiryChange::Clear => next.expires_at = None,
+            }
+            // A later expiry revives a credential that had expired.
+            if next.status == Status::Expired && req.expires_at != ExpiryChange::Keep {
+                next.status = Status::Active;
+            }
+            let mut blob = None;
+            if let Some((secret, plaintext)) = &secret {
+                if secret.kind() != current.kind {
+                    return Err(Error::invalid(
+                        "secret",
+                        format!(
+                            "must be of the credential's kind ({}); create a new credential for another kind",
+                            current.kind.as_str()
+                        ),
+                    ));
+                }
+                // A user who re-enters a secret makes the credential usable again.
+                next.status = Status::Active;
+                next.scopes = secret.scopes().to_vec();
+                next.token_expires_at = secret.token_expires_at();
+                blob = Some(self.keyring.seal(&aad_of(&next), plaintext));
+            }
+            let write = CredentialWrite {
+                meta: next,
+                blob,
+                expected_version: current.version,
+            };
+            let audit = self.audit(caller, "update", &req.id, "");
+            if self.store.update_credential(&write, &audit).await? {
+                return Ok(write.meta);
+            }
+            if let Some(expected) = req.expected_version {
+                let current = self.get_credential(caller, &req.id).await?;
+                return Err(stale(&current, expected));
+            }
+        }
+        Err(Error::Aborted(format!(
+            "credential {} kept changing concurrently; re-read it and retry",
+            req.id
+        )))
+    }
+
+    pub async fn delete_credential(&self, caller: &Caller, id: &str) -> Result<()> {
+        validate::credential_id(id)?;
+        let audit = self.audit(caller, "delete", id, "");
+        if self
+            .store
+            .delete_credential(&caller.tenant_id, id, &audit)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    pub async fn reveal_credential(
+        &self,
+        caller: &Caller,
+        id: &str,
+        request_id: &str,
+    ) -> Result<Revealed> {
+        validate::credential_id(id)?;
+        validate::bounded_text("request_id", request_id, validate::MAX_TEXT_CHARS)?;
+        let sealed = self
+            .store
+            .get_sealed(&caller.tenant_id, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let meta = sealed.meta;
+        match meta.status {
+            Status::Active if meta.expires_at.is_some_and(|at| at <= self.now()) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "credential {id} has expired; update it with a new secret or expiry"
+                )));
+            }
+            Status::Active => {}
+            other => {
+                return Err(Error::FailedPrecondition(format!(
+                    "credential {id} is {}; the user has to reconnect it (update it with a new secret)",
+                    other.as_str()
+                )));
+            }
+        }
+        let plaintext = self
+            .keyring
+            .open(&aad_of(&meta), &sealed.blob)
+            .map_err(|e| Error::from_crypto(e, id))?;
+        let secret: SecretPayload = serde_json::from_slice(&plaintext).map_err(|_| {
+            Error::DataLoss(format!(
+                "credential {id} decrypted to an unreadable payload"
+            ))
+        })?;
+        // The audit record is written before the secret leaves: no record, no secret.
+        self.store
+            .insert_audit(&self.audit(caller, "reveal", id, request_id))
+            .await?;
+        Ok(Revealed { meta, secret })
+    }
+}
+
+fn stale(current: &CredentialMeta, expected: i64) -> Error {
+    Error::Aborted(format!(
+        "credential {} is at version {}, not {expected}; re-read it and retry",
+        current.id, current.version
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_forgeries() {
+        let id = ids::new_id(ids::CREDENTIAL_PREFIX);
+        assert_eq!(
+            decode_page_token(&encode_page_token(&id)).unwrap(),
+            Some(id)
+        );
+        assert_eq!(decode_page_token("").unwrap(), None);
+        for bad in ["!!", "djE6eA", "eHl6"] {
+            assert!(decode_page_token(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn oversized_secrets_are_resource_exhausted() {
+        let big = SecretPayload::ApiKey {
+            key: "k".repeat(validate::MAX_SECRET_BYTES),
+        };
+        let err = secret_plaintext(&big).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert!(!err.to_string().contains("kkkk"));
+    }
+}

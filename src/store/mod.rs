@@ -1,0 +1,159 @@
+//! Persistence. The store sees only ciphertext and metadata: sealing and opening
+//! happen in the service layer.
+//!
+//! One [`SqlStore`] serves both backends through sqlx's runtime-dispatching `Any`
+//! driver with runtime queries written once in the SQL both engines share; what differs
+//! (connection settings, pool shape, migrations) lives in [`sqlite`] and [`postgres`].
+//! [`open`] picks the backend from the database URL.
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::clock::Millis;
+use crate::model::{AuditEntry, CredentialMeta, SealedCredential, ServiceToken, Status, Tenant};
+
+pub mod postgres;
+mod rows;
+mod sql;
+pub mod sqlite;
+
+pub use sql::SqlStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken (tenant name, request id …).
+    #[error("unique constraint violated")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL: {0}")]
+    UnsupportedUrl(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Filters of a credential listing; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub user_id: Option<String>,
+    pub provider: Option<String>,
+    pub status: Option<Status>,
+}
+
+/// A used idempotency key: which request (by keyed fingerprint) made which credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub tenant_id: String,
+    pub request_id: String,
+    pub fingerprint: Vec<u8>,
+    pub key_version: u32,
+    pub credential_id: String,
+    pub created_at: Millis,
+}
+
+/// A change to a credential, written only if its version is still `expected_version`.
+#[derive(Debug, Clone)]
+pub struct CredentialWrite {
+    /// The new metadata; `meta.version` is the version after the write.
+    pub meta: CredentialMeta,
+    /// A new sealed secret, or `None` to keep the stored one.
+    pub blob: Option<Vec<u8>>,
+    pub expected_version: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Fails with [`StoreError::Conflict`] if the name is taken.
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    /// Looks a tenant up by id or by name.
+    async fn find_tenant(&self, id_or_name: &str) -> StoreResult<Option<Tenant>>;
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    async fn insert_token(&self, token: &ServiceToken, hash: &[u8]) -> StoreResult<()>;
+    async fn find_token_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ServiceToken>>;
+    async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<ServiceToken>>;
+    /// Marks a token revoked (once); returns it, or `None` if there is no such token.
+    async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Option<ServiceToken>>;
+
+    /// Stores a new credential, upserting its end user, recording `idempotency` and
+    /// `audit`, all in one transaction. [`StoreError::Conflict`] means the request id
+    /// is taken, and nothing was written.
+    async fn insert_credential(
+        &self,
+        credential: &SealedCredential,
+        idempotency: Option<&IdempotencyRecord>,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+    async fn find_idempotency(
+        &self,
+        tenant_id: &str,
+        request_id: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Deletes the record if it is still the one created at `created_at`.
+    async fn delete_idempotency(&self, record: &IdempotencyRecord) -> StoreResult<()>;
+    /// Forgets idempotency keys created before `before`; returns how many.
+    async fn prune_idempotency(&self, before: Millis) -> StoreResult<u64>;
+
+    async fn get_credential(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<CredentialMeta>>;
+    async fn get_sealed(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedCredential>>;
+    /// A page in id order, after the id `after` if given.
+    async fn list_credentials(
+        &self,
+        tenant_id: &str,
+        filter: &ListFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<CredentialMeta>>;
+    /// Compare-and-set: writes only if the stored version is `write.expected_version`;
+    /// returns whether it wrote.
+    async fn update_credential(
+        &self,
+        write: &CredentialWrite,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    /// Deletes the row (and with it the ciphertext); returns whether it existed.
+    async fn delete_credential(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+
+    async fn insert_audit(&self, audit: &AuditEntry) -> StoreResult<()>;
+}
+
+/// Opens the store the URL names (`sqlite:` or `postgres:`/`postgresql:`), running
+/// its migrations.
+pub async fn open(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    let store = if url.starts_with("sqlite:") {
+        sqlite::connect(url, max_connections).await?
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        postgres::connect(url, max_connections).await?
+    } else {
+        let scheme = url.split(':').next().unwrap_or_default();
+        return Err(StoreError::UnsupportedUrl(format!(
+            "scheme `{scheme}:` (use sqlite: or postgres:)"
+        )));
+    };
+    Ok(Arc::new(store))
+}
