@@ -1,0 +1,12 @@
+//! One integration binary: every test talks to the real server over gRPC, and every
+//! storage test runs on SQLite and on PostgreSQL.
+mod support;
+
+mod auth;
+mod credentials;
+mod crypto;
+mod fixtures;
+mod idempotency;
+mod isolation;
+mod secrets;
+mod validation;

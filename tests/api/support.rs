@@ -1,0 +1,415 @@
+//! The test app: the real server, in-process on port 0, on SQLite or PostgreSQL, with
+//! a manual clock; clients are the generated gRPC clients.
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use credvault::clock::ManualClock;
+use credvault::proto::v1::{
+    admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
+};
+use credvault::service::Vault;
+use credvault::{App, Config};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{AnyPool, Connection, Executor};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// 2026-01-01T00:00:00Z: where every test clock starts.
+pub const T0: i64 = 1_767_225_600_000;
+
+/// Key v1 and v2 in `CREDVAULT_MASTER_KEYS` form.
+pub const KEY_V1: &str = "1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+pub const KEY_V2: &str = "2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+// ---------------------------------------------------------------- log capture
+
+/// Everything the process logs, at trace level, for the canary tests.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+pub fn logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    })
+}
+
+// ---------------------------------------------------------------- databases
+
+fn postgres_admin_url() -> String {
+    std::env::var("CREDVAULT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A database of the test's own, removed when dropped.
+pub enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres { name: String },
+}
+
+impl TestDb {
+    async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(TestDb::Sqlite(tempfile::tempdir().unwrap())),
+            Backend::Postgres => {
+                sqlx::any::install_default_drivers();
+                let mut admin = match sqlx::AnyConnection::connect(&postgres_admin_url()).await {
+                    Ok(c) => c,
+                    Err(e) if !on_ci() => {
+                        eprintln!(
+                            "skipping a PostgreSQL test: {e} (set CI=true to make this fatal)"
+                        );
+                        return None;
+                    }
+                    Err(e) => panic!("PostgreSQL is required under CI=true: {e}"),
+                };
+                let name = format!("credvault_test_{}", uuid::Uuid::new_v4().simple());
+                admin
+                    .execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .unwrap();
+                Some(TestDb::Postgres { name })
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => format!("sqlite://{}", self.sqlite_file(dir).display()),
+            TestDb::Postgres { name } => {
+                let admin = postgres_admin_url();
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                format!("{base}/{name}")
+            }
+        }
+    }
+
+    fn sqlite_file(&self, dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("vault.db")
+    }
+
+    /// The SQLite database file and its WAL, as bytes (empty for PostgreSQL).
+    pub fn sqlite_files(&self) -> Vec<Vec<u8>> {
+        match self {
+            TestDb::Sqlite(dir) => {
+                let db = self.sqlite_file(dir);
+                let wal = db.with_extension("db-wal");
+                [db, wal]
+                    .iter()
+                    .filter_map(|p| std::fs::read(p).ok())
+                    .collect()
+            }
+            TestDb::Postgres { .. } => Vec::new(),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { name } = self {
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            // Drop runs inside the test's runtime; a thread of its own may block.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut admin) = sqlx::AnyConnection::connect(&postgres_admin_url()).await
+                    {
+                        let _ = admin.execute(sql.as_str()).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+/// Adds a fixed `authorization` value (or none) to every call.
+#[derive(Clone)]
+pub struct AuthHeader(Option<String>);
+
+impl Interceptor for AuthHeader {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            req.metadata_mut()
+                .insert("authorization", value.parse().unwrap());
+        }
+        Ok(req)
+    }
+}
+
+pub type Client = CredentialServiceClient<InterceptedService<Channel, AuthHeader>>;
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, AuthHeader>>;
+
+/// A tenant with a token holding read, write and reveal.
+pub struct TestTenant {
+    pub id: String,
+    pub token: SecretString,
+}
+
+// ---------------------------------------------------------------- the app
+
+pub struct TestApp {
+    pub backend: Backend,
+    pub clock: ManualClock,
+    pub vault: Vault,
+    pub db: TestDb,
+    pub addr: std::net::SocketAddr,
+    pub admin_token: SecretString,
+    pub keys: String,
+    raw: AnyPool,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// Starts an app, or `None` for PostgreSQL when it is unreachable outside CI.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    logs();
+    let db = TestDb::create(backend).await?;
+    let clock = ManualClock::new(T0);
+    let (vault, addr, stop, server) = start(&db, KEY_V1, &clock).await;
+    let (_, admin_token) = vault
+        .bootstrap()
+        .await
+        .unwrap()
+        .expect("a new vault bootstraps");
+    sqlx::any::install_default_drivers();
+    let raw = AnyPool::connect(&db.url()).await.unwrap();
+    Some(TestApp {
+        backend,
+        clock,
+        vault,
+        db,
+        addr,
+        admin_token,
+        keys: KEY_V1.into(),
+        raw,
+        stop: Some(stop),
+        server: Some(server),
+    })
+}
+
+async fn start(
+    db: &TestDb,
+    keys: &str,
+    clock: &ManualClock,
+) -> (
+    Vault,
+    std::net::SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<()>,
+) {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(db.url()),
+        master_keys: Some(SecretString::from(keys.to_owned())),
+        max_connections: 4,
+        ..Config::default()
+    };
+    let app = App::build_with_clock(&config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let vault = app.vault().clone();
+    let addr = app.grpc_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run(async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (vault, addr, stop, server)
+}
+
+impl TestApp {
+    /// Stops the server and starts a new one on the same database with `keys`.
+    pub async fn restart_with_keys(&mut self, keys: &str) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+        let (vault, addr, stop, server) = start(&self.db, keys, &self.clock).await;
+        self.vault = vault;
+        self.addr = addr;
+        self.keys = keys.into();
+        self.stop = Some(stop);
+        self.server = Some(server);
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// A client sending exactly this `authorization` value, or none.
+    pub async fn client_with_header(&self, header: Option<&str>) -> Client {
+        CredentialServiceClient::with_interceptor(
+            self.channel().await,
+            AuthHeader(header.map(str::to_owned)),
+        )
+    }
+
+    pub async fn client(&self, token: &SecretString) -> Client {
+        self.client_with_header(Some(&format!("Bearer {}", token.expose_secret())))
+            .await
+    }
+
+    pub async fn admin(&self, token: &SecretString) -> AdminClient {
+        let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+        AdminServiceClient::with_interceptor(self.channel().await, header)
+    }
+
+    pub async fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+        tonic_health::pb::health_client::HealthClient::new(self.channel().await)
+    }
+
+    /// A new tenant with a read/write/reveal token.
+    pub async fn tenant(&self, name: &str) -> TestTenant {
+        let tenant = self.vault.create_tenant(name).await.unwrap();
+        let scopes = [
+            "credentials:read",
+            "credentials:write",
+            "credentials:reveal",
+        ]
+        .map(String::from);
+        let (_, token) = self
+            .vault
+            .create_token(&tenant.id, &scopes, "test")
+            .await
+            .unwrap();
+        TestTenant {
+            id: tenant.id,
+            token,
+        }
+    }
+
+    /// A token of `tenant` with only these scopes.
+    pub async fn token(&self, tenant: &TestTenant, scopes: &[&str]) -> SecretString {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.vault
+            .create_token(&tenant.id, &scopes, "test")
+            .await
+            .unwrap()
+            .1
+    }
+
+    // ------------------------------------------------------------ raw SQL
+
+    pub async fn blob(&self, id: &str) -> Option<Vec<u8>> {
+        sqlx::query_scalar("SELECT secret FROM credentials WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.raw)
+            .await
+            .unwrap()
+    }
+
+    pub async fn set_blob(&self, id: &str, blob: &[u8]) {
+        let done = sqlx::query("UPDATE credentials SET secret = $1 WHERE id = $2")
+            .bind(blob)
+            .bind(id)
+            .execute(&self.raw)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    }
+
+    pub async fn count(&self, sql: &str, id: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_one(&self.raw)
+            .await
+            .unwrap()
+    }
+
+    /// Rows in a table, to prove a failed request wrote nothing.
+    pub async fn rows(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.raw)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Runs each test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {
+        $(mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                #[allow(unused_mut)]
+                let mut $app = $crate::support::spawn_app($crate::support::Backend::Sqlite).await.unwrap();
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                #[allow(unused_mut)]
+                let Some(mut $app) = $crate::support::spawn_app($crate::support::Backend::Postgres).await else {
+                    return;
+                };
+                $body
+            }
+        })*
+    };
+}
