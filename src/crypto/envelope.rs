@@ -283,3 +283,72 @@ mod tests {
         );
     }
 }
+
+/// The worked example of `docs/encryption.md`, checked against the document itself.
+#[cfg(test)]
+mod worked_example {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    pub(crate) const CTX: AadContext<'static> = AadContext {
+        tenant_id: "ten_example",
+        user_id: "user-42",
+        credential_id: "cred_0190c2b7e5a87d3f9c1e2a4b6d8f0a12",
+    };
+    pub(crate) const PLAINTEXT: &[u8] = br#"{"api_key":{"key":"sk_test_123"}}"#;
+
+    fn seq<const N: usize>(start: u8) -> [u8; N] {
+        std::array::from_fn(|i| start + i as u8)
+    }
+
+    pub(crate) fn example() -> (Keyring, Vec<u8>) {
+        let ring = Keyring::new(vec![MasterKey::new(1, seq(0x00))], None).unwrap();
+        let randomness = SealRandomness {
+            dek: Zeroizing::new(seq(0x20)),
+            dek_nonce: seq(0x40),
+            payload_nonce: seq(0x50),
+        };
+        let blob = ring.seal_with(&CTX, PLAINTEXT, randomness);
+        (ring, blob)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The hex after `label: ` on its own line of `docs/encryption.md`.
+    fn documented(label: &str) -> &'static str {
+        let doc = include_str!("../../docs/encryption.md");
+        doc.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("docs/encryption.md has no `{label}` line"))
+            .trim()
+    }
+
+    #[test]
+    fn sealing_the_documented_inputs_gives_the_documented_blob() {
+        let (ring, blob) = example();
+        assert_eq!(hex(&blob), documented("blob: "));
+        assert_eq!(hex(&CTX.aad(&blob[..HEADER_LEN], PURPOSE_DATA_KEY)), documented("aad-dek: "));
+        assert_eq!(blob.len(), 126);
+        assert_eq!(ring.open(&CTX, &blob).unwrap().as_slice(), PLAINTEXT);
+    }
+
+    /// Follows the document's steps with the AES-GCM primitive alone.
+    #[test]
+    fn the_documented_steps_decrypt_it_without_the_keyring() {
+        let blob: Vec<u8> = (0..documented("blob: ").len() / 2)
+            .map(|i| u8::from_str_radix(&documented("blob: ")[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let kek = Aes256Gcm::new(&seq::<32>(0x00).into());
+        let header = &blob[..5];
+        let dek = kek
+            .decrypt(Nonce::from_slice(&blob[5..17]), Payload { msg: &blob[17..65], aad: &CTX.aad(header, 1) })
+            .unwrap();
+        let dek = Aes256Gcm::new_from_slice(&dek).unwrap();
+        let plain = dek
+            .decrypt(Nonce::from_slice(&blob[65..77]), Payload { msg: &blob[77..], aad: &CTX.aad(header, 2) })
+            .unwrap();
+        assert_eq!(plain, PLAINTEXT);
+    }
+}
