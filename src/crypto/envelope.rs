@@ -329,7 +329,10 @@ mod worked_example {
     fn sealing_the_documented_inputs_gives_the_documented_blob() {
         let (ring, blob) = example();
         assert_eq!(hex(&blob), documented("blob: "));
-        assert_eq!(hex(&CTX.aad(&blob[..HEADER_LEN], PURPOSE_DATA_KEY)), documented("aad-dek: "));
+        assert_eq!(
+            hex(&CTX.aad(&blob[..HEADER_LEN], PURPOSE_DATA_KEY)),
+            documented("aad-dek: ")
+        );
         assert_eq!(blob.len(), 126);
         assert_eq!(ring.open(&CTX, &blob).unwrap().as_slice(), PLAINTEXT);
     }
@@ -343,11 +346,23 @@ mod worked_example {
         let kek = Aes256Gcm::new(&seq::<32>(0x00).into());
         let header = &blob[..5];
         let dek = kek
-            .decrypt(Nonce::from_slice(&blob[5..17]), Payload { msg: &blob[17..65], aad: &CTX.aad(header, 1) })
+            .decrypt(
+                Nonce::from_slice(&blob[5..17]),
+                Payload {
+                    msg: &blob[17..65],
+                    aad: &CTX.aad(header, 1),
+                },
+            )
             .unwrap();
         let dek = Aes256Gcm::new_from_slice(&dek).unwrap();
         let plain = dek
-            .decrypt(Nonce::from_slice(&blob[65..77]), Payload { msg: &blob[77..], aad: &CTX.aad(header, 2) })
+            .decrypt(
+                Nonce::from_slice(&blob[65..77]),
+                Payload {
+                    msg: &blob[77..],
+                    aad: &CTX.aad(header, 2),
+                },
+            )
             .unwrap();
         assert_eq!(plain, PLAINTEXT);
     }
