@@ -27,6 +27,15 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to; clones share the same time.
+///
+/// ```
+/// use credvault::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new(1_000);
+/// let seen_by_the_app = clock.clone();
+/// clock.advance_ms(60_000);
+/// assert_eq!(seen_by_the_app.now_ms(), 61_000);
+/// ```
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<AtomicI64>);
 

@@ -3,6 +3,19 @@
 //! A [`Keyring`] holds versioned master keys (KEKs) from configuration. Each sealed
 //! secret gets its own random data key (DEK); the payload is sealed with the DEK and the
 //! DEK with the active KEK, both AES-256-GCM, both bound by AAD to the row they live in.
+//!
+//! ```
+//! use credvault::crypto::{AadContext, Keyring};
+//!
+//! let ring = Keyring::parse("1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", None).unwrap();
+//! let row = AadContext { tenant_id: "ten_a", user_id: "user-1", credential_id: "cred_1" };
+//! let blob = ring.seal(&row, b"sk_live_123");
+//! assert_eq!(ring.open(&row, &blob).unwrap().as_slice(), b"sk_live_123");
+//!
+//! // The same blob moved to another row does not open.
+//! let elsewhere = AadContext { credential_id: "cred_2", ..row };
+//! assert!(ring.open(&elsewhere, &blob).is_err());
+//! ```
 mod envelope;
 mod keyring;
 
