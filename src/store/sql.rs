@@ -6,6 +6,11 @@ use sqlx::query::Query;
 use sqlx::{Any, Executor};
 
 use super::rows::{self, CREDENTIAL_COLUMNS, TOKEN_COLUMNS};
+
+/// Credentials of tenant `$1`, each joined with its end user (for the email).
+const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
+     JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
+     WHERE c.tenant_id = $1";
 use super::{
     Backend, CredentialWrite, IdempotencyRecord, ListFilter, Store, StoreError, StoreResult,
 };
@@ -37,6 +42,24 @@ fn conflict_or(err: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
         _ => StoreError::Database(err),
     }
+}
+
+/// Binds `$1`..`$11`: the key and the columns a write may change, in this order:
+/// tenant_id, id, name, kind, status, labels, scopes, expires_at, token_expires_at,
+/// version, updated_at.
+fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
+    query
+        .bind(&m.tenant_id)
+        .bind(&m.id)
+        .bind(&m.name)
+        .bind(m.kind.as_str())
+        .bind(m.status.as_str())
+        .bind(rows::json_text(&m.labels))
+        .bind(rows::json_text(&m.scopes))
+        .bind(m.expires_at)
+        .bind(m.token_expires_at)
+        .bind(m.version)
+        .bind(m.updated_at)
 }
 
 fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
@@ -175,26 +198,19 @@ impl Store for SqlStore {
         .bind(m.created_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO credentials (tenant_id, id, user_id, name, provider, kind, status, labels, \
-             scopes, expires_at, token_expires_at, secret, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        bind_meta(
+            sqlx::query(
+                "INSERT INTO credentials (tenant_id, id, name, kind, status, labels, scopes, \
+                 expires_at, token_expires_at, version, updated_at, user_id, provider, created_at, \
+                 secret) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            ),
+            m,
         )
-        .bind(&m.tenant_id)
-        .bind(&m.id)
         .bind(&m.user_id)
-        .bind(&m.name)
         .bind(&m.provider)
-        .bind(m.kind.as_str())
-        .bind(m.status.as_str())
-        .bind(rows::json_text(&m.labels))
-        .bind(rows::json_text(&m.scopes))
-        .bind(m.expires_at)
-        .bind(m.token_expires_at)
-        .bind(&c.blob)
-        .bind(m.version)
         .bind(m.created_at)
-        .bind(m.updated_at)
+        .bind(&c.blob)
         .execute(&mut *tx)
         .await?;
         insert_audit_query(audit).execute(&mut *tx).await?;
@@ -243,11 +259,7 @@ impl Store for SqlStore {
         tenant_id: &str,
         id: &str,
     ) -> StoreResult<Option<CredentialMeta>> {
-        let sql = format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM credentials c \
-             JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
-             WHERE c.tenant_id = $1 AND c.id = $2"
-        );
+        let sql = format!("SELECT {CREDENTIAL_COLUMNS} {CREDENTIALS_OF_TENANT} AND c.id = $2");
         let row = sqlx::query(&sql)
             .bind(tenant_id)
             .bind(id)
@@ -257,11 +269,8 @@ impl Store for SqlStore {
     }
 
     async fn get_sealed(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedCredential>> {
-        let sql = format!(
-            "SELECT {CREDENTIAL_COLUMNS}, c.secret FROM credentials c \
-             JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
-             WHERE c.tenant_id = $1 AND c.id = $2"
-        );
+        let sql =
+            format!("SELECT {CREDENTIAL_COLUMNS}, c.secret {CREDENTIALS_OF_TENANT} AND c.id = $2");
         let row = sqlx::query(&sql)
             .bind(tenant_id)
             .bind(id)
@@ -279,11 +288,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Vec<CredentialMeta>> {
         // Only the filters in use appear in the SQL, so each shape gets its own plan
         // (and index) rather than one generic `($n IS NULL OR …)` plan.
-        let mut sql = format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM credentials c \
-             JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
-             WHERE c.tenant_id = $1"
-        );
+        let mut sql = format!("SELECT {CREDENTIAL_COLUMNS} {CREDENTIALS_OF_TENANT}");
         let mut values: Vec<&str> = vec![tenant_id];
         let conditions = [
             ("c.user_id = ", filter.user_id.as_deref()),
@@ -310,24 +315,16 @@ impl Store for SqlStore {
     ) -> StoreResult<bool> {
         let m = &w.meta;
         let mut tx = self.write.begin().await?;
-        let done = sqlx::query(
-            "UPDATE credentials SET name = $3, kind = $4, status = $5, labels = $6, scopes = $7, \
-             expires_at = $8, token_expires_at = $9, secret = COALESCE($10, secret), version = $11, \
-             updated_at = $12 \
-             WHERE tenant_id = $1 AND id = $2 AND version = $13",
+        let done = bind_meta(
+            sqlx::query(
+                "UPDATE credentials SET name = $3, kind = $4, status = $5, labels = $6, \
+                 scopes = $7, expires_at = $8, token_expires_at = $9, version = $10, \
+                 updated_at = $11, secret = COALESCE($12, secret) \
+                 WHERE tenant_id = $1 AND id = $2 AND version = $13",
+            ),
+            m,
         )
-        .bind(&m.tenant_id)
-        .bind(&m.id)
-        .bind(&m.name)
-        .bind(m.kind.as_str())
-        .bind(m.status.as_str())
-        .bind(rows::json_text(&m.labels))
-        .bind(rows::json_text(&m.scopes))
-        .bind(m.expires_at)
-        .bind(m.token_expires_at)
         .bind(&w.blob)
-        .bind(m.version)
-        .bind(m.updated_at)
         .bind(w.expected_version)
         .execute(&mut *tx)
         .await?;
