@@ -12,6 +12,8 @@ const SECRET_BEARING: &[&str] = &[
     ".credvault.v1.OAuth2Secret",
     ".credvault.v1.BasicSecret",
     ".credvault.v1.CreateServiceTokenResponse",
+    ".credvault.v1.CreateProviderRequest",
+    ".credvault.v1.UpdateProviderRequest",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

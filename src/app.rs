@@ -1,28 +1,31 @@
 //! Assembling the service: [`App::build`] opens the store, loads the keyring and binds
-//! the listener (port 0 allowed); [`App::run`] serves until `shutdown` resolves.
+//! both listeners (port 0 allowed); [`App::run`] serves until `shutdown` resolves.
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::grpc::{AdminApi, CredentialApi};
+use crate::grpc::{AdminApi, CredentialApi, OAuthApi};
 use crate::proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
         admin_service_server::AdminServiceServer,
         credential_service_server::CredentialServiceServer,
+        o_auth_service_server::OAuthServiceServer,
     },
 };
 use crate::service::{Settings, Vault};
 use crate::store::{self, StoreError};
+use crate::workers;
 
-/// How often used request ids past the idempotency window are deleted.
+/// How often used request ids and expired connect states are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 #[derive(Debug, thiserror::Error)]
@@ -38,15 +41,28 @@ pub enum AppError {
     },
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
 pub struct App {
     vault: Vault,
-    listener: TcpListener,
-    addr: SocketAddr,
-    max_message_bytes: usize,
+    grpc: (TcpListener, SocketAddr),
+    http: (TcpListener, SocketAddr),
+    config: Config,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
+    let err = |source| AppError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
+fn secs(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 impl App {
@@ -66,82 +82,122 @@ impl App {
             .as_deref()
             .ok_or_else(|| ConfigError::Invalid("database_url is not set".into()))?;
         let store = store::open(url, config.max_connections).await?;
+        let grpc = bind(config.listen).await?;
+        let http = bind(config.http_listen).await?;
+        let base = config
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", http.1));
         let settings = Settings {
-            idempotency_ttl_ms: i64::try_from(config.idempotency_ttl_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
+            idempotency_ttl_ms: secs(config.idempotency_ttl_secs),
+            callback_url: format!("{}/oauth/callback", base.trim_end_matches('/')),
+            allow_http_urls: config.allow_http_urls,
+            provider_timeout: Duration::from_secs(config.provider_timeout_secs),
+            ..Settings::default()
         };
-        let vault = Vault::new(store, keyring, clock, settings);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: config.listen,
-            source,
-        })?;
         Ok(Self {
-            vault,
-            listener,
-            addr,
-            max_message_bytes: config.max_message_bytes,
+            vault: Vault::new(store, keyring, clock, settings),
+            grpc,
+            http,
+            config: config.clone(),
         })
     }
 
     /// The bound gRPC address (the real port when port 0 was asked for).
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.addr
+        self.grpc.1
+    }
+
+    /// The bound HTTP address (OAuth callback).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.1
     }
 
     pub fn vault(&self) -> &Vault {
         &self.vault
     }
 
-    /// Serves gRPC (with health and reflection) until `shutdown` resolves, then
-    /// drains in-flight requests.
+    /// Serves gRPC (with health and reflection) and HTTP until `shutdown` resolves,
+    /// runs the background workers, then drains in-flight requests.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<CredentialServiceServer<CredentialApi>>()
             .await;
         health.set_serving::<AdminServiceServer<AdminApi>>().await;
+        health.set_serving::<OAuthServiceServer<OAuthApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        let limit = self.max_message_bytes;
+        let limit = self.config.max_message_bytes;
         let credentials = CredentialServiceServer::new(CredentialApi::new(self.vault.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let admin = AdminServiceServer::new(AdminApi::new(self.vault.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
+        let oauth = OAuthServiceServer::new(OAuthApi::new(self.vault.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
 
-        let pruner = tokio::spawn(prune_forever(self.vault.clone()));
-        let served = Server::builder()
+        let mut background = vec![tokio::spawn(prune_forever(
+            self.vault.clone(),
+            stop.clone(),
+        ))];
+        if self.config.refresher_interval_secs > 0 {
+            background.push(tokio::spawn(workers::refresher::run(
+                self.vault.clone(),
+                Duration::from_secs(self.config.refresher_interval_secs),
+                self.config.refresh_batch,
+                self.config.refresh_concurrency,
+                stop.clone(),
+            )));
+        }
+        let http = axum::serve(self.http.0, crate::http::router(self.vault.clone()))
+            .with_graceful_shutdown(stopped(stop.clone()));
+        let grpc = Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(credentials)
             .add_service(admin)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
-            .await;
-        pruner.abort();
-        Ok(served?)
+            .add_service(oauth)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.grpc.0),
+                stopped(stop.clone()),
+            );
+        let (grpc, http) = tokio::join!(grpc, http);
+        for task in background {
+            task.abort();
+        }
+        grpc?;
+        http.map_err(AppError::Http)
     }
 }
 
-async fn prune_forever(vault: Vault) {
+async fn prune_forever(vault: Vault, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(PRUNE_EVERY);
     loop {
-        every.tick().await;
-        match vault.prune_idempotency_keys().await {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match vault.prune().await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(pruned = n, "forgot expired request ids"),
-            Err(e) => tracing::warn!(error = %e, "pruning request ids failed"),
+            Ok(n) => tracing::debug!(pruned = n, "forgot expired request ids and connect states"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
     }
 }

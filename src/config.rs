@@ -41,6 +41,22 @@ pub struct Config {
     pub max_connections: u32,
     /// How long a used `request_id` is remembered, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// HTTP address for the OAuth callback; port 0 picks a free port.
+    pub http_listen: SocketAddr,
+    /// The URL at which browsers reach `http_listen` (behind a proxy, its public
+    /// https URL); the OAuth redirect URI is this plus `/oauth/callback`.
+    /// Default: `http://<http_listen>`.
+    pub public_base_url: Option<String>,
+    /// Accept plain-http provider endpoints and redirect URLs (development only).
+    pub allow_http_urls: bool,
+    /// Seconds between background refresh passes; 0 turns the refresher off.
+    pub refresher_interval_secs: u64,
+    /// Credentials claimed per refresh pass.
+    pub refresh_batch: u32,
+    /// Refreshes in flight at once per replica.
+    pub refresh_concurrency: usize,
+    /// Timeout of each request to a provider, in seconds.
+    pub provider_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -57,6 +73,13 @@ impl Default for Config {
             max_message_bytes: 1024 * 1024,
             max_connections: 8,
             idempotency_ttl_secs: 24 * 60 * 60,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            allow_http_urls: false,
+            refresher_interval_secs: 30,
+            refresh_batch: 100,
+            refresh_concurrency: 8,
+            provider_timeout_secs: 15,
         }
     }
 }
@@ -84,19 +107,33 @@ pub enum ConfigError {
     Keyring(#[from] KeyringError),
 }
 
-/// Settings that may come from the environment, and whether each is a number.
-const ENV_SETTINGS: &[(&str, bool)] = &[
-    ("listen", false),
-    ("database_url", false),
-    ("data_dir", false),
-    ("master_keys", false),
-    ("master_key_file", false),
-    ("active_key_version", true),
-    ("log_format", false),
-    ("log_level", false),
-    ("max_message_bytes", true),
-    ("max_connections", true),
-    ("idempotency_ttl_secs", true),
+#[derive(Clone, Copy)]
+enum EnvKind {
+    Text,
+    Number,
+    Flag,
+}
+
+/// Settings that may come from the environment, and how each is written.
+const ENV_SETTINGS: &[(&str, EnvKind)] = &[
+    ("listen", EnvKind::Text),
+    ("database_url", EnvKind::Text),
+    ("data_dir", EnvKind::Text),
+    ("master_keys", EnvKind::Text),
+    ("master_key_file", EnvKind::Text),
+    ("active_key_version", EnvKind::Number),
+    ("log_format", EnvKind::Text),
+    ("log_level", EnvKind::Text),
+    ("max_message_bytes", EnvKind::Number),
+    ("max_connections", EnvKind::Number),
+    ("idempotency_ttl_secs", EnvKind::Number),
+    ("http_listen", EnvKind::Text),
+    ("public_base_url", EnvKind::Text),
+    ("allow_http_urls", EnvKind::Flag),
+    ("refresher_interval_secs", EnvKind::Number),
+    ("refresh_batch", EnvKind::Number),
+    ("refresh_concurrency", EnvKind::Number),
+    ("provider_timeout_secs", EnvKind::Number),
 ];
 
 impl Config {
@@ -120,18 +157,23 @@ impl Config {
             let Some(name) = key.strip_prefix("CREDVAULT_").map(str::to_ascii_lowercase) else {
                 continue;
             };
-            let Some(&(name, numeric)) = ENV_SETTINGS.iter().find(|(n, _)| *n == name) else {
+            let Some(&(name, kind)) = ENV_SETTINGS.iter().find(|(n, _)| *n == name) else {
                 continue;
             };
-            let value = if numeric {
-                toml::Value::Integer(value.trim().parse().map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "CREDVAULT_{}: must be a whole number",
-                        name.to_uppercase()
-                    ))
-                })?)
-            } else {
-                toml::Value::String(value)
+            let invalid = |what: &str| {
+                ConfigError::Invalid(format!("CREDVAULT_{}: must be {what}", name.to_uppercase()))
+            };
+            let value = match kind {
+                EnvKind::Text => toml::Value::String(value),
+                EnvKind::Number => toml::Value::Integer(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| invalid("a whole number"))?,
+                ),
+                EnvKind::Flag => toml::Value::Boolean(
+                    value.trim().parse().map_err(|_| invalid("true or false"))?,
+                ),
             };
             table.insert(name.to_owned(), value);
         }

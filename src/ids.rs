@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 pub const CREDENTIAL_PREFIX: &str = "cred_";
 pub const TENANT_PREFIX: &str = "ten_";
 pub const TOKEN_ID_PREFIX: &str = "tok_";
+pub const PROVIDER_PREFIX: &str = "prov_";
+pub const STATE_PREFIX: &str = "st_";
+pub const EVENT_PREFIX: &str = "evt_";
 /// Prefix of bearer tokens, so leaked tokens are recognisable by secret scanners.
 pub const TOKEN_SECRET_PREFIX: &str = "cvt_";
 
@@ -24,17 +27,23 @@ pub fn is_well_formed(id: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// A fresh bearer token: `cvt_` + base64url of 32 random bytes.
-pub fn new_token_secret() -> SecretString {
+/// 32 bytes from the OS CSPRNG, base64url: for tokens and OAuth `state`.
+pub fn random_token() -> SecretString {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(bytes.as_mut());
+    SecretString::from(URL_SAFE_NO_PAD.encode(bytes.as_ref()))
+}
+
+/// A fresh bearer token: `cvt_` + base64url of 32 random bytes.
+pub fn new_token_secret() -> SecretString {
+    use secrecy::ExposeSecret;
     SecretString::from(format!(
         "{TOKEN_SECRET_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(bytes.as_ref())
+        random_token().expose_secret()
     ))
 }
 
-/// What is stored for a token: its SHA-256. Tokens have 256 bits of entropy, so a fast
+/// What is stored for a token (or an OAuth `state`): its SHA-256. Tokens have 256 bits of entropy, so a fast
 /// hash is enough; a slow password hash would only slow every request.
 pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()

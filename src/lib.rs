@@ -18,3 +18,6 @@ pub mod telemetry;
 
 pub use app::App;
 pub use config::Config;
+pub mod http;
+pub mod oauth;
+pub mod workers;

@@ -121,6 +121,24 @@ pub struct CredentialMeta {
     pub version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// OAuth refresh bookkeeping (internal; not part of the API).
+    pub refresh: RefreshState,
+}
+
+/// When an OAuth credential is next due for refresh, and how the last attempts went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshState {
+    /// Due at or after this time; `None` when it cannot be refreshed (no refresh
+    /// token) or is not OAuth. Pushed back after failures (backoff, `Retry-After`).
+    pub next_at: Option<Millis>,
+    /// Consecutive failed attempts.
+    pub failures: i64,
+    /// Why the last attempt failed: a classification, never provider text.
+    pub last_error: Option<String>,
+    /// Who holds the refresh lease, until when (read-only here: leases are taken and
+    /// released by dedicated store calls).
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Millis>,
 }
 
 /// A credential row as stored: metadata plus the sealed secret (ciphertext only).
@@ -152,20 +170,26 @@ pub enum Scope {
     CredentialsRead,
     CredentialsWrite,
     CredentialsReveal,
+    ProvidersRead,
+    ProvidersWrite,
     Admin,
 }
 text_enum!(Scope {
     CredentialsRead = "credentials:read",
     CredentialsWrite = "credentials:write",
     CredentialsReveal = "credentials:reveal",
+    ProvidersRead = "providers:read",
+    ProvidersWrite = "providers:write",
     Admin = "admin",
 });
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 6] = [
         Scope::CredentialsRead,
         Scope::CredentialsWrite,
         Scope::CredentialsReveal,
+        Scope::ProvidersRead,
+        Scope::ProvidersWrite,
         Scope::Admin,
     ];
 }
@@ -191,6 +215,85 @@ pub struct AuditEntry {
     pub action: &'static str,
     pub credential_id: String,
     pub request_id: String,
+}
+
+/// An outbox row: written in the same transaction as the change it reports, and
+/// delivered later. `payload` is the webhook body, fixed at write time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: &'static str,
+    pub credential_id: Option<String>,
+    pub payload: String,
+    pub created_at: Millis,
+}
+
+pub const EVENT_NEEDS_REAUTH: &str = "credential.needs_reauth";
+pub const EVENT_PROVIDER_MISCONFIGURED: &str = "provider.misconfigured";
+/// Every event type there is.
+pub const EVENT_TYPES: &[&str] = &[EVENT_NEEDS_REAUTH, EVENT_PROVIDER_MISCONFIGURED];
+
+/// RFC 3339 with milliseconds, UTC: the timestamp form of event payloads.
+pub fn rfc3339(ms: Millis) -> String {
+    let ts = prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    };
+    ts.to_string()
+}
+
+impl Event {
+    fn new(
+        kind: &'static str,
+        tenant_id: &str,
+        credential_id: Option<&str>,
+        data: serde_json::Value,
+        at: Millis,
+    ) -> Self {
+        let id = crate::ids::new_id(crate::ids::EVENT_PREFIX);
+        let payload = serde_json::json!({
+            "id": id,
+            "type": kind,
+            "timestamp": rfc3339(at),
+            "data": data,
+        });
+        Self {
+            id,
+            tenant_id: tenant_id.to_owned(),
+            kind,
+            credential_id: credential_id.map(str::to_owned),
+            payload: payload.to_string(),
+            created_at: at,
+        }
+    }
+
+    /// An event about a credential, carrying who it belongs to (never its secret).
+    pub fn credential(kind: &'static str, c: &CredentialMeta, at: Millis) -> Self {
+        let data = serde_json::json!({
+            "tenantId": c.tenant_id,
+            "userId": c.user_id,
+            "userEmail": c.user_email,
+            "credentialId": c.id,
+            "credentialName": c.name,
+            "provider": c.provider,
+            "status": c.status.as_str(),
+            "expiresAt": c.expires_at.map(rfc3339),
+        });
+        Self::new(kind, &c.tenant_id, Some(&c.id), data, at)
+    }
+
+    /// A provider rejected our client: every credential of it is at risk.
+    pub fn provider_misconfigured(
+        tenant_id: &str,
+        provider: &str,
+        error: &str,
+        at: Millis,
+    ) -> Self {
+        let data =
+            serde_json::json!({ "tenantId": tenant_id, "provider": provider, "error": error });
+        Self::new(EVENT_PROVIDER_MISCONFIGURED, tenant_id, None, data, at)
+    }
 }
 
 #[cfg(test)]

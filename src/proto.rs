@@ -49,3 +49,35 @@ impl fmt::Debug for v1::CreateServiceTokenResponse {
             .finish()
     }
 }
+
+impl fmt::Debug for v1::CreateProviderRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateProviderRequest")
+            .field("slug", &self.slug)
+            .field("template", &self.template)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &REDACTED)
+            .field("authorization_url", &self.authorization_url)
+            .field("token_url", &self.token_url)
+            .field("revocation_url", &self.revocation_url)
+            .field("default_scopes", &self.default_scopes)
+            .field("allowed_redirect_urls", &self.allowed_redirect_urls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for v1::UpdateProviderRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpdateProviderRequest")
+            .field("slug", &self.slug)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| REDACTED),
+            )
+            .field("authorization_url", &self.authorization_url)
+            .field("token_url", &self.token_url)
+            .field("expected_version", &self.expected_version)
+            .finish_non_exhaustive()
+    }
+}

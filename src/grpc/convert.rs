@@ -6,8 +6,12 @@ use prost_types::Timestamp;
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::model::{CredentialMeta, Kind, SecretPayload, ServiceToken, Status, Tenant};
+use crate::oauth::{ProviderConfig, SealedProvider, TokenAuthMethod};
 use crate::proto::v1 as pb;
-use crate::service::{CredentialChanges, ExpiryChange, ListRequest, NewCredential};
+use crate::service::{
+    CredentialChanges, Deleted, ExpiryChange, ListRequest, NewCredential, NewProvider,
+    ProviderChanges, StartOAuth,
+};
 
 /// Latest accepted time: the end of year 9999.
 const MAX_MS: Millis = 253_402_300_799_999;
@@ -192,6 +196,128 @@ pub fn service_token(t: ServiceToken) -> pb::ServiceToken {
         description: t.description,
         created_at: Some(timestamp(t.created_at)),
         revoked_at: t.revoked_at.map(timestamp),
+    }
+}
+
+fn auth_method(value: i32) -> Result<Option<TokenAuthMethod>> {
+    let bad = || Error::invalid("token_auth_method", "is not a TokenAuthMethod value");
+    Ok(
+        match pb::TokenAuthMethod::try_from(value).map_err(|_| bad())? {
+            pb::TokenAuthMethod::Unspecified => None,
+            pb::TokenAuthMethod::ClientSecretBasic => Some(TokenAuthMethod::ClientSecretBasic),
+            pb::TokenAuthMethod::ClientSecretPost => Some(TokenAuthMethod::ClientSecretPost),
+        },
+    )
+}
+
+fn auth_method_out(m: TokenAuthMethod) -> pb::TokenAuthMethod {
+    match m {
+        TokenAuthMethod::ClientSecretBasic => pb::TokenAuthMethod::ClientSecretBasic,
+        TokenAuthMethod::ClientSecretPost => pb::TokenAuthMethod::ClientSecretPost,
+    }
+}
+
+fn provider_settings(slug: String, c: ProviderConfig) -> pb::Provider {
+    pb::Provider {
+        slug,
+        token_auth_method: auth_method_out(c.token_auth_method).into(),
+        template: c.template,
+        client_id: c.client_id,
+        authorization_url: c.authorization_url,
+        token_url: c.token_url,
+        revocation_url: c.revocation_url,
+        default_scopes: c.default_scopes,
+        scope_separator: c.scope_separator,
+        pkce: c.pkce,
+        extra_authorize_params: c.extra_authorize_params.into_iter().collect(),
+        refresh_margin_seconds: c.refresh_margin_secs,
+        allowed_redirect_urls: c.allowed_redirect_urls,
+        ..pb::Provider::default()
+    }
+}
+
+/// A provider's settings; the client secret only as "has one".
+pub fn provider(p: SealedProvider) -> pb::Provider {
+    let has_client_secret = p.client_secret.is_some();
+    let p = p.provider;
+    pb::Provider {
+        has_client_secret,
+        last_error: p.last_error.unwrap_or_default(),
+        last_error_at: p.last_error_at.map(timestamp),
+        created_at: Some(timestamp(p.created_at)),
+        updated_at: Some(timestamp(p.updated_at)),
+        version: p.version,
+        ..provider_settings(p.slug, p.config)
+    }
+}
+
+pub fn template(name: String, config: ProviderConfig) -> pb::Provider {
+    provider_settings(name, config)
+}
+
+pub fn new_provider(r: pb::CreateProviderRequest) -> Result<NewProvider> {
+    Ok(NewProvider {
+        token_auth_method: auth_method(r.token_auth_method)?,
+        pkce: r.pkce,
+        slug: r.slug,
+        template: r.template,
+        client_secret: zeroize::Zeroizing::new(r.client_secret),
+        config: ProviderConfig {
+            client_id: r.client_id,
+            authorization_url: r.authorization_url,
+            token_url: r.token_url,
+            revocation_url: r.revocation_url,
+            default_scopes: r.default_scopes,
+            scope_separator: r.scope_separator,
+            extra_authorize_params: r.extra_authorize_params.into_iter().collect(),
+            refresh_margin_secs: r.refresh_margin_seconds,
+            allowed_redirect_urls: r.allowed_redirect_urls,
+            ..ProviderConfig::default()
+        },
+    })
+}
+
+pub fn provider_changes(r: pb::UpdateProviderRequest) -> Result<ProviderChanges> {
+    Ok(ProviderChanges {
+        token_auth_method: auth_method(r.token_auth_method)?,
+        slug: r.slug,
+        client_id: r.client_id,
+        client_secret: r.client_secret.map(zeroize::Zeroizing::new),
+        authorization_url: r.authorization_url,
+        token_url: r.token_url,
+        revocation_url: r.revocation_url,
+        default_scopes: r.default_scopes.map(|l| l.values),
+        scope_separator: r.scope_separator,
+        pkce: r.pkce,
+        extra_authorize_params: r
+            .extra_authorize_params
+            .map(|l| l.values.into_iter().collect()),
+        refresh_margin_secs: r.refresh_margin_seconds,
+        allowed_redirect_urls: r.allowed_redirect_urls.map(|l| l.values),
+        expected_version: r.expected_version,
+    })
+}
+
+pub fn start_oauth(r: pb::StartOAuthRequest) -> StartOAuth {
+    StartOAuth {
+        user_id: r.user_id,
+        user_email: r.user_email,
+        provider: r.provider,
+        name: r.name,
+        scopes: r.scopes,
+        success_redirect_url: r.success_redirect_url,
+        failure_redirect_url: r.failure_redirect_url,
+        labels: r.labels.into_iter().collect(),
+    }
+}
+
+pub fn deleted(d: Deleted) -> pb::DeleteCredentialResponse {
+    pb::DeleteCredentialResponse {
+        revocation: d.revocation_attempted.then(|| pb::Revocation {
+            attempted: true,
+            revoked: d.revoked,
+            error: d.revocation_error.unwrap_or_default(),
+        }),
     }
 }
 

@@ -81,9 +81,9 @@ impl CredentialService for CredentialApi {
     ) -> Reply<pb::DeleteCredentialResponse> {
         let caller = authorize(&self.vault, &req, Scope::CredentialsWrite).await?;
         let id = &req.get_ref().id;
-        self.vault.delete_credential(&caller, id).await?;
-        tracing::info!(tenant = %caller.tenant_id, credential = %id, "credential deleted");
-        Ok(Response::new(pb::DeleteCredentialResponse {}))
+        let deleted = self.vault.delete_credential(&caller, id).await?;
+        tracing::info!(tenant = %caller.tenant_id, credential = %id, revoked = deleted.revoked, "credential deleted");
+        Ok(Response::new(convert::deleted(deleted)))
     }
 
     async fn reveal_credential(
@@ -101,5 +101,17 @@ impl CredentialService for CredentialApi {
             secret: Some(convert::secret_out(&revealed.secret)),
             credential: Some(convert::credential(revealed.meta)),
         }))
+    }
+
+    async fn refresh_credential(
+        &self,
+        req: Request<pb::RefreshCredentialRequest>,
+    ) -> Reply<pb::Credential> {
+        let caller = authorize(&self.vault, &req, Scope::CredentialsWrite).await?;
+        let meta = self
+            .vault
+            .refresh_credential(&caller, &req.get_ref().id)
+            .await?;
+        Ok(Response::new(convert::credential(meta)))
     }
 }

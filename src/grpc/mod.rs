@@ -8,9 +8,11 @@ use crate::service::{Caller, Vault};
 mod admin;
 pub mod convert;
 mod credentials;
+mod oauth;
 
 pub use admin::AdminApi;
 pub use credentials::CredentialApi;
+pub use oauth::OAuthApi;
 
 /// Authenticates the request's bearer token and checks `scope`.
 async fn authorize<T>(vault: &Vault, req: &Request<T>, scope: Scope) -> Result<Caller> {

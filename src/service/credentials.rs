@@ -72,12 +72,21 @@ pub struct Revealed {
     pub secret: SecretPayload,
 }
 
+/// What a delete did at the provider (RFC 7009), for OAuth credentials whose
+/// provider has a revocation endpoint.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Deleted {
+    pub revocation_attempted: bool,
+    pub revoked: bool,
+    pub revocation_error: Option<String>,
+}
+
 fn not_found(id: &str) -> Error {
     // The same words whether the id is missing or another tenant's.
     Error::NotFound(format!("credential {id} not found"))
 }
 
-fn aad_of<'a>(meta: &'a CredentialMeta) -> AadContext<'a> {
+pub(super) fn aad_of<'a>(meta: &'a CredentialMeta) -> AadContext<'a> {
     AadContext {
         tenant_id: &meta.tenant_id,
         user_id: &meta.user_id,
@@ -86,7 +95,7 @@ fn aad_of<'a>(meta: &'a CredentialMeta) -> AadContext<'a> {
 }
 
 /// The sealed plaintext: the payload's JSON, checked against the size limit.
-fn secret_plaintext(secret: &SecretPayload) -> Result<Zeroizing<Vec<u8>>> {
+pub(super) fn secret_plaintext(secret: &SecretPayload) -> Result<Zeroizing<Vec<u8>>> {
     // Serialising strings and numbers cannot fail.
     let json = Zeroizing::new(serde_json::to_vec(secret).unwrap_or_default());
     if json.len() > validate::MAX_SECRET_BYTES {
@@ -229,6 +238,9 @@ impl Vault {
             version: 1,
             created_at: now,
             updated_at: now,
+            refresh: self
+                .fresh_refresh_state(&caller.tenant_id, &req.provider, secret)
+                .await?,
         };
         let sealed = SealedCredential {
             blob: self.keyring.seal(&aad_of(&meta), &plaintext),
@@ -446,6 +458,9 @@ impl Vault {
                 next.status = Status::Active;
                 next.scopes = secret.scopes().to_vec();
                 next.token_expires_at = secret.token_expires_at();
+                next.refresh = self
+                    .fresh_refresh_state(&caller.tenant_id, &current.provider, secret)
+                    .await?;
                 blob = Some(self.keyring.seal(&aad_of(&next), plaintext));
             }
             let write = CredentialWrite {
@@ -454,7 +469,11 @@ impl Vault {
                 expected_version: current.version,
             };
             let audit = self.audit(caller, "update", &req.id, "");
-            if self.store.update_credential(&write, &audit).await? {
+            if self
+                .store
+                .update_credential(&write, Some(&audit), &[])
+                .await?
+            {
                 return Ok(write.meta);
             }
             if let Some(expected) = req.expected_version {
@@ -468,18 +487,92 @@ impl Vault {
         )))
     }
 
-    pub async fn delete_credential(&self, caller: &Caller, id: &str) -> Result<()> {
+    /// Deletes the credential; an OAuth credential is then revoked at its provider
+    /// when the provider has a revocation endpoint. A failed revocation is reported,
+    /// not fatal: the credential is gone from the vault either way.
+    pub async fn delete_credential(&self, caller: &Caller, id: &str) -> Result<Deleted> {
         validate::credential_id(id)?;
+        let sealed = self
+            .store
+            .get_sealed(&caller.tenant_id, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        // Decrypt before deleting, for the revocation; a row that no longer decrypts
+        // can still be deleted.
+        let secret = self.open_secret(&sealed.meta, &sealed.blob).ok();
         let audit = self.audit(caller, "delete", id, "");
-        if self
+        if !self
             .store
             .delete_credential(&caller.tenant_id, id, &audit)
             .await?
         {
-            Ok(())
-        } else {
-            Err(not_found(id))
+            return Err(not_found(id));
         }
+        match secret {
+            Some(secret @ SecretPayload::OAuth2 { .. }) => {
+                Ok(self.revoke_at_provider(&sealed.meta, &secret).await)
+            }
+            _ => Ok(Deleted::default()),
+        }
+    }
+
+    async fn revoke_at_provider(&self, meta: &CredentialMeta, secret: &SecretPayload) -> Deleted {
+        let SecretPayload::OAuth2 {
+            access_token,
+            refresh_token,
+            ..
+        } = secret
+        else {
+            return Deleted::default();
+        };
+        let provider = match self
+            .store
+            .get_provider(&meta.tenant_id, &meta.provider)
+            .await
+        {
+            Ok(Some(p)) if !p.provider.config.revocation_url.is_empty() => p,
+            _ => return Deleted::default(),
+        };
+        // Revoking the refresh token revokes its access tokens too (RFC 7009 §2.1).
+        let (token, hint) = match refresh_token {
+            Some(rt) => (rt, "refresh_token"),
+            None => (access_token, "access_token"),
+        };
+        let result = match self.open_provider_secret(&provider) {
+            Ok(client_secret) => {
+                self.token_client
+                    .revoke(
+                        &provider.provider.config,
+                        client_secret.as_deref().map(String::as_str),
+                        token,
+                        hint,
+                    )
+                    .await
+            }
+            Err(_) => Err("the provider's client secret could not be decrypted".to_owned()),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(credential = %meta.id, error = %e, "revocation at the provider failed");
+        }
+        Deleted {
+            revocation_attempted: true,
+            revoked: result.is_ok(),
+            revocation_error: result.err(),
+        }
+    }
+
+    /// Opens a credential's sealed secret and parses its payload.
+    pub(super) fn open_secret(&self, meta: &CredentialMeta, blob: &[u8]) -> Result<SecretPayload> {
+        let plaintext = self
+            .keyring
+            .open(&aad_of(meta), blob)
+            .map_err(|e| Error::from_crypto(e, &meta.id))?;
+        serde_json::from_slice(&plaintext).map_err(|_| {
+            Error::DataLoss(format!(
+                "credential {} decrypted to an unreadable payload",
+                meta.id
+            ))
+        })
     }
 
     pub async fn reveal_credential(
@@ -510,15 +603,9 @@ impl Vault {
                 )));
             }
         }
-        let plaintext = self
-            .keyring
-            .open(&aad_of(&meta), &sealed.blob)
-            .map_err(|e| Error::from_crypto(e, id))?;
-        let secret: SecretPayload = serde_json::from_slice(&plaintext).map_err(|_| {
-            Error::DataLoss(format!(
-                "credential {id} decrypted to an unreadable payload"
-            ))
-        })?;
+        let secret = self.open_secret(&meta, &sealed.blob)?;
+        // An OAuth token inside its refresh margin is refreshed first.
+        let (meta, secret) = self.fresh_secret(meta, secret).await?;
         // The audit record is written before the secret leaves: no record, no secret.
         self.store
             .insert_audit(&self.audit(caller, "reveal", id, request_id))

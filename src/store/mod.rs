@@ -10,7 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::clock::Millis;
-use crate::model::{AuditEntry, CredentialMeta, SealedCredential, ServiceToken, Status, Tenant};
+use crate::model::{
+    AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Status, Tenant,
+};
+use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
 pub mod postgres;
 mod rows;
@@ -63,6 +66,7 @@ pub struct IdempotencyRecord {
 }
 
 /// A change to a credential, written only if its version is still `expected_version`.
+/// Every write also releases any refresh lease on the row.
 #[derive(Debug, Clone)]
 pub struct CredentialWrite {
     /// The new metadata; `meta.version` is the version after the write.
@@ -124,12 +128,14 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<CredentialMeta>>;
-    /// Compare-and-set: writes only if the stored version is `write.expected_version`;
-    /// returns whether it wrote.
+    /// Compare-and-set: writes only if the stored version is `write.expected_version`,
+    /// together with the audit record and events, in one transaction; returns whether
+    /// it wrote.
     async fn update_credential(
         &self,
         write: &CredentialWrite,
-        audit: &AuditEntry,
+        audit: Option<&AuditEntry>,
+        events: &[Event],
     ) -> StoreResult<bool>;
     /// Deletes the row (and with it the ciphertext); returns whether it existed.
     async fn delete_credential(
@@ -140,6 +146,71 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     async fn insert_audit(&self, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// Takes the refresh lease of an active credential if nobody holds it, the
+    /// holder's lease ran out by `now`, or `owner` holds it already; returns the row's
+    /// version when taken.
+    async fn acquire_refresh_lease(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> StoreResult<Option<i64>>;
+    /// Records a failed refresh (and releases the lease) if the row is still at
+    /// `version`. Not a change of the credential: the version stays.
+    async fn record_refresh_failure(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        version: i64,
+        failures: i64,
+        next_at: Millis,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Active OAuth credentials due for refresh at `now` and not leased, soonest first.
+    async fn due_refreshes(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>>;
+
+    /// Fails with [`StoreError::Conflict`] if the slug is taken in the tenant.
+    async fn insert_provider(&self, provider: &SealedProvider) -> StoreResult<()>;
+    async fn get_provider(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+    ) -> StoreResult<Option<SealedProvider>>;
+    async fn list_providers(&self, tenant_id: &str) -> StoreResult<Vec<SealedProvider>>;
+    /// Compare-and-set on `expected_version`; returns whether it wrote.
+    async fn update_provider(
+        &self,
+        provider: &SealedProvider,
+        expected_version: i64,
+    ) -> StoreResult<bool>;
+    async fn delete_provider(&self, tenant_id: &str, slug: &str) -> StoreResult<bool>;
+    /// Records the provider's error if none is recorded yet, writing `event` with it;
+    /// returns whether this call recorded it (so the event is written once).
+    async fn record_provider_error(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+        event: &Event,
+        error: &str,
+    ) -> StoreResult<bool>;
+
+    async fn insert_oauth_state(&self, state: &OAuthState) -> StoreResult<()>;
+    /// Marks the state used if it is unused and unexpired at `now`, atomically.
+    async fn consume_oauth_state(&self, state_hash: &[u8], now: Millis)
+    -> StoreResult<StateLookup>;
+    /// Deletes states that expired before `before`; returns how many.
+    async fn prune_oauth_states(&self, before: Millis) -> StoreResult<u64>;
+
+    /// A tenant's events in id (time) order, after `after` if given.
+    async fn list_events(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
 }
 
 /// Opens the store the URL names (`sqlite:` or `postgres:`/`postgresql:`), running

@@ -5,13 +5,18 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{IdempotencyRecord, StoreError, StoreResult};
-use crate::model::{CredentialMeta, Kind, Scope, SealedCredential, ServiceToken, Status, Tenant};
+use crate::model::{
+    CredentialMeta, Event, Kind, RefreshState, Scope, SealedCredential, ServiceToken, Status,
+    Tenant,
+};
+use crate::oauth::{ConnectRequest, OAuthState, Provider, ProviderConfig, SealedProvider};
 
 /// Columns of a credential's metadata, selected from `credentials c` joined with
 /// `end_users u`; [`credential_meta`] decodes them.
 pub const CREDENTIAL_COLUMNS: &str = "c.tenant_id, c.id, c.user_id, u.email, c.name, c.provider, \
      c.kind, c.status, c.labels, c.scopes, c.expires_at, c.token_expires_at, c.version, \
-     c.created_at, c.updated_at";
+     c.created_at, c.updated_at, c.next_refresh_at, c.refresh_failures, c.last_refresh_error, \
+     c.refresh_lease_owner, c.refresh_lease_until";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
@@ -39,6 +44,13 @@ pub fn credential_meta(row: &AnyRow) -> StoreResult<CredentialMeta> {
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        refresh: RefreshState {
+            next_at: row.try_get("next_refresh_at")?,
+            failures: row.try_get("refresh_failures")?,
+            last_error: row.try_get("last_refresh_error")?,
+            lease_owner: row.try_get("refresh_lease_owner")?,
+            lease_until: row.try_get("refresh_lease_until")?,
+        },
     })
 }
 
@@ -95,6 +107,68 @@ pub fn idempotency(row: &AnyRow) -> StoreResult<IdempotencyRecord> {
         fingerprint: row.try_get("fingerprint")?,
         key_version: u32::try_from(key_version).map_err(|_| corrupt("idempotency key version"))?,
         credential_id: row.try_get("credential_id")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub const PROVIDER_COLUMNS: &str = "tenant_id, id, slug, config, client_secret, last_error, last_error_at, version, created_at, updated_at";
+
+pub fn provider(row: &AnyRow) -> StoreResult<SealedProvider> {
+    let config: String = row.try_get("config")?;
+    Ok(SealedProvider {
+        provider: Provider {
+            tenant_id: row.try_get("tenant_id")?,
+            id: row.try_get("id")?,
+            slug: row.try_get("slug")?,
+            config: serde_json::from_str::<ProviderConfig>(&config)
+                .map_err(|_| corrupt("provider config"))?,
+            last_error: row.try_get("last_error")?,
+            last_error_at: row.try_get("last_error_at")?,
+            version: row.try_get("version")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        },
+        client_secret: row.try_get("client_secret")?,
+    })
+}
+
+pub const STATE_COLUMNS: &str = "state_hash, id, tenant_id, user_id, user_email, provider, request, \
+     pkce_verifier, expires_at, used_at, created_at";
+
+pub fn oauth_state(row: &AnyRow) -> StoreResult<OAuthState> {
+    let request: String = row.try_get("request")?;
+    Ok(OAuthState {
+        state_hash: row.try_get("state_hash")?,
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        user_id: row.try_get("user_id")?,
+        user_email: row.try_get("user_email")?,
+        provider: row.try_get("provider")?,
+        request: serde_json::from_str::<ConnectRequest>(&request)
+            .map_err(|_| corrupt("oauth state request"))?,
+        pkce_verifier: row.try_get("pkce_verifier")?,
+        expires_at: row.try_get("expires_at")?,
+        used_at: row.try_get("used_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub const EVENT_COLUMNS: &str = "id, tenant_id, type, credential_id, payload, created_at";
+
+/// Event rows as read back; `kind` is one of the known event types.
+pub fn event(row: &AnyRow) -> StoreResult<Event> {
+    let kind: String = row.try_get("type")?;
+    let kind = crate::model::EVENT_TYPES
+        .iter()
+        .copied()
+        .find(|k| *k == kind)
+        .ok_or_else(|| corrupt("event type"))?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        kind,
+        credential_id: row.try_get("credential_id")?,
+        payload: row.try_get("payload")?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -3,9 +3,11 @@ use async_trait::async_trait;
 use sqlx::AnyPool;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, Executor};
+use sqlx::{Any, Executor, Row};
 
-use super::rows::{self, CREDENTIAL_COLUMNS, TOKEN_COLUMNS};
+use super::rows::{
+    self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
+};
 
 /// Credentials of tenant `$1`, each joined with its end user (for the email).
 const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
@@ -15,7 +17,8 @@ use super::{
     Backend, CredentialWrite, IdempotencyRecord, ListFilter, Store, StoreError, StoreResult,
 };
 use crate::clock::Millis;
-use crate::model::{AuditEntry, CredentialMeta, SealedCredential, ServiceToken, Tenant};
+use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
+use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
 /// The store over a reader pool and a writer pool (the same pool on PostgreSQL).
 pub struct SqlStore {
@@ -44,9 +47,9 @@ fn conflict_or(err: sqlx::Error) -> StoreError {
     }
 }
 
-/// Binds `$1`..`$11`: the key and the columns a write may change, in this order:
+/// Binds `$1`..`$14`: the key and the columns a write may change, in this order:
 /// tenant_id, id, name, kind, status, labels, scopes, expires_at, token_expires_at,
-/// version, updated_at.
+/// version, updated_at, next_refresh_at, refresh_failures, last_refresh_error.
 fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
     query
         .bind(&m.tenant_id)
@@ -60,6 +63,22 @@ fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
         .bind(m.token_expires_at)
         .bind(m.version)
         .bind(m.updated_at)
+        .bind(m.refresh.next_at)
+        .bind(m.refresh.failures)
+        .bind(&m.refresh.last_error)
+}
+
+fn insert_event_query(e: &Event) -> AnyQuery<'_> {
+    sqlx::query(
+        "INSERT INTO events (id, tenant_id, type, credential_id, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&e.id)
+    .bind(&e.tenant_id)
+    .bind(e.kind)
+    .bind(&e.credential_id)
+    .bind(&e.payload)
+    .bind(e.created_at)
 }
 
 fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
@@ -201,9 +220,10 @@ impl Store for SqlStore {
         bind_meta(
             sqlx::query(
                 "INSERT INTO credentials (tenant_id, id, name, kind, status, labels, scopes, \
-                 expires_at, token_expires_at, version, updated_at, user_id, provider, created_at, \
-                 secret) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 expires_at, token_expires_at, version, updated_at, next_refresh_at, \
+                 refresh_failures, last_refresh_error, user_id, provider, created_at, secret) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18)",
             ),
             m,
         )
@@ -311,7 +331,8 @@ impl Store for SqlStore {
     async fn update_credential(
         &self,
         w: &CredentialWrite,
-        audit: &AuditEntry,
+        audit: Option<&AuditEntry>,
+        events: &[Event],
     ) -> StoreResult<bool> {
         let m = &w.meta;
         let mut tx = self.write.begin().await?;
@@ -319,8 +340,10 @@ impl Store for SqlStore {
             sqlx::query(
                 "UPDATE credentials SET name = $3, kind = $4, status = $5, labels = $6, \
                  scopes = $7, expires_at = $8, token_expires_at = $9, version = $10, \
-                 updated_at = $11, secret = COALESCE($12, secret) \
-                 WHERE tenant_id = $1 AND id = $2 AND version = $13",
+                 updated_at = $11, next_refresh_at = $12, refresh_failures = $13, \
+                 last_refresh_error = $14, refresh_lease_owner = NULL, \
+                 refresh_lease_until = NULL, secret = COALESCE($15, secret) \
+                 WHERE tenant_id = $1 AND id = $2 AND version = $16",
             ),
             m,
         )
@@ -331,7 +354,12 @@ impl Store for SqlStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_audit_query(audit).execute(&mut *tx).await?;
+        if let Some(audit) = audit {
+            insert_audit_query(audit).execute(&mut *tx).await?;
+        }
+        for event in events {
+            insert_event_query(event).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -359,5 +387,257 @@ impl Store for SqlStore {
     async fn insert_audit(&self, audit: &AuditEntry) -> StoreResult<()> {
         insert_audit_query(audit).execute(&self.write).await?;
         Ok(())
+    }
+
+    async fn acquire_refresh_lease(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> StoreResult<Option<i64>> {
+        let version = sqlx::query_scalar(
+            "UPDATE credentials SET refresh_lease_owner = $3, refresh_lease_until = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND status = 'active' \
+             AND (refresh_lease_until IS NULL OR refresh_lease_until <= $5 \
+                  OR refresh_lease_owner = $3) \
+             RETURNING version",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(version)
+    }
+
+    async fn record_refresh_failure(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        version: i64,
+        failures: i64,
+        next_at: Millis,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE credentials SET refresh_failures = $4, next_refresh_at = $5, \
+             last_refresh_error = $6, refresh_lease_owner = NULL, refresh_lease_until = NULL \
+             WHERE tenant_id = $1 AND id = $2 AND version = $3",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(version)
+        .bind(failures)
+        .bind(next_at)
+        .bind(error)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn due_refreshes(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT tenant_id, id FROM credentials \
+             WHERE next_refresh_at <= $1 AND status = 'active' AND kind = 'oauth2' \
+             AND (refresh_lease_until IS NULL OR refresh_lease_until <= $1) \
+             ORDER BY next_refresh_at LIMIT {limit}"
+        ))
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("id")?)))
+            .collect()
+    }
+
+    async fn insert_provider(&self, p: &SealedProvider) -> StoreResult<()> {
+        let m = &p.provider;
+        sqlx::query(&format!(
+            "INSERT INTO oauth_providers ({PROVIDER_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&m.tenant_id)
+        .bind(&m.id)
+        .bind(&m.slug)
+        .bind(rows::json_text(&m.config))
+        .bind(&p.client_secret)
+        .bind(&m.last_error)
+        .bind(m.last_error_at)
+        .bind(m.version)
+        .bind(m.created_at)
+        .bind(m.updated_at)
+        .execute(&self.write)
+        .await
+        .map_err(conflict_or)?;
+        Ok(())
+    }
+
+    async fn get_provider(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+    ) -> StoreResult<Option<SealedProvider>> {
+        let sql = format!(
+            "SELECT {PROVIDER_COLUMNS} FROM oauth_providers WHERE tenant_id = $1 AND slug = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(slug)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(rows::provider).transpose()
+    }
+
+    async fn list_providers(&self, tenant_id: &str) -> StoreResult<Vec<SealedProvider>> {
+        let sql = format!(
+            "SELECT {PROVIDER_COLUMNS} FROM oauth_providers WHERE tenant_id = $1 ORDER BY slug"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(rows::provider).collect()
+    }
+
+    async fn update_provider(
+        &self,
+        p: &SealedProvider,
+        expected_version: i64,
+    ) -> StoreResult<bool> {
+        let m = &p.provider;
+        let done = sqlx::query(
+            "UPDATE oauth_providers SET config = $3, client_secret = $4, last_error = $5, \
+             last_error_at = $6, version = $7, updated_at = $8 \
+             WHERE tenant_id = $1 AND slug = $2 AND version = $9",
+        )
+        .bind(&m.tenant_id)
+        .bind(&m.slug)
+        .bind(rows::json_text(&m.config))
+        .bind(&p.client_secret)
+        .bind(&m.last_error)
+        .bind(m.last_error_at)
+        .bind(m.version)
+        .bind(m.updated_at)
+        .bind(expected_version)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_provider(&self, tenant_id: &str, slug: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM oauth_providers WHERE tenant_id = $1 AND slug = $2")
+            .bind(tenant_id)
+            .bind(slug)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_provider_error(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+        event: &Event,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE oauth_providers SET last_error = $3, last_error_at = $4 \
+             WHERE tenant_id = $1 AND slug = $2 AND last_error IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(slug)
+        .bind(error)
+        .bind(event.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event_query(event).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn insert_oauth_state(&self, st: &OAuthState) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO oauth_states ({STATE_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&st.state_hash)
+        .bind(&st.id)
+        .bind(&st.tenant_id)
+        .bind(&st.user_id)
+        .bind(&st.user_email)
+        .bind(&st.provider)
+        .bind(rows::json_text(&st.request))
+        .bind(&st.pkce_verifier)
+        .bind(st.expires_at)
+        .bind(st.used_at)
+        .bind(st.created_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn consume_oauth_state(
+        &self,
+        state_hash: &[u8],
+        now: Millis,
+    ) -> StoreResult<StateLookup> {
+        let consumed = sqlx::query(&format!(
+            "UPDATE oauth_states SET used_at = $2 \
+             WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING {STATE_COLUMNS}"
+        ))
+        .bind(state_hash)
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await?;
+        if let Some(row) = consumed {
+            return Ok(StateLookup::Consumed(rows::oauth_state(&row)?));
+        }
+        let sql = format!("SELECT {STATE_COLUMNS} FROM oauth_states WHERE state_hash = $1");
+        let Some(row) = sqlx::query(&sql)
+            .bind(state_hash)
+            .fetch_optional(&self.write)
+            .await?
+        else {
+            return Ok(StateLookup::Unknown);
+        };
+        let state = rows::oauth_state(&row)?;
+        Ok(if state.used_at.is_some() {
+            StateLookup::Replayed(state)
+        } else {
+            StateLookup::Expired(state)
+        })
+    }
+
+    async fn prune_oauth_states(&self, before: Millis) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_events(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT {limit}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(after.unwrap_or(""))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(rows::event).collect()
     }
 }

@@ -42,7 +42,7 @@ both_backends! {
         app.clock.advance_ms(2 * 3_600_000);
         let later = c.create_credential(req.clone()).await.unwrap().into_inner();
         assert_ne!(later.id, first.id);
-        assert_eq!(app.vault.prune_idempotency_keys().await.unwrap(), 1, "only globex's old id was left to prune");
+        assert_eq!(app.vault.prune().await.unwrap(), 1, "only globex's old id was left to prune");
 
         // A retry after the credential was deleted says so instead of creating another.
         let gone = with_request_id(create("u", api_key("gone")), "req-2");

@@ -244,6 +244,11 @@ async fn start(
         database_url: Some(db.url()),
         master_keys: Some(SecretString::from(keys.to_owned())),
         max_connections: 4,
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        allow_http_urls: true,
+        // Tests run refresh passes themselves, on the manual clock.
+        refresher_interval_secs: 0,
+        provider_timeout_secs: 5,
         ..Config::default()
     };
     let app = App::build_with_clock(&config, Arc::new(clock.clone()))

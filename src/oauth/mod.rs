@@ -1,0 +1,134 @@
+//! OAuth 2.0: provider settings, the built-in catalog, redirect allow-lists, and the
+//! token-endpoint client (authorization code + PKCE, refresh, RFC 7009 revocation).
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+pub mod catalog;
+pub mod client;
+pub mod redirect;
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+pub const DEFAULT_REFRESH_MARGIN_SECS: i64 = 600;
+
+/// A provider's non-secret settings, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProviderConfig {
+    pub template: String,
+    pub client_id: String,
+    pub authorization_url: String,
+    pub token_url: String,
+    pub revocation_url: String,
+    pub default_scopes: Vec<String>,
+    pub scope_separator: String,
+    pub pkce: bool,
+    pub extra_authorize_params: BTreeMap<String, String>,
+    pub token_auth_method: TokenAuthMethod,
+    pub refresh_margin_secs: i64,
+    pub allowed_redirect_urls: Vec<String>,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            template: String::new(),
+            client_id: String::new(),
+            authorization_url: String::new(),
+            token_url: String::new(),
+            revocation_url: String::new(),
+            default_scopes: Vec::new(),
+            scope_separator: " ".into(),
+            pkce: true,
+            extra_authorize_params: BTreeMap::new(),
+            token_auth_method: TokenAuthMethod::ClientSecretBasic,
+            refresh_margin_secs: DEFAULT_REFRESH_MARGIN_SECS,
+            allowed_redirect_urls: Vec::new(),
+        }
+    }
+}
+
+impl ProviderConfig {
+    pub fn refresh_margin_ms(&self) -> Millis {
+        self.refresh_margin_secs.saturating_mul(1000)
+    }
+}
+
+/// A registered provider (its client secret, if any, is sealed separately).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    pub tenant_id: String,
+    pub id: String,
+    pub slug: String,
+    pub config: ProviderConfig,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Millis>,
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A provider row: settings plus the sealed client secret.
+#[derive(Clone)]
+pub struct SealedProvider {
+    pub provider: Provider,
+    pub client_secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SealedProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedProvider")
+            .field("provider", &self.provider)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[sealed]"),
+            )
+            .finish()
+    }
+}
+
+/// What a connect flow will create, fixed when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub success_redirect_url: String,
+    pub failure_redirect_url: String,
+}
+
+/// A started connect flow, looked up by the SHA-256 of its `state` parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthState {
+    pub state_hash: Vec<u8>,
+    pub id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub user_email: String,
+    pub provider: String,
+    pub request: ConnectRequest,
+    /// The PKCE verifier, sealed (AAD: tenant, user, state id).
+    pub pkce_verifier: Option<Vec<u8>>,
+    pub expires_at: Millis,
+    pub used_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+/// The outcome of redeeming a `state`: only `Consumed` may lead to a token request.
+#[derive(Debug)]
+pub enum StateLookup {
+    Consumed(OAuthState),
+    Expired(OAuthState),
+    Replayed(OAuthState),
+    Unknown,
+}

@@ -1,0 +1,252 @@
+//! The connect flow: `StartOAuth` stores a single-use `state` (hashed) and a sealed
+//! PKCE verifier; the browser comes back to `/oauth/callback`, which redeems the
+//! state, exchanges the code and stores the credential.
+use std::collections::BTreeMap;
+
+use secrecy::ExposeSecret;
+
+use super::{Caller, NewCredential, Vault, validate};
+use crate::clock::Millis;
+use crate::crypto::AadContext;
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::model::SecretPayload;
+use crate::oauth::{ConnectRequest, OAuthState, StateLookup, client, redirect};
+
+/// A `StartOAuth` request as received.
+#[derive(Debug, Default)]
+pub struct StartOAuth {
+    pub user_id: String,
+    pub user_email: String,
+    pub provider: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub success_redirect_url: String,
+    pub failure_redirect_url: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Started {
+    pub authorization_url: String,
+    pub expires_at: Millis,
+}
+
+/// The query of a callback, as the browser brought it.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CallbackQuery {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What the callback answers: a redirect, or (when there is nowhere safe to
+/// redirect to) an error page with a fixed code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    Redirect(String),
+    ErrorPage(&'static str),
+}
+
+fn aad_of(state: &OAuthState) -> AadContext<'_> {
+    AadContext {
+        tenant_id: &state.tenant_id,
+        user_id: &state.user_id,
+        credential_id: &state.id,
+    }
+}
+
+impl Vault {
+    pub async fn start_oauth(&self, caller: &Caller, req: StartOAuth) -> Result<Started> {
+        validate::text("user_id", &req.user_id, validate::MAX_TEXT_CHARS)?;
+        if !req.user_email.is_empty() {
+            validate::email("user_email", &req.user_email)?;
+        }
+        validate::text("name", &req.name, validate::MAX_TEXT_CHARS)?;
+        validate::slug("provider", &req.provider)?;
+        validate::scopes("scopes", &req.scopes)?;
+        validate::labels("labels", &req.labels)?;
+        let provider = self
+            .store
+            .get_provider(&caller.tenant_id, &req.provider)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("provider {} not found", req.provider)))?;
+        let config = &provider.provider.config;
+        for (field, url) in [
+            ("success_redirect_url", &req.success_redirect_url),
+            ("failure_redirect_url", &req.failure_redirect_url),
+        ] {
+            if !redirect::allowed(url, &config.allowed_redirect_urls) {
+                return Err(Error::invalid(
+                    field,
+                    "must be an absolute URL on the provider's allowed_redirect_urls",
+                ));
+            }
+        }
+        let scopes = if req.scopes.is_empty() {
+            config.default_scopes.clone()
+        } else {
+            req.scopes
+        };
+
+        let now = self.now();
+        let state_token = ids::random_token();
+        let (authorization_url, verifier) = client::authorize_url(
+            config,
+            &self.settings.callback_url,
+            state_token.expose_secret(),
+            &scopes,
+        )
+        .map_err(|e| Error::FailedPrecondition(format!("provider {}: {e}", req.provider)))?;
+        let mut state = OAuthState {
+            state_hash: ids::token_hash(state_token.expose_secret()),
+            id: ids::new_id(ids::STATE_PREFIX),
+            tenant_id: caller.tenant_id.clone(),
+            user_id: req.user_id,
+            user_email: req.user_email,
+            provider: req.provider,
+            request: ConnectRequest {
+                name: req.name,
+                scopes,
+                labels: req.labels,
+                success_redirect_url: req.success_redirect_url,
+                failure_redirect_url: req.failure_redirect_url,
+            },
+            pkce_verifier: None,
+            expires_at: now + self.settings.oauth_state_ttl_ms,
+            used_at: None,
+            created_at: now,
+        };
+        state.pkce_verifier = verifier.map(|v| self.keyring.seal(&aad_of(&state), v.as_bytes()));
+        self.store.insert_oauth_state(&state).await?;
+        Ok(Started {
+            authorization_url,
+            expires_at: state.expires_at,
+        })
+    }
+
+    /// Handles the browser's return from the provider. No token request is made
+    /// unless the state is redeemed here for the first time, unexpired.
+    pub async fn complete_oauth(&self, query: CallbackQuery) -> CallbackOutcome {
+        let Some(state_token) = query.state.filter(|s| !s.is_empty()) else {
+            return CallbackOutcome::ErrorPage("missing_state");
+        };
+        let lookup = self
+            .store
+            .consume_oauth_state(&ids::token_hash(&state_token), self.now())
+            .await;
+        let state = match lookup {
+            Ok(StateLookup::Consumed(state)) => state,
+            Ok(StateLookup::Unknown) => return CallbackOutcome::ErrorPage("unknown_state"),
+            Ok(StateLookup::Expired(state)) => return failure(&state, "expired_state"),
+            Ok(StateLookup::Replayed(state)) => return failure(&state, "state_already_used"),
+            Err(e) => {
+                tracing::error!(error = %e, "redeeming an OAuth state failed");
+                return CallbackOutcome::ErrorPage("server_error");
+            }
+        };
+        if let Some(error) = query.error {
+            // Only the one standard code is passed on; anything else the provider says
+            // is not echoed into the tenant's URL.
+            let code = if error == "access_denied" {
+                "access_denied"
+            } else {
+                "provider_error"
+            };
+            return failure(&state, code);
+        }
+        let Some(code) = query.code.filter(|c| !c.is_empty()) else {
+            return failure(&state, "missing_code");
+        };
+        match self.finish_connect(&state, &code).await {
+            Ok(credential_id) => CallbackOutcome::Redirect(redirect::with_param(
+                &state.request.success_redirect_url,
+                "credential_id",
+                &credential_id,
+            )),
+            Err(reason) => {
+                tracing::warn!(state = %state.id, provider = %state.provider, reason, "OAuth connect failed");
+                failure(&state, reason)
+            }
+        }
+    }
+
+    async fn finish_connect(&self, state: &OAuthState, code: &str) -> Result<String, &'static str> {
+        let provider = match self
+            .store
+            .get_provider(&state.tenant_id, &state.provider)
+            .await
+        {
+            Ok(Some(p)) => p,
+            _ => return Err("provider_not_found"),
+        };
+        let verifier = match &state.pkce_verifier {
+            Some(blob) => Some(
+                self.keyring
+                    .open(&aad_of(state), blob)
+                    .ok()
+                    .and_then(|v| String::from_utf8(v.to_vec()).ok())
+                    .ok_or("server_error")?,
+            ),
+            None => None,
+        };
+        let client_secret = self
+            .open_provider_secret(&provider)
+            .map_err(|_| "server_error")?;
+        let tokens = self
+            .token_client
+            .exchange_code(
+                &provider.provider.config,
+                client_secret.as_deref().map(String::as_str),
+                &self.settings.callback_url,
+                code,
+                verifier.as_deref(),
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(provider = %state.provider, error = %e, "code exchange failed");
+                "token_exchange_failed"
+            })?;
+        let now = self.now();
+        let expires_in_ms = tokens
+            .expires_in
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let secret = SecretPayload::OAuth2 {
+            access_token: tokens.access_token.clone(),
+            refresh_token: tokens.refresh_token.clone(),
+            token_type: tokens.token_type.clone(),
+            scopes: tokens
+                .scopes
+                .clone()
+                .unwrap_or_else(|| state.request.scopes.clone()),
+            expires_at: expires_in_ms.map(|ms| now.saturating_add(ms)),
+        };
+        let caller = Caller {
+            tenant_id: state.tenant_id.clone(),
+            token_id: format!("oauth:{}", state.id),
+            scopes: Vec::new(),
+        };
+        let request = NewCredential {
+            user_id: state.user_id.clone(),
+            user_email: state.user_email.clone(),
+            name: state.request.name.clone(),
+            provider: state.provider.clone(),
+            secret: Some(secret),
+            labels: state.request.labels.clone(),
+            expires_at: None,
+            request_id: String::new(),
+        };
+        self.create_credential(&caller, request)
+            .await
+            .map(|c| c.id)
+            .map_err(|_| "store_failed")
+    }
+}
+
+fn failure(state: &OAuthState, code: &str) -> CallbackOutcome {
+    CallbackOutcome::Redirect(redirect::with_param(
+        &state.request.failure_redirect_url,
+        "error",
+        code,
+    ))
+}

@@ -1,0 +1,330 @@
+//! OAuth providers of a tenant: settings in clear, the client secret sealed.
+use std::collections::BTreeMap;
+
+use zeroize::Zeroizing;
+
+use super::{Caller, Vault, validate};
+use crate::crypto::AadContext;
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::oauth::{Provider, ProviderConfig, SealedProvider, TokenAuthMethod, catalog, redirect};
+use crate::store::StoreError;
+
+const MAX_REDIRECT_URLS: usize = 32;
+const MAX_EXTRA_PARAMS: usize = 32;
+const MAX_MARGIN_SECS: i64 = 24 * 60 * 60;
+/// Authorization parameters credvault sets itself; a provider may not override them.
+const RESERVED_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// A create request as received.
+#[derive(Debug, Default)]
+pub struct NewProvider {
+    pub slug: String,
+    pub template: String,
+    pub config: ProviderConfig,
+    /// Whether each optional setting was given (else the template's or the default).
+    pub pkce: Option<bool>,
+    pub token_auth_method: Option<TokenAuthMethod>,
+    pub client_secret: Zeroizing<String>,
+}
+
+/// An update request as received; `None` keeps a setting.
+#[derive(Debug, Default)]
+pub struct ProviderChanges {
+    pub slug: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Zeroizing<String>>,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub default_scopes: Option<Vec<String>>,
+    pub scope_separator: Option<String>,
+    pub pkce: Option<bool>,
+    pub extra_authorize_params: Option<BTreeMap<String, String>>,
+    pub token_auth_method: Option<TokenAuthMethod>,
+    pub refresh_margin_secs: Option<i64>,
+    pub allowed_redirect_urls: Option<Vec<String>>,
+    pub expected_version: Option<i64>,
+}
+
+fn provider_not_found(slug: &str) -> Error {
+    Error::NotFound(format!("provider {slug} not found"))
+}
+
+fn aad_of(p: &Provider) -> AadContext<'_> {
+    // A provider's secret belongs to no end user: the user id is empty and the
+    // `prov_` id cannot collide with a credential id.
+    AadContext {
+        tenant_id: &p.tenant_id,
+        user_id: "",
+        credential_id: &p.id,
+    }
+}
+
+impl Vault {
+    fn check_url(&self, field: &'static str, value: &str, required: bool) -> Result<()> {
+        if value.is_empty() {
+            return if required {
+                Err(Error::invalid(field, "is required"))
+            } else {
+                Ok(())
+            };
+        }
+        let url = redirect::absolute(value).ok_or_else(|| {
+            Error::invalid(field, "must be an absolute http(s) URL without credentials")
+        })?;
+        if url.scheme() != "https" && !self.settings.allow_http_urls {
+            return Err(Error::invalid(field, "must use https"));
+        }
+        Ok(())
+    }
+
+    fn validate_config(&self, c: &ProviderConfig) -> Result<()> {
+        validate::text("client_id", &c.client_id, validate::MAX_TEXT_CHARS)?;
+        self.check_url("authorization_url", &c.authorization_url, true)?;
+        self.check_url("token_url", &c.token_url, true)?;
+        self.check_url("revocation_url", &c.revocation_url, false)?;
+        validate::scopes("default_scopes", &c.default_scopes)?;
+        if !matches!(c.scope_separator.as_str(), " " | "," | "+") {
+            return Err(Error::invalid(
+                "scope_separator",
+                "must be \" \", \",\" or \"+\"",
+            ));
+        }
+        if c.extra_authorize_params.len() > MAX_EXTRA_PARAMS {
+            return Err(Error::invalid(
+                "extra_authorize_params",
+                format!("at most {MAX_EXTRA_PARAMS} are allowed"),
+            ));
+        }
+        for (key, value) in &c.extra_authorize_params {
+            validate::text("extra_authorize_params", key, 64)?;
+            validate::bounded_text("extra_authorize_params", value, validate::MAX_TEXT_CHARS)?;
+            if RESERVED_PARAMS.contains(&key.as_str()) {
+                return Err(Error::invalid(
+                    "extra_authorize_params",
+                    format!("`{key}` is set by credvault"),
+                ));
+            }
+        }
+        if !(0..=MAX_MARGIN_SECS).contains(&c.refresh_margin_secs) {
+            return Err(Error::invalid(
+                "refresh_margin_seconds",
+                format!("must be from 0 to {MAX_MARGIN_SECS}"),
+            ));
+        }
+        if c.allowed_redirect_urls.len() > MAX_REDIRECT_URLS {
+            return Err(Error::invalid(
+                "allowed_redirect_urls",
+                format!("at most {MAX_REDIRECT_URLS} are allowed"),
+            ));
+        }
+        for url in &c.allowed_redirect_urls {
+            self.check_url("allowed_redirect_urls", url, true)?;
+        }
+        Ok(())
+    }
+
+    fn seal_client_secret(&self, provider: &Provider, secret: &str) -> Option<Vec<u8>> {
+        (!secret.is_empty()).then(|| self.keyring.seal(&aad_of(provider), secret.as_bytes()))
+    }
+
+    /// The provider's client secret, if it has one.
+    pub(super) fn open_provider_secret(
+        &self,
+        p: &SealedProvider,
+    ) -> Result<Option<Zeroizing<String>>> {
+        let Some(blob) = &p.client_secret else {
+            return Ok(None);
+        };
+        let plaintext = self
+            .keyring
+            .open(&aad_of(&p.provider), blob)
+            .map_err(|e| Error::from_crypto(e, &p.provider.id))?;
+        String::from_utf8(plaintext.to_vec())
+            .map(|s| Some(Zeroizing::new(s)))
+            .map_err(|_| {
+                Error::DataLoss(format!("provider {} secret is not text", p.provider.slug))
+            })
+    }
+
+    pub async fn create_provider(
+        &self,
+        caller: &Caller,
+        req: NewProvider,
+    ) -> Result<SealedProvider> {
+        validate::slug("slug", &req.slug)?;
+        let mut config = if req.template.is_empty() {
+            ProviderConfig::default()
+        } else {
+            catalog::template(&req.template).ok_or_else(|| {
+                let names: Vec<_> = catalog::names().collect();
+                Error::invalid(
+                    "template",
+                    format!("unknown; use one of {}", names.join(", ")),
+                )
+            })?
+        };
+        // Fields given in the request override the template.
+        let given = req.config;
+        config.client_id = given.client_id;
+        for (field, value) in [
+            (&mut config.authorization_url, given.authorization_url),
+            (&mut config.token_url, given.token_url),
+            (&mut config.revocation_url, given.revocation_url),
+        ] {
+            if !value.is_empty() {
+                *field = value;
+            }
+        }
+        if !given.default_scopes.is_empty() {
+            config.default_scopes = given.default_scopes;
+        }
+        if !given.scope_separator.is_empty() {
+            config.scope_separator = given.scope_separator;
+        }
+        config
+            .extra_authorize_params
+            .extend(given.extra_authorize_params);
+        if given.refresh_margin_secs != 0 {
+            config.refresh_margin_secs = given.refresh_margin_secs;
+        }
+        config.allowed_redirect_urls = given.allowed_redirect_urls;
+        config.pkce = req.pkce.unwrap_or(config.pkce);
+        config.token_auth_method = req.token_auth_method.unwrap_or(config.token_auth_method);
+        self.validate_config(&config)?;
+        validate::bounded_text("client_secret", &req.client_secret, 4096)?;
+
+        let now = self.now();
+        let provider = Provider {
+            tenant_id: caller.tenant_id.clone(),
+            id: ids::new_id(ids::PROVIDER_PREFIX),
+            slug: req.slug.clone(),
+            config,
+            last_error: None,
+            last_error_at: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let sealed = SealedProvider {
+            client_secret: self.seal_client_secret(&provider, &req.client_secret),
+            provider,
+        };
+        match self.store.insert_provider(&sealed).await {
+            Ok(()) => Ok(sealed),
+            Err(StoreError::Conflict) => Err(Error::AlreadyExists(format!(
+                "provider {} already exists",
+                req.slug
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_provider(&self, caller: &Caller, slug: &str) -> Result<SealedProvider> {
+        validate::slug("slug", slug)?;
+        self.store
+            .get_provider(&caller.tenant_id, slug)
+            .await?
+            .ok_or_else(|| provider_not_found(slug))
+    }
+
+    pub async fn list_providers(&self, caller: &Caller) -> Result<Vec<SealedProvider>> {
+        Ok(self.store.list_providers(&caller.tenant_id).await?)
+    }
+
+    /// Applies the changes (compare-and-set) and clears any recorded error, since an
+    /// operator has now looked at the provider.
+    pub async fn update_provider(
+        &self,
+        caller: &Caller,
+        req: ProviderChanges,
+    ) -> Result<SealedProvider> {
+        let current = self.get_provider(caller, &req.slug).await?;
+        if let Some(expected) = req
+            .expected_version
+            .filter(|v| *v != current.provider.version)
+        {
+            return Err(Error::Aborted(format!(
+                "provider {} is at version {}, not {expected}; re-read it and retry",
+                req.slug, current.provider.version
+            )));
+        }
+        let mut next = current.provider.clone();
+        let c = &mut next.config;
+        let replace = |field: &mut String, value: Option<String>| {
+            if let Some(v) = value {
+                *field = v;
+            }
+        };
+        replace(&mut c.client_id, req.client_id);
+        replace(&mut c.authorization_url, req.authorization_url);
+        replace(&mut c.token_url, req.token_url);
+        replace(&mut c.revocation_url, req.revocation_url);
+        replace(&mut c.scope_separator, req.scope_separator);
+        if let Some(v) = req.default_scopes {
+            c.default_scopes = v;
+        }
+        if let Some(v) = req.extra_authorize_params {
+            c.extra_authorize_params = v;
+        }
+        if let Some(v) = req.allowed_redirect_urls {
+            c.allowed_redirect_urls = v;
+        }
+        c.pkce = req.pkce.unwrap_or(c.pkce);
+        c.token_auth_method = req.token_auth_method.unwrap_or(c.token_auth_method);
+        c.refresh_margin_secs = req.refresh_margin_secs.unwrap_or(c.refresh_margin_secs);
+        self.validate_config(&next.config)?;
+        next.version += 1;
+        next.updated_at = self.now();
+        next.last_error = None;
+        next.last_error_at = None;
+        let client_secret = match &req.client_secret {
+            Some(secret) => {
+                validate::bounded_text("client_secret", secret, 4096)?;
+                self.seal_client_secret(&next, secret)
+            }
+            None => current.client_secret.clone(),
+        };
+        let sealed = SealedProvider {
+            provider: next,
+            client_secret,
+        };
+        if self
+            .store
+            .update_provider(&sealed, current.provider.version)
+            .await?
+        {
+            Ok(sealed)
+        } else {
+            Err(Error::Aborted(format!(
+                "provider {} changed concurrently; re-read it and retry",
+                req.slug
+            )))
+        }
+    }
+
+    pub async fn delete_provider(&self, caller: &Caller, slug: &str) -> Result<()> {
+        validate::slug("slug", slug)?;
+        if self.store.delete_provider(&caller.tenant_id, slug).await? {
+            Ok(())
+        } else {
+            Err(provider_not_found(slug))
+        }
+    }
+}
+
+/// The catalog, as providers with no client.
+pub fn templates() -> Vec<(String, ProviderConfig)> {
+    catalog::names()
+        .filter_map(|n| catalog::template(n).map(|c| (n.to_owned(), c)))
+        .collect()
+}

@@ -1,0 +1,476 @@
+//! OAuth refresh with single flight.
+//!
+//! Within a process, one async lock per credential makes concurrent callers queue
+//! behind the one refresh and then re-read its result. Across replicas, a lease on the
+//! row (taken by compare-and-set) picks one refresher; the others poll the row until
+//! the version moves. The provider is called holding no database lock, and the result
+//! is written by compare-and-set on `version`, so a worker whose lease lapsed cannot
+//! overwrite a newer token.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::Vault;
+use crate::clock::Millis;
+use crate::error::{Error, Result};
+use crate::model::{
+    CredentialMeta, EVENT_NEEDS_REAUTH, Event, Kind, RefreshState, SecretPayload, Status, rfc3339,
+};
+use crate::oauth::DEFAULT_REFRESH_MARGIN_SECS;
+use crate::oauth::client::TokenError;
+use crate::store::CredentialWrite;
+
+/// First retry after a transient failure; doubles per failure up to [`MAX_BACKOFF_MS`].
+const BASE_BACKOFF_MS: Millis = 30_000;
+const MAX_BACKOFF_MS: Millis = 60 * 60 * 1000;
+/// How long a misconfigured provider is left alone before the refresher tries again.
+const MISCONFIGURED_BACKOFF_MS: Millis = 60 * 60 * 1000;
+
+/// One async lock per credential, dropped when nobody holds or waits for it.
+#[derive(Default)]
+pub(crate) struct Flights(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl Flights {
+    fn lock_for(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(lock) = map.get(&key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        if map.len() >= 1024 {
+            map.retain(|_, weak| weak.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key, Arc::downgrade(&lock));
+        lock
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Refresh only if due (reveal, background refresher).
+    IfDue,
+    /// Refresh now unless backing off (RefreshCredential).
+    Force,
+}
+
+/// Whether an OAuth credential's refresh time has come.
+pub(super) fn is_due(meta: &CredentialMeta, now: Millis) -> bool {
+    meta.kind == Kind::OAuth2
+        && meta.status == Status::Active
+        && meta.refresh.next_at.is_some_and(|t| t <= now)
+}
+
+/// When to refresh `secret` ahead of its expiry: `margin` before it, up to a tenth of
+/// the margin (at most a minute) earlier still, so a batch of tokens issued together
+/// does not come due at one instant. `None` when it cannot be refreshed.
+pub(super) fn schedule(secret: &SecretPayload, margin_ms: Millis) -> Option<Millis> {
+    let SecretPayload::OAuth2 {
+        refresh_token: Some(_),
+        expires_at: Some(expires_at),
+        ..
+    } = secret
+    else {
+        return None;
+    };
+    let spread = (margin_ms / 10).clamp(0, 60_000);
+    let jitter = if spread > 0 {
+        rand::thread_rng().gen_range(0..=spread)
+    } else {
+        0
+    };
+    Some(expires_at - margin_ms - jitter)
+}
+
+fn backoff_ms(failures: i64) -> Millis {
+    let exp = u32::try_from(failures.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    let base = BASE_BACKOFF_MS.saturating_mul(1 << exp).min(MAX_BACKOFF_MS);
+    // ±20% jitter so replicas and credentials spread their retries.
+    let jitter = rand::thread_rng().gen_range(-(base / 5)..=base / 5);
+    base + jitter
+}
+
+impl Vault {
+    /// The refresh margin of the tenant's provider `slug` (the default if none is registered).
+    pub(super) async fn refresh_margin_ms(&self, tenant_id: &str, slug: &str) -> Result<Millis> {
+        let provider = self.store.get_provider(tenant_id, slug).await?;
+        Ok(provider.map_or(DEFAULT_REFRESH_MARGIN_SECS * 1000, |p| {
+            p.provider.config.refresh_margin_ms()
+        }))
+    }
+
+    /// The refresh bookkeeping of a credential just given `secret`.
+    pub(super) async fn fresh_refresh_state(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+        secret: &SecretPayload,
+    ) -> Result<RefreshState> {
+        let next_at = match secret {
+            SecretPayload::OAuth2 {
+                refresh_token: Some(_),
+                expires_at: Some(_),
+                ..
+            } => schedule(secret, self.refresh_margin_ms(tenant_id, slug).await?),
+            _ => None,
+        };
+        Ok(RefreshState {
+            next_at,
+            ..RefreshState::default()
+        })
+    }
+
+    /// For reveal: the secret, refreshed first when it is due. If refreshing fails
+    /// while the current access token is still valid, the current one is returned.
+    pub(super) async fn fresh_secret(
+        &self,
+        meta: CredentialMeta,
+        secret: SecretPayload,
+    ) -> Result<(CredentialMeta, SecretPayload)> {
+        let now = self.now();
+        if !is_due(&meta, now) {
+            return Ok((meta, secret));
+        }
+        match self
+            .refresh_flight(&meta.tenant_id, &meta.id, Mode::IfDue)
+            .await
+        {
+            Ok(fresh) => Ok(fresh),
+            Err(err) if meta.token_expires_at.is_some_and(|at| at > now) => {
+                tracing::warn!(credential = %meta.id, error = %err, "refresh failed; the current access token is still valid");
+                Ok((meta, secret))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `RefreshCredential`: refreshes now (or returns the result of a refresh that
+    /// finished while this call waited for it).
+    pub async fn refresh_credential(
+        &self,
+        caller: &super::Caller,
+        id: &str,
+    ) -> Result<CredentialMeta> {
+        super::validate::credential_id(id)?;
+        // Existence (and tenancy) first, so a missing id is NOT_FOUND like elsewhere.
+        self.get_credential(caller, id).await?;
+        let (meta, _) = self
+            .refresh_flight(&caller.tenant_id, id, Mode::Force)
+            .await?;
+        Ok(meta)
+    }
+
+    /// The background refresher's unit of work: refresh if still due.
+    pub async fn refresh_if_due(&self, tenant_id: &str, id: &str) -> Result<()> {
+        self.refresh_flight(tenant_id, id, Mode::IfDue)
+            .await
+            .map(|_| ())
+    }
+
+    async fn refresh_flight(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        mode: Mode,
+    ) -> Result<(CredentialMeta, SecretPayload)> {
+        let lock = self.flights.lock_for(format!("{tenant_id}/{id}"));
+        let _flight = lock.lock().await;
+        let deadline = Instant::now() + self.settings.refresh_wait;
+        let mut poll = Duration::from_millis(20);
+        let mut first_version = None;
+        loop {
+            let sealed = self
+                .store
+                .get_sealed(tenant_id, id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("credential {id} not found")))?;
+            let secret = self.open_secret(&sealed.meta, &sealed.blob)?;
+            let meta = sealed.meta;
+            let now = self.now();
+            let first = *first_version.get_or_insert(meta.version);
+            // A refresh finished (here or on another replica) while we waited.
+            if meta.version > first || (mode == Mode::IfDue && !is_due(&meta, now)) {
+                return Ok((meta, secret));
+            }
+            if meta.status != Status::Active {
+                return Err(Error::FailedPrecondition(format!(
+                    "credential {id} is {}; the user has to reconnect it",
+                    meta.status.as_str()
+                )));
+            }
+            let SecretPayload::OAuth2 {
+                refresh_token: Some(refresh_token),
+                ..
+            } = &secret
+            else {
+                return Err(Error::FailedPrecondition(format!(
+                    "credential {id} has no refresh token to refresh with"
+                )));
+            };
+            if meta.refresh.failures > 0 && meta.refresh.next_at.is_some_and(|t| t > now) {
+                return Err(Error::Unavailable(format!(
+                    "refreshing credential {id} is backing off until {} after: {}",
+                    rfc3339(meta.refresh.next_at.unwrap_or(now)),
+                    meta.refresh
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("an earlier failure")
+                )));
+            }
+            let lease = self
+                .store
+                .acquire_refresh_lease(
+                    tenant_id,
+                    id,
+                    &self.instance,
+                    now,
+                    now + self.settings.refresh_lease_ms,
+                )
+                .await?;
+            match lease {
+                Some(version) if version == meta.version => {}
+                Some(_) => continue,
+                None => {
+                    // Another replica is refreshing: wait for its result, bounded.
+                    if Instant::now() + poll > deadline {
+                        return Err(Error::Unavailable(format!(
+                            "credential {id} is being refreshed elsewhere; retry shortly"
+                        )));
+                    }
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(Duration::from_millis(250));
+                    continue;
+                }
+            }
+            let refresh_token = refresh_token.clone();
+            match self.call_provider(&meta, &refresh_token).await {
+                Ok(tokens) => {
+                    if let Some(done) = self.commit_tokens(meta, secret, tokens).await? {
+                        return Ok(done);
+                    }
+                }
+                Err(failure) => self.record_failure(&meta, failure).await?,
+            }
+        }
+    }
+
+    /// Exchanges the refresh token at the provider. No database lock is held here.
+    async fn call_provider(
+        &self,
+        meta: &CredentialMeta,
+        refresh_token: &str,
+    ) -> Result<crate::oauth::client::Tokens, Failure> {
+        let provider = self
+            .store
+            .get_provider(&meta.tenant_id, &meta.provider)
+            .await
+            .map_err(|e| Failure::Storage(e.into()))?
+            .ok_or(Failure::NoProvider)?;
+        let secret = self
+            .open_provider_secret(&provider)
+            .map_err(Failure::Storage)?;
+        self.token_client
+            .refresh(
+                &provider.provider.config,
+                secret.as_deref().map(String::as_str),
+                refresh_token,
+            )
+            .await
+            .map_err(Failure::Token)
+    }
+
+    /// Writes new tokens if the row is still at the version we leased. `None` when
+    /// another writer got there first (the caller re-reads and returns theirs).
+    async fn commit_tokens(
+        &self,
+        meta: CredentialMeta,
+        old: SecretPayload,
+        tokens: crate::oauth::client::Tokens,
+    ) -> Result<Option<(CredentialMeta, SecretPayload)>> {
+        let now = self.now();
+        let SecretPayload::OAuth2 {
+            refresh_token: old_refresh,
+            scopes: old_scopes,
+            ..
+        } = &old
+        else {
+            return Ok(None);
+        };
+        let expires_in_ms = tokens
+            .expires_in
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let secret = SecretPayload::OAuth2 {
+            access_token: tokens.access_token.clone(),
+            // Providers that do not rotate refresh tokens send none back: keep ours.
+            refresh_token: tokens.refresh_token.clone().or_else(|| old_refresh.clone()),
+            token_type: tokens.token_type.clone(),
+            scopes: tokens.scopes.clone().unwrap_or_else(|| old_scopes.clone()),
+            expires_at: expires_in_ms.map(|ms| now.saturating_add(ms)),
+        };
+        let plaintext = super::credentials::secret_plaintext(&secret)?;
+        let mut next = meta.clone();
+        next.version = meta.version + 1;
+        next.updated_at = now;
+        next.scopes = secret.scopes().to_vec();
+        next.token_expires_at = secret.token_expires_at();
+        next.refresh = RefreshState {
+            next_at: schedule(
+                &secret,
+                self.refresh_margin_ms(&meta.tenant_id, &meta.provider)
+                    .await?,
+            ),
+            ..RefreshState::default()
+        };
+        let write = CredentialWrite {
+            blob: Some(
+                self.keyring
+                    .seal(&super::credentials::aad_of(&next), &plaintext),
+            ),
+            meta: next,
+            expected_version: meta.version,
+        };
+        if self.store.update_credential(&write, None, &[]).await? {
+            tracing::info!(credential = %meta.id, version = write.meta.version, "credential refreshed");
+            Ok(Some((write.meta, secret)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn record_failure(&self, meta: &CredentialMeta, failure: Failure) -> Result<()> {
+        let now = self.now();
+        let failures = meta.refresh.failures + 1;
+        let (retry_at, reason, error) = match failure {
+            Failure::Storage(e) => return Err(e),
+            Failure::Token(TokenError::InvalidGrant) => return self.invalid_grant(meta).await,
+            Failure::NoProvider => (
+                now + MISCONFIGURED_BACKOFF_MS,
+                "no provider registered".to_owned(),
+                Error::FailedPrecondition(format!(
+                    "credential {} cannot be refreshed: no OAuth provider `{}` is registered in this tenant",
+                    meta.id, meta.provider
+                )),
+            ),
+            Failure::Token(TokenError::Misconfigured(code)) => {
+                let event =
+                    Event::provider_misconfigured(&meta.tenant_id, &meta.provider, code, now);
+                if self
+                    .store
+                    .record_provider_error(&meta.tenant_id, &meta.provider, &event, code)
+                    .await?
+                {
+                    tracing::warn!(provider = %meta.provider, tenant = %meta.tenant_id, error = code, "provider misconfigured");
+                }
+                (
+                    now + MISCONFIGURED_BACKOFF_MS,
+                    format!("provider rejected the client: {code}"),
+                    Error::FailedPrecondition(format!(
+                        "credential {} cannot be refreshed: provider `{}` rejected the client ({code}); \
+                         fix the provider's settings",
+                        meta.id, meta.provider
+                    )),
+                )
+            }
+            Failure::Token(TokenError::Transient {
+                reason,
+                retry_after,
+            }) => {
+                let asked =
+                    retry_after.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                let at = now + backoff_ms(failures).max(asked);
+                let error = Error::Unavailable(format!(
+                    "could not refresh credential {}: {reason}; next attempt after {}",
+                    meta.id,
+                    rfc3339(at)
+                ));
+                (at, reason, error)
+            }
+        };
+        self.store
+            .record_refresh_failure(
+                &meta.tenant_id,
+                &meta.id,
+                meta.version,
+                failures,
+                retry_at,
+                &reason,
+            )
+            .await?;
+        Err(error)
+    }
+
+    /// `invalid_grant`: unless another replica rotated the token meanwhile (then the
+    /// loop re-reads and returns theirs), the user has to connect again.
+    async fn invalid_grant(&self, meta: &CredentialMeta) -> Result<()> {
+        let current = self.store.get_credential(&meta.tenant_id, &meta.id).await?;
+        if current.is_some_and(|c| c.version != meta.version) {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut next = meta.clone();
+        next.status = Status::NeedsReauth;
+        next.version = meta.version + 1;
+        next.updated_at = now;
+        next.refresh = RefreshState {
+            last_error: Some("invalid_grant".into()),
+            ..RefreshState::default()
+        };
+        let event = Event::credential(EVENT_NEEDS_REAUTH, &next, now);
+        let write = CredentialWrite {
+            meta: next,
+            blob: None,
+            expected_version: meta.version,
+        };
+        if self.store.update_credential(&write, None, &[event]).await? {
+            tracing::warn!(credential = %meta.id, "refresh token rejected (invalid_grant): credential needs re-auth");
+            return Err(Error::FailedPrecondition(format!(
+                "credential {} needs re-authorization: the provider rejected its refresh token",
+                meta.id
+            )));
+        }
+        Ok(())
+    }
+}
+
+enum Failure {
+    Token(TokenError),
+    NoProvider,
+    Storage(Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let first = backoff_ms(1);
+        assert!((24_000..=36_000).contains(&first), "{first}");
+        let third = backoff_ms(3);
+        assert!((96_000..=144_000).contains(&third), "{third}");
+        assert!(backoff_ms(50) <= MAX_BACKOFF_MS * 6 / 5);
+    }
+
+    #[test]
+    fn schedule_needs_a_refresh_token_and_an_expiry() {
+        let oauth = |rt: Option<&str>, exp: Option<Millis>| SecretPayload::OAuth2 {
+            access_token: "a".into(),
+            refresh_token: rt.map(str::to_owned),
+            token_type: "Bearer".into(),
+            scopes: vec![],
+            expires_at: exp,
+        };
+        let at = schedule(&oauth(Some("r"), Some(3_600_000)), 600_000).unwrap();
+        assert!((3_000_000 - 60_000..=3_000_000).contains(&at), "{at}");
+        assert_eq!(schedule(&oauth(None, Some(1)), 600_000), None);
+        assert_eq!(schedule(&oauth(Some("r"), None), 600_000), None);
+        assert_eq!(
+            schedule(&SecretPayload::ApiKey { key: "k".into() }, 600_000),
+            None
+        );
+    }
+}
