@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use credvault::clock::ManualClock;
 use credvault::proto::v1::{
     admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
+    o_auth_service_client::OAuthServiceClient,
 };
 use credvault::service::Vault;
 use credvault::{App, Config};
@@ -180,8 +181,37 @@ impl Interceptor for AuthHeader {
 
 pub type Client = CredentialServiceClient<InterceptedService<Channel, AuthHeader>>;
 pub type AdminClient = AdminServiceClient<InterceptedService<Channel, AuthHeader>>;
+pub type OAuthClient = OAuthServiceClient<InterceptedService<Channel, AuthHeader>>;
 
-/// A tenant with a token holding read, write and reveal.
+async fn channel(addr: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A credential client for the instance at `addr`.
+pub async fn client_at(addr: std::net::SocketAddr, token: &SecretString) -> Client {
+    let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+    CredentialServiceClient::with_interceptor(channel(addr).await, header)
+}
+
+/// A browser that does not follow redirects: the status and `Location` of a GET.
+pub async fn browse(url: &str) -> (u16, Option<String>) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(url).send().await.unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), location)
+}
+
+/// A tenant with a token holding every credential and provider scope.
 pub struct TestTenant {
     pub id: String,
     pub token: SecretString,
@@ -195,6 +225,7 @@ pub struct TestApp {
     pub vault: Vault,
     pub db: TestDb,
     pub addr: std::net::SocketAddr,
+    pub http_addr: std::net::SocketAddr,
     pub admin_token: SecretString,
     pub keys: String,
     raw: AnyPool,
@@ -202,12 +233,40 @@ pub struct TestApp {
     server: Option<JoinHandle<()>>,
 }
 
+/// Another instance of the vault on the same database (a replica).
+pub struct Peer {
+    pub addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+struct Running {
+    vault: Vault,
+    addr: std::net::SocketAddr,
+    http_addr: std::net::SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
 /// Starts an app, or `None` for PostgreSQL when it is unreachable outside CI.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     logs();
     let db = TestDb::create(backend).await?;
     let clock = ManualClock::new(T0);
-    let (vault, addr, stop, server) = start(&db, KEY_V1, &clock).await;
+    let Running {
+        vault,
+        addr,
+        http_addr,
+        stop,
+        server,
+    } = start(&db, KEY_V1, &clock).await;
     let (_, admin_token) = vault
         .bootstrap()
         .await
@@ -221,6 +280,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         vault,
         db,
         addr,
+        http_addr,
         admin_token,
         keys: KEY_V1.into(),
         raw,
@@ -229,16 +289,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     })
 }
 
-async fn start(
-    db: &TestDb,
-    keys: &str,
-    clock: &ManualClock,
-) -> (
-    Vault,
-    std::net::SocketAddr,
-    oneshot::Sender<()>,
-    JoinHandle<()>,
-) {
+async fn start(db: &TestDb, keys: &str, clock: &ManualClock) -> Running {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(db.url()),
@@ -248,7 +299,7 @@ async fn start(
         allow_http_urls: true,
         // Tests run refresh passes themselves, on the manual clock.
         refresher_interval_secs: 0,
-        provider_timeout_secs: 5,
+        provider_timeout_secs: 1,
         ..Config::default()
     };
     let app = App::build_with_clock(&config, Arc::new(clock.clone()))
@@ -256,6 +307,7 @@ async fn start(
         .unwrap();
     let vault = app.vault().clone();
     let addr = app.grpc_addr();
+    let http_addr = app.http_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run(async {
@@ -264,7 +316,13 @@ async fn start(
         .await
         .unwrap();
     });
-    (vault, addr, stop, server)
+    Running {
+        vault,
+        addr,
+        http_addr,
+        stop,
+        server,
+    }
 }
 
 impl TestApp {
@@ -276,20 +334,37 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.unwrap();
         }
-        let (vault, addr, stop, server) = start(&self.db, keys, &self.clock).await;
+        let Running {
+            vault,
+            addr,
+            http_addr,
+            stop,
+            server,
+        } = start(&self.db, keys, &self.clock).await;
         self.vault = vault;
         self.addr = addr;
+        self.http_addr = http_addr;
         self.keys = keys.into();
         self.stop = Some(stop);
         self.server = Some(server);
     }
 
+    /// Another vault instance on the same database and clock.
+    pub async fn spawn_peer(&self) -> Peer {
+        let running = start(&self.db, &self.keys, &self.clock).await;
+        Peer {
+            addr: running.addr,
+            stop: Some(running.stop),
+        }
+    }
+
     async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        channel(self.addr).await
+    }
+
+    pub async fn oauth(&self, token: &SecretString) -> OAuthClient {
+        let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+        OAuthServiceClient::with_interceptor(self.channel().await, header)
     }
 
     /// A client sending exactly this `authorization` value, or none.
@@ -301,8 +376,7 @@ impl TestApp {
     }
 
     pub async fn client(&self, token: &SecretString) -> Client {
-        self.client_with_header(Some(&format!("Bearer {}", token.expose_secret())))
-            .await
+        client_at(self.addr, token).await
     }
 
     pub async fn admin(&self, token: &SecretString) -> AdminClient {
@@ -321,6 +395,8 @@ impl TestApp {
             "credentials:read",
             "credentials:write",
             "credentials:reveal",
+            "providers:read",
+            "providers:write",
         ]
         .map(String::from);
         let (_, token) = self
