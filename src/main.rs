@@ -28,9 +28,12 @@ enum Command {
     /// Manage service tokens (admin scope).
     #[command(subcommand)]
     Token(commands::admin::TokenCommand),
-    /// Store, list, reveal, update and delete credentials.
+    /// Store, list, reveal, update, delete, connect and refresh credentials.
     #[command(subcommand)]
     Cred(commands::cred::CredCommand),
+    /// Manage this tenant's OAuth providers.
+    #[command(subcommand)]
+    Provider(commands::provider::ProviderCommand),
 }
 
 /// Where client commands connect, and with which token.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             Command::Tenant(cmd) => commands::admin::tenant(cmd).await,
             Command::Token(cmd) => commands::admin::token(cmd).await,
             Command::Cred(cmd) => commands::cred::run(cmd).await,
+            Command::Provider(cmd) => commands::provider::run(cmd).await,
         }
     });
     match result {

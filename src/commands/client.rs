@@ -7,6 +7,7 @@ use tonic::transport::Channel;
 
 use credvault::proto::v1::{
     admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
+    o_auth_service_client::OAuthServiceClient,
 };
 
 use crate::ClientArgs;
@@ -44,6 +45,11 @@ async fn connect(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
 pub async fn credentials(args: &ClientArgs) -> anyhow::Result<CredentialServiceClient<Authed>> {
     let (channel, bearer) = connect(args).await?;
     Ok(CredentialServiceClient::with_interceptor(channel, bearer))
+}
+
+pub async fn oauth(args: &ClientArgs) -> anyhow::Result<OAuthServiceClient<Authed>> {
+    let (channel, bearer) = connect(args).await?;
+    Ok(OAuthServiceClient::with_interceptor(channel, bearer))
 }
 
 pub async fn admin(args: &ClientArgs) -> anyhow::Result<AdminServiceClient<Authed>> {

@@ -134,8 +134,21 @@ pub enum CredCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete a credential and its ciphertext.
+    /// Delete a credential and its ciphertext (OAuth: also revoke it at the provider).
     Delete {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start an OAuth connect flow; prints the URL to send the user's browser to.
+    Connect {
+        #[command(flatten)]
+        args: Box<super::provider::ConnectArgs>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Refresh an OAuth credential now.
+    Refresh {
         id: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -158,7 +171,7 @@ fn timestamp(flag: &str, value: Option<String>) -> anyhow::Result<Option<prost_t
 }
 
 /// `-` means: read one line from stdin.
-fn from_stdin_if_dash(value: String) -> anyhow::Result<String> {
+pub fn from_stdin_if_dash(value: String) -> anyhow::Result<String> {
     if value != "-" {
         return Ok(value);
     }
@@ -349,10 +362,21 @@ pub async fn run(cmd: CredCommand) -> anyhow::Result<()> {
         }
         CredCommand::Delete { id, client } => {
             let mut c = client::credentials(&client).await?;
-            c.delete_credential(pb::DeleteCredentialRequest { id: id.clone() })
+            let r = c
+                .delete_credential(pb::DeleteCredentialRequest { id: id.clone() })
                 .await
-                .map_err(status)?;
-            print_json(&json!({ "deleted": id }));
+                .map_err(status)?
+                .into_inner();
+            let mut out = json!({ "deleted": id });
+            if let Some(rev) = r.revocation {
+                out["revocation"] = json!({ "revoked": rev.revoked, "error": rev.error });
+            }
+            print_json(&out);
+        }
+        CredCommand::Connect { args, client } => super::provider::connect(*args, client).await?,
+        CredCommand::Refresh { id, client } => {
+            let credential = super::provider::refresh(id, client).await?;
+            print_json(&credential_json(&credential));
         }
     }
     Ok(())

@@ -1,4 +1,5 @@
 pub mod admin;
 pub mod client;
 pub mod cred;
+pub mod provider;
 pub mod serve;
