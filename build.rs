@@ -14,6 +14,8 @@ const SECRET_BEARING: &[&str] = &[
     ".credvault.v1.CreateServiceTokenResponse",
     ".credvault.v1.CreateProviderRequest",
     ".credvault.v1.UpdateProviderRequest",
+    ".credvault.v1.CreateWebhookEndpointResponse",
+    ".credvault.v1.RotateWebhookSecretResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

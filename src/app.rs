@@ -12,18 +12,22 @@ use tonic::transport::Server;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::grpc::{AdminApi, CredentialApi, OAuthApi};
+use crate::grpc::{AdminApi, CredentialApi, OAuthApi, WebhookApi};
 use crate::proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
         admin_service_server::AdminServiceServer,
         credential_service_server::CredentialServiceServer,
-        o_auth_service_server::OAuthServiceServer,
+        o_auth_service_server::OAuthServiceServer, webhook_service_server::WebhookServiceServer,
     },
 };
 use crate::service::{Settings, Vault};
 use crate::store::{self, StoreError};
+use crate::webhooks::ssrf::Guard;
 use crate::workers;
+
+/// Credentials transitioned per scanner transaction.
+const SCAN_BATCH: u32 = 500;
 
 /// How often used request ids and expired connect states are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -93,8 +97,35 @@ impl App {
             callback_url: format!("{}/oauth/callback", base.trim_end_matches('/')),
             allow_http_urls: config.allow_http_urls,
             provider_timeout: Duration::from_secs(config.provider_timeout_secs),
+            expiry_horizons_ms: {
+                let mut h: Vec<i64> = config
+                    .expiry_warning_horizons_secs
+                    .iter()
+                    .map(|s| secs(*s))
+                    .collect();
+                h.sort_unstable();
+                h.dedup();
+                h
+            },
+            webhook_schedule_ms: config
+                .webhook_retry_schedule_secs
+                .iter()
+                .map(|s| secs(*s))
+                .collect(),
+            webhook_guard: Guard {
+                allow_http: config.allow_http_urls,
+                allow_private: config.webhook_allow_private_addresses,
+            },
+            webhook_timeout: Duration::from_secs(config.webhook_timeout_secs),
+            delivery_lease_ms: secs(config.webhook_timeout_secs.saturating_mul(4).max(60)),
             ..Settings::default()
         };
+        if settings.webhook_schedule_ms.is_empty() {
+            return Err(ConfigError::Invalid(
+                "webhook_retry_schedule_secs must list at least one delay".into(),
+            )
+            .into());
+        }
         Ok(Self {
             vault: Vault::new(store, keyring, clock, settings),
             grpc,
@@ -138,6 +169,9 @@ impl App {
             .await;
         health.set_serving::<AdminServiceServer<AdminApi>>().await;
         health.set_serving::<OAuthServiceServer<OAuthApi>>().await;
+        health
+            .set_serving::<WebhookServiceServer<WebhookApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -150,6 +184,9 @@ impl App {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let oauth = OAuthServiceServer::new(OAuthApi::new(self.vault.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let webhooks = WebhookServiceServer::new(WebhookApi::new(self.vault.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
 
@@ -166,6 +203,23 @@ impl App {
                 stop.clone(),
             )));
         }
+        if self.config.scan_interval_secs > 0 {
+            background.push(tokio::spawn(workers::scanner::run(
+                self.vault.clone(),
+                Duration::from_secs(self.config.scan_interval_secs),
+                SCAN_BATCH,
+                stop.clone(),
+            )));
+        }
+        if self.config.deliver_interval_ms > 0 {
+            background.push(tokio::spawn(workers::deliverer::run(
+                self.vault.clone(),
+                Duration::from_millis(self.config.deliver_interval_ms),
+                100,
+                self.config.webhook_concurrency,
+                stop.clone(),
+            )));
+        }
         let http = axum::serve(self.http.0, crate::http::router(self.vault.clone()))
             .with_graceful_shutdown(stopped(stop.clone()));
         let grpc = Server::builder()
@@ -174,6 +228,7 @@ impl App {
             .add_service(credentials)
             .add_service(admin)
             .add_service(oauth)
+            .add_service(webhooks)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.grpc.0),
                 stopped(stop.clone()),

@@ -57,6 +57,20 @@ pub struct Config {
     pub refresh_concurrency: usize,
     /// Timeout of each request to a provider, in seconds.
     pub provider_timeout_secs: u64,
+    /// Seconds between expiry scans; 0 turns the scanner off.
+    pub scan_interval_secs: u64,
+    /// `credential.expiring` is sent this many seconds before a credential lapses.
+    pub expiry_warning_horizons_secs: Vec<u64>,
+    /// Milliseconds between delivery passes; 0 turns the deliverer off.
+    pub deliver_interval_ms: u64,
+    /// Delay before each webhook attempt, in seconds; then the dead letter.
+    pub webhook_retry_schedule_secs: Vec<u64>,
+    /// Timeout of each webhook request, in seconds.
+    pub webhook_timeout_secs: u64,
+    /// Webhook requests in flight at once per replica.
+    pub webhook_concurrency: usize,
+    /// Allow webhook endpoints on loopback, private and link-local addresses.
+    pub webhook_allow_private_addresses: bool,
 }
 
 impl Default for Config {
@@ -80,6 +94,13 @@ impl Default for Config {
             refresh_batch: 100,
             refresh_concurrency: 8,
             provider_timeout_secs: 15,
+            scan_interval_secs: 60,
+            expiry_warning_horizons_secs: vec![7 * 24 * 60 * 60, 24 * 60 * 60],
+            deliver_interval_ms: 1000,
+            webhook_retry_schedule_secs: crate::service::DEFAULT_WEBHOOK_SCHEDULE_SECS.to_vec(),
+            webhook_timeout_secs: 15,
+            webhook_concurrency: 16,
+            webhook_allow_private_addresses: false,
         }
     }
 }
@@ -112,6 +133,8 @@ enum EnvKind {
     Text,
     Number,
     Flag,
+    /// Comma-separated whole numbers.
+    Numbers,
 }
 
 /// Settings that may come from the environment, and how each is written.
@@ -134,6 +157,13 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("refresh_batch", EnvKind::Number),
     ("refresh_concurrency", EnvKind::Number),
     ("provider_timeout_secs", EnvKind::Number),
+    ("scan_interval_secs", EnvKind::Number),
+    ("expiry_warning_horizons_secs", EnvKind::Numbers),
+    ("deliver_interval_ms", EnvKind::Number),
+    ("webhook_retry_schedule_secs", EnvKind::Numbers),
+    ("webhook_timeout_secs", EnvKind::Number),
+    ("webhook_concurrency", EnvKind::Number),
+    ("webhook_allow_private_addresses", EnvKind::Flag),
 ];
 
 impl Config {
@@ -173,6 +203,13 @@ impl Config {
                 ),
                 EnvKind::Flag => toml::Value::Boolean(
                     value.trim().parse().map_err(|_| invalid("true or false"))?,
+                ),
+                EnvKind::Numbers => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(|n| n.trim().parse().map(toml::Value::Integer))
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| invalid("comma-separated whole numbers"))?,
                 ),
             };
             table.insert(name.to_owned(), value);

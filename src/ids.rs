@@ -13,6 +13,8 @@ pub const TOKEN_ID_PREFIX: &str = "tok_";
 pub const PROVIDER_PREFIX: &str = "prov_";
 pub const STATE_PREFIX: &str = "st_";
 pub const EVENT_PREFIX: &str = "evt_";
+pub const ENDPOINT_PREFIX: &str = "whk_";
+pub const DELIVERY_PREFIX: &str = "dlv_";
 /// Prefix of bearer tokens, so leaked tokens are recognisable by secret scanners.
 pub const TOKEN_SECRET_PREFIX: &str = "cvt_";
 

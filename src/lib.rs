@@ -20,4 +20,5 @@ pub use app::App;
 pub use config::Config;
 pub mod http;
 pub mod oauth;
+pub mod webhooks;
 pub mod workers;

@@ -123,6 +123,23 @@ pub struct CredentialMeta {
     pub updated_at: Millis,
     /// OAuth refresh bookkeeping (internal; not part of the API).
     pub refresh: RefreshState,
+    /// The smallest `credential.expiring` horizon already announced, in milliseconds.
+    pub expiry_warned_ms: Option<Millis>,
+}
+
+impl CredentialMeta {
+    /// When this credential stops working for good unless someone acts: its own
+    /// expiry or, for an OAuth credential that cannot be refreshed (no refresh token),
+    /// its access token's expiry, whichever is first. The expiry scanner works on it.
+    pub fn lapses_at(&self) -> Option<Millis> {
+        let token = (self.kind == Kind::OAuth2 && self.refresh.next_at.is_none())
+            .then_some(self.token_expires_at)
+            .flatten();
+        match (self.expires_at, token) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// When an OAuth credential is next due for refresh, and how the last attempts went.
@@ -172,6 +189,8 @@ pub enum Scope {
     CredentialsReveal,
     ProvidersRead,
     ProvidersWrite,
+    WebhooksRead,
+    WebhooksWrite,
     Admin,
 }
 text_enum!(Scope {
@@ -180,16 +199,20 @@ text_enum!(Scope {
     CredentialsReveal = "credentials:reveal",
     ProvidersRead = "providers:read",
     ProvidersWrite = "providers:write",
+    WebhooksRead = "webhooks:read",
+    WebhooksWrite = "webhooks:write",
     Admin = "admin",
 });
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Scope::CredentialsRead,
         Scope::CredentialsWrite,
         Scope::CredentialsReveal,
         Scope::ProvidersRead,
         Scope::ProvidersWrite,
+        Scope::WebhooksRead,
+        Scope::WebhooksWrite,
         Scope::Admin,
     ];
 }
@@ -229,10 +252,17 @@ pub struct Event {
     pub created_at: Millis,
 }
 
+pub const EVENT_EXPIRED: &str = "credential.expired";
+pub const EVENT_EXPIRING: &str = "credential.expiring";
 pub const EVENT_NEEDS_REAUTH: &str = "credential.needs_reauth";
 pub const EVENT_PROVIDER_MISCONFIGURED: &str = "provider.misconfigured";
 /// Every event type there is.
-pub const EVENT_TYPES: &[&str] = &[EVENT_NEEDS_REAUTH, EVENT_PROVIDER_MISCONFIGURED];
+pub const EVENT_TYPES: &[&str] = &[
+    EVENT_EXPIRED,
+    EVENT_EXPIRING,
+    EVENT_NEEDS_REAUTH,
+    EVENT_PROVIDER_MISCONFIGURED,
+];
 
 /// RFC 3339 with milliseconds, UTC: the timestamp form of event payloads.
 pub fn rfc3339(ms: Millis) -> String {
@@ -270,7 +300,24 @@ impl Event {
 
     /// An event about a credential, carrying who it belongs to (never its secret).
     pub fn credential(kind: &'static str, c: &CredentialMeta, at: Millis) -> Self {
-        let data = serde_json::json!({
+        Self::new(
+            kind,
+            &c.tenant_id,
+            Some(&c.id),
+            Self::credential_data(c),
+            at,
+        )
+    }
+
+    /// `credential.expiring`: the credential lapses within `horizon_ms`.
+    pub fn expiring(c: &CredentialMeta, horizon_ms: Millis, at: Millis) -> Self {
+        let mut data = Self::credential_data(c);
+        data["horizonSeconds"] = (horizon_ms / 1000).into();
+        Self::new(EVENT_EXPIRING, &c.tenant_id, Some(&c.id), data, at)
+    }
+
+    fn credential_data(c: &CredentialMeta) -> serde_json::Value {
+        serde_json::json!({
             "tenantId": c.tenant_id,
             "userId": c.user_id,
             "userEmail": c.user_email,
@@ -278,9 +325,8 @@ impl Event {
             "credentialName": c.name,
             "provider": c.provider,
             "status": c.status.as_str(),
-            "expiresAt": c.expires_at.map(rfc3339),
-        });
-        Self::new(kind, &c.tenant_id, Some(&c.id), data, at)
+            "expiresAt": c.lapses_at().or(c.expires_at).map(rfc3339),
+        })
     }
 
     /// A provider rejected our client: every credential of it is at risk.

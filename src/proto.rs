@@ -81,3 +81,21 @@ impl fmt::Debug for v1::UpdateProviderRequest {
             .finish_non_exhaustive()
     }
 }
+
+impl fmt::Debug for v1::CreateWebhookEndpointResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateWebhookEndpointResponse")
+            .field("endpoint", &self.endpoint)
+            .field("secret", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for v1::RotateWebhookSecretResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotateWebhookSecretResponse")
+            .field("endpoint", &self.endpoint)
+            .field("secret", &REDACTED)
+            .finish()
+    }
+}

@@ -321,6 +321,73 @@ pub fn deleted(d: Deleted) -> pb::DeleteCredentialResponse {
     }
 }
 
+/// An endpoint's settings (never its secrets).
+pub fn endpoint(
+    e: crate::webhooks::Endpoint,
+    previous_secret_until: Option<Millis>,
+) -> pb::WebhookEndpoint {
+    let previous_secret_expires_at = previous_secret_until.map(timestamp);
+    pb::WebhookEndpoint {
+        id: e.id,
+        url: e.url,
+        event_types: e.event_types,
+        enabled: e.enabled,
+        disabled_reason: e.disabled_reason.unwrap_or_default(),
+        previous_secret_expires_at,
+        created_at: Some(timestamp(e.created_at)),
+        updated_at: Some(timestamp(e.updated_at)),
+        version: e.version,
+    }
+}
+
+pub fn event(e: crate::model::Event) -> pb::Event {
+    pb::Event {
+        id: e.id,
+        r#type: e.kind.to_owned(),
+        credential_id: e.credential_id.unwrap_or_default(),
+        created_at: Some(timestamp(e.created_at)),
+        payload: e.payload,
+    }
+}
+
+pub fn delivery_status(value: i32) -> Result<Option<crate::webhooks::DeliveryStatus>> {
+    use crate::webhooks::DeliveryStatus as S;
+    let bad = || Error::invalid("status", "is not a DeliveryStatus value");
+    Ok(
+        match pb::DeliveryStatus::try_from(value).map_err(|_| bad())? {
+            pb::DeliveryStatus::Unspecified => None,
+            pb::DeliveryStatus::Pending => Some(S::Pending),
+            pb::DeliveryStatus::Delivered => Some(S::Delivered),
+            pb::DeliveryStatus::Dead => Some(S::Dead),
+        },
+    )
+}
+
+pub fn delivery(d: crate::webhooks::Delivery) -> pb::Delivery {
+    use crate::webhooks::DeliveryStatus as S;
+    let status = match d.status {
+        S::Pending => pb::DeliveryStatus::Pending,
+        S::Delivered => pb::DeliveryStatus::Delivered,
+        S::Dead => pb::DeliveryStatus::Dead,
+    };
+    pb::Delivery {
+        id: d.id,
+        event_id: d.event_id,
+        endpoint_id: d.endpoint_id,
+        status: status.into(),
+        attempts: d.attempts,
+        next_attempt_at: Some(timestamp(d.next_attempt_at)),
+        last_status_code: d
+            .last_status
+            .and_then(|s| i32::try_from(s).ok())
+            .unwrap_or(0),
+        last_error: d.last_error.unwrap_or_default(),
+        created_at: Some(timestamp(d.created_at)),
+        updated_at: Some(timestamp(d.updated_at)),
+        delivered_at: d.delivered_at.map(timestamp),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

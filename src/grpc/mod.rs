@@ -9,10 +9,12 @@ mod admin;
 pub mod convert;
 mod credentials;
 mod oauth;
+mod webhooks;
 
 pub use admin::AdminApi;
 pub use credentials::CredentialApi;
 pub use oauth::OAuthApi;
+pub use webhooks::WebhookApi;
 
 /// Authenticates the request's bearer token and checks `scope`.
 async fn authorize<T>(vault: &Vault, req: &Request<T>, scope: Scope) -> Result<Caller> {

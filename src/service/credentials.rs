@@ -2,11 +2,10 @@
 //! and reveal (open the envelope, audited).
 use std::collections::BTreeMap;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{Caller, Vault, validate};
+use super::{Caller, Vault, pagination, validate};
 use crate::clock::Millis;
 use crate::crypto::AadContext;
 use crate::error::{Error, Result};
@@ -14,8 +13,6 @@ use crate::ids;
 use crate::model::{AuditEntry, CredentialMeta, SealedCredential, SecretPayload, Status};
 use crate::store::{CredentialWrite, IdempotencyRecord, ListFilter, StoreError};
 
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-pub const MAX_PAGE_SIZE: u32 = 1000;
 /// Attempts of an update that lost a race, when the caller did not pin a version.
 const UPDATE_ATTEMPTS: usize = 3;
 
@@ -163,29 +160,6 @@ fn request_fingerprint_input(req: &NewCredential) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(serde_json::to_vec(&canonical).unwrap_or_default())
 }
 
-fn encode_page_token(last_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1:{last_id}"))
-}
-
-fn decode_page_token(token: &str) -> Result<Option<String>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || {
-        Error::invalid(
-            "page_token",
-            "is not a token this server issued; start again without it",
-        )
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let id = text.strip_prefix("v1:").ok_or_else(bad)?;
-    if !ids::is_well_formed(id, ids::CREDENTIAL_PREFIX) {
-        return Err(bad());
-    }
-    Ok(Some(id.to_owned()))
-}
-
 impl Vault {
     fn audit(
         &self,
@@ -241,6 +215,7 @@ impl Vault {
             refresh: self
                 .fresh_refresh_state(&caller.tenant_id, &req.provider, secret)
                 .await?,
+            expiry_warned_ms: None,
         };
         let sealed = SealedCredential {
             blob: self.keyring.seal(&aad_of(&meta), &plaintext),
@@ -355,34 +330,18 @@ impl Vault {
         if !req.provider.is_empty() {
             validate::slug("provider", &req.provider)?;
         }
-        let page_size = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => u32::try_from(n)
-                .ok()
-                .filter(|n| *n <= MAX_PAGE_SIZE)
-                .ok_or_else(|| {
-                    Error::invalid("page_size", format!("must be from 1 to {MAX_PAGE_SIZE}"))
-                })?,
-        };
-        let after = decode_page_token(&req.page_token)?;
+        let page_size = pagination::size(req.page_size)?;
+        let after = pagination::decode(&req.page_token, ids::CREDENTIAL_PREFIX)?;
         let filter = ListFilter {
             user_id: Some(req.user_id).filter(|s| !s.is_empty()),
             provider: Some(req.provider).filter(|s| !s.is_empty()),
             status: req.status,
         };
-        let mut credentials = self
+        let rows = self
             .store
             .list_credentials(&caller.tenant_id, &filter, after.as_deref(), page_size + 1)
             .await?;
-        let next_page_token = if credentials.len() > page_size as usize {
-            credentials.truncate(page_size as usize);
-            credentials
-                .last()
-                .map(|c| encode_page_token(&c.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (credentials, next_page_token) = pagination::finish(rows, page_size, |c| &c.id);
         Ok(Page {
             credentials,
             next_page_token,
@@ -624,19 +583,6 @@ fn stale(current: &CredentialMeta, expected: i64) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_reject_forgeries() {
-        let id = ids::new_id(ids::CREDENTIAL_PREFIX);
-        assert_eq!(
-            decode_page_token(&encode_page_token(&id)).unwrap(),
-            Some(id)
-        );
-        assert_eq!(decode_page_token("").unwrap(), None);
-        for bad in ["!!", "djE6eA", "eHl6"] {
-            assert!(decode_page_token(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn oversized_secrets_are_resource_exhausted() {

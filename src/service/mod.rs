@@ -8,21 +8,28 @@ use crate::clock::{Clock, Millis};
 use crate::crypto::Keyring;
 use crate::oauth::client::TokenClient;
 use crate::store::Store;
+use crate::webhooks::sender::WebhookSender;
+use crate::webhooks::ssrf::Guard;
 
 mod admin;
 mod auth;
 mod connect;
 mod credentials;
+mod notify;
+mod pagination;
 mod providers;
 mod refresh;
 pub mod validate;
+mod webhooks;
 
 pub use auth::Caller;
 pub use connect::{CallbackOutcome, CallbackQuery, StartOAuth, Started};
 pub use credentials::{
     CredentialChanges, Deleted, ExpiryChange, ListRequest, NewCredential, Page, Revealed,
 };
+pub use notify::{DeliveryPass, ScanPass, Sent};
 pub use providers::{NewProvider, ProviderChanges, templates};
+pub use webhooks::{DEFAULT_OVERLAP_SECS, EndpointChanges};
 
 /// Settings of the service layer.
 #[derive(Debug, Clone)]
@@ -41,7 +48,22 @@ pub struct Settings {
     pub refresh_wait: Duration,
     /// Timeout of each request to a provider.
     pub provider_timeout: Duration,
+    /// `credential.expiring` horizons, smallest first.
+    pub expiry_horizons_ms: Vec<Millis>,
+    /// Delay before each webhook attempt; its length is the number of attempts.
+    pub webhook_schedule_ms: Vec<Millis>,
+    /// Which webhook URLs and addresses are allowed.
+    pub webhook_guard: Guard,
+    /// Timeout of each webhook request.
+    pub webhook_timeout: Duration,
+    /// How long a claimed delivery is leased; longer than the webhook timeout.
+    pub delivery_lease_ms: Millis,
 }
+
+/// Standard Webhooks' suggested schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+/// 14 h, 20 h, 24 h.
+pub const DEFAULT_WEBHOOK_SCHEDULE_SECS: [u64; 10] =
+    [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400];
 
 impl Default for Settings {
     fn default() -> Self {
@@ -53,6 +75,14 @@ impl Default for Settings {
             refresh_lease_ms: 60_000,
             refresh_wait: Duration::from_secs(20),
             provider_timeout: Duration::from_secs(15),
+            expiry_horizons_ms: vec![24 * 60 * 60 * 1000, 7 * 24 * 60 * 60 * 1000],
+            webhook_schedule_ms: DEFAULT_WEBHOOK_SCHEDULE_SECS
+                .iter()
+                .map(|s| *s as Millis * 1000)
+                .collect(),
+            webhook_guard: Guard::default(),
+            webhook_timeout: Duration::from_secs(15),
+            delivery_lease_ms: 60_000,
         }
     }
 }
@@ -65,6 +95,7 @@ pub struct Vault {
     clock: Arc<dyn Clock>,
     settings: Settings,
     token_client: TokenClient,
+    sender: WebhookSender,
     flights: Arc<refresh::Flights>,
     /// This process's name in refresh leases.
     instance: Arc<str>,
@@ -82,6 +113,7 @@ impl Vault {
             keyring,
             clock,
             token_client: TokenClient::new(settings.provider_timeout),
+            sender: WebhookSender::new(settings.webhook_guard, settings.webhook_timeout),
             settings,
             flights: Arc::default(),
             instance: crate::ids::new_id("inst_").into(),

@@ -15,11 +15,13 @@ use crate::model::{
 };
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
+mod notifications;
 pub mod postgres;
 mod rows;
 mod sql;
 pub mod sqlite;
 
+pub use notifications::{DeliveryFilter, NotificationStore};
 pub use sql::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +79,7 @@ pub struct CredentialWrite {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: NotificationStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Succeeds when the database answers.

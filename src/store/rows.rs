@@ -10,13 +10,14 @@ use crate::model::{
     Tenant,
 };
 use crate::oauth::{ConnectRequest, OAuthState, Provider, ProviderConfig, SealedProvider};
+use crate::webhooks::{Delivery, DeliveryStatus, Endpoint, SealedEndpoint};
 
 /// Columns of a credential's metadata, selected from `credentials c` joined with
 /// `end_users u`; [`credential_meta`] decodes them.
 pub const CREDENTIAL_COLUMNS: &str = "c.tenant_id, c.id, c.user_id, u.email, c.name, c.provider, \
      c.kind, c.status, c.labels, c.scopes, c.expires_at, c.token_expires_at, c.version, \
      c.created_at, c.updated_at, c.next_refresh_at, c.refresh_failures, c.last_refresh_error, \
-     c.refresh_lease_owner, c.refresh_lease_until";
+     c.refresh_lease_owner, c.refresh_lease_until, c.expiry_warned_ms";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
@@ -51,6 +52,7 @@ pub fn credential_meta(row: &AnyRow) -> StoreResult<CredentialMeta> {
             lease_owner: row.try_get("refresh_lease_owner")?,
             lease_until: row.try_get("refresh_lease_until")?,
         },
+        expiry_warned_ms: row.try_get("expiry_warned_ms")?,
     })
 }
 
@@ -170,5 +172,51 @@ pub fn event(row: &AnyRow) -> StoreResult<Event> {
         credential_id: row.try_get("credential_id")?,
         payload: row.try_get("payload")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+pub const ENDPOINT_COLUMNS: &str = "tenant_id, id, url, event_types, enabled, disabled_reason, secret, \
+     previous_secret, previous_secret_until, version, created_at, updated_at";
+
+pub fn endpoint(row: &AnyRow) -> StoreResult<SealedEndpoint> {
+    let types: String = row.try_get("event_types")?;
+    let enabled: i64 = row.try_get("enabled")?;
+    Ok(SealedEndpoint {
+        endpoint: Endpoint {
+            tenant_id: row.try_get("tenant_id")?,
+            id: row.try_get("id")?,
+            url: row.try_get("url")?,
+            event_types: serde_json::from_str(&types)
+                .map_err(|_| corrupt("endpoint event types"))?,
+            enabled: enabled != 0,
+            disabled_reason: row.try_get("disabled_reason")?,
+            version: row.try_get("version")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        },
+        secret: row.try_get("secret")?,
+        previous_secret: row.try_get("previous_secret")?,
+        previous_secret_until: row.try_get("previous_secret_until")?,
+    })
+}
+
+pub const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, endpoint_id, status, attempts, \
+     next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at";
+
+pub fn delivery(row: &AnyRow) -> StoreResult<Delivery> {
+    let status: String = row.try_get("status")?;
+    Ok(Delivery {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        event_id: row.try_get("event_id")?,
+        endpoint_id: row.try_get("endpoint_id")?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status"))?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_status: row.try_get("last_status")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        delivered_at: row.try_get("delivered_at")?,
     })
 }

@@ -22,9 +22,9 @@ use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
 /// The store over a reader pool and a writer pool (the same pool on PostgreSQL).
 pub struct SqlStore {
-    backend: Backend,
-    read: AnyPool,
-    write: AnyPool,
+    pub(super) backend: Backend,
+    pub(super) read: AnyPool,
+    pub(super) write: AnyPool,
 }
 
 impl SqlStore {
@@ -34,6 +34,16 @@ impl SqlStore {
             read,
             write,
         }
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`), so a transaction that reads before it writes cannot fail midway
+    /// when another process writes to the same file.
+    pub(super) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
     }
 }
 
@@ -47,9 +57,10 @@ fn conflict_or(err: sqlx::Error) -> StoreError {
     }
 }
 
-/// Binds `$1`..`$14`: the key and the columns a write may change, in this order:
+/// Binds `$1`..`$15`: the key and the columns a write may change, in this order:
 /// tenant_id, id, name, kind, status, labels, scopes, expires_at, token_expires_at,
-/// version, updated_at, next_refresh_at, refresh_failures, last_refresh_error.
+/// version, updated_at, next_refresh_at, refresh_failures, last_refresh_error, and the
+/// derived lapses_at.
 fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
     query
         .bind(&m.tenant_id)
@@ -66,9 +77,10 @@ fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
         .bind(m.refresh.next_at)
         .bind(m.refresh.failures)
         .bind(&m.refresh.last_error)
+        .bind(m.lapses_at())
 }
 
-fn insert_event_query(e: &Event) -> AnyQuery<'_> {
+pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
     sqlx::query(
         "INSERT INTO events (id, tenant_id, type, credential_id, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -188,7 +200,7 @@ impl Store for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<()> {
         let m = &c.meta;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(r) = idempotency {
             sqlx::query(
                 "INSERT INTO idempotency_keys \
@@ -221,9 +233,10 @@ impl Store for SqlStore {
             sqlx::query(
                 "INSERT INTO credentials (tenant_id, id, name, kind, status, labels, scopes, \
                  expires_at, token_expires_at, version, updated_at, next_refresh_at, \
-                 refresh_failures, last_refresh_error, user_id, provider, created_at, secret) \
+                 refresh_failures, last_refresh_error, lapses_at, user_id, provider, created_at, \
+                 secret) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                 $17, $18)",
+                 $17, $18, $19)",
             ),
             m,
         )
@@ -335,15 +348,17 @@ impl Store for SqlStore {
         events: &[Event],
     ) -> StoreResult<bool> {
         let m = &w.meta;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = bind_meta(
             sqlx::query(
                 "UPDATE credentials SET name = $3, kind = $4, status = $5, labels = $6, \
                  scopes = $7, expires_at = $8, token_expires_at = $9, version = $10, \
                  updated_at = $11, next_refresh_at = $12, refresh_failures = $13, \
                  last_refresh_error = $14, refresh_lease_owner = NULL, \
-                 refresh_lease_until = NULL, secret = COALESCE($15, secret) \
-                 WHERE tenant_id = $1 AND id = $2 AND version = $16",
+                 refresh_lease_until = NULL, \
+                 expiry_warned_ms = CASE WHEN lapses_at = $15 THEN expiry_warned_ms END, \
+                 lapses_at = $15, secret = COALESCE($16, secret) \
+                 WHERE tenant_id = $1 AND id = $2 AND version = $17",
             ),
             m,
         )
@@ -370,7 +385,7 @@ impl Store for SqlStore {
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM credentials WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
             .bind(id)
@@ -544,7 +559,7 @@ impl Store for SqlStore {
         event: &Event,
         error: &str,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE oauth_providers SET last_error = $3, last_error_at = $4 \
              WHERE tenant_id = $1 AND slug = $2 AND last_error IS NULL",

@@ -10,5 +10,7 @@ mod fixtures;
 mod idempotency;
 mod isolation;
 mod oauth;
+mod receiver;
 mod secrets;
 mod validation;
+mod webhooks;

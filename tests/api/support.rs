@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use credvault::clock::ManualClock;
 use credvault::proto::v1::{
     admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
-    o_auth_service_client::OAuthServiceClient,
+    o_auth_service_client::OAuthServiceClient, webhook_service_client::WebhookServiceClient,
 };
 use credvault::service::Vault;
 use credvault::{App, Config};
@@ -182,6 +182,7 @@ impl Interceptor for AuthHeader {
 pub type Client = CredentialServiceClient<InterceptedService<Channel, AuthHeader>>;
 pub type AdminClient = AdminServiceClient<InterceptedService<Channel, AuthHeader>>;
 pub type OAuthClient = OAuthServiceClient<InterceptedService<Channel, AuthHeader>>;
+pub type WebhookClient = WebhookServiceClient<InterceptedService<Channel, AuthHeader>>;
 
 async fn channel(addr: std::net::SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
@@ -228,6 +229,7 @@ pub struct TestApp {
     pub http_addr: std::net::SocketAddr,
     pub admin_token: SecretString,
     pub keys: String,
+    tweak: Tweak,
     raw: AnyPool,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -235,6 +237,7 @@ pub struct TestApp {
 
 /// Another instance of the vault on the same database (a replica).
 pub struct Peer {
+    pub vault: Vault,
     pub addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -257,6 +260,11 @@ struct Running {
 
 /// Starts an app, or `None` for PostgreSQL when it is unreachable outside CI.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |c| c).await
+}
+
+/// Like [`spawn_app`], with the configuration changed by `tweak`.
+pub async fn spawn_app_with(backend: Backend, tweak: Tweak) -> Option<TestApp> {
     logs();
     let db = TestDb::create(backend).await?;
     let clock = ManualClock::new(T0);
@@ -266,7 +274,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         http_addr,
         stop,
         server,
-    } = start(&db, KEY_V1, &clock).await;
+    } = start(&db, KEY_V1, &clock, tweak).await;
     let (_, admin_token) = vault
         .bootstrap()
         .await
@@ -283,13 +291,17 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         http_addr,
         admin_token,
         keys: KEY_V1.into(),
+        tweak,
         raw,
         stop: Some(stop),
         server: Some(server),
     })
 }
 
-async fn start(db: &TestDb, keys: &str, clock: &ManualClock) -> Running {
+/// Changes a test app's configuration before it starts.
+pub type Tweak = fn(Config) -> Config;
+
+async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Running {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(db.url()),
@@ -297,11 +309,17 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock) -> Running {
         max_connections: 4,
         http_listen: "127.0.0.1:0".parse().unwrap(),
         allow_http_urls: true,
-        // Tests run refresh passes themselves, on the manual clock.
+        // Tests run refresh, scan and delivery passes themselves, on the manual clock.
         refresher_interval_secs: 0,
+        scan_interval_secs: 0,
+        deliver_interval_ms: 0,
         provider_timeout_secs: 1,
+        webhook_timeout_secs: 1,
+        webhook_retry_schedule_secs: vec![0, 5, 60, 60],
+        webhook_allow_private_addresses: true,
         ..Config::default()
     };
+    let config = tweak(config);
     let app = App::build_with_clock(&config, Arc::new(clock.clone()))
         .await
         .unwrap();
@@ -340,7 +358,7 @@ impl TestApp {
             http_addr,
             stop,
             server,
-        } = start(&self.db, keys, &self.clock).await;
+        } = start(&self.db, keys, &self.clock, self.tweak).await;
         self.vault = vault;
         self.addr = addr;
         self.http_addr = http_addr;
@@ -351,8 +369,9 @@ impl TestApp {
 
     /// Another vault instance on the same database and clock.
     pub async fn spawn_peer(&self) -> Peer {
-        let running = start(&self.db, &self.keys, &self.clock).await;
+        let running = start(&self.db, &self.keys, &self.clock, self.tweak).await;
         Peer {
+            vault: running.vault,
             addr: running.addr,
             stop: Some(running.stop),
         }
@@ -360,6 +379,11 @@ impl TestApp {
 
     async fn channel(&self) -> Channel {
         channel(self.addr).await
+    }
+
+    pub async fn webhooks(&self, token: &SecretString) -> WebhookClient {
+        let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+        WebhookServiceClient::with_interceptor(self.channel().await, header)
     }
 
     pub async fn oauth(&self, token: &SecretString) -> OAuthClient {
@@ -397,6 +421,8 @@ impl TestApp {
             "credentials:reveal",
             "providers:read",
             "providers:write",
+            "webhooks:read",
+            "webhooks:write",
         ]
         .map(String::from);
         let (_, token) = self

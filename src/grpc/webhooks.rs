@@ -1,0 +1,220 @@
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use secrecy::ExposeSecret;
+use tonic::{Request, Response, Status};
+
+use super::{authorize, convert};
+use crate::model::Scope;
+use crate::proto::v1::{self as pb, webhook_service_server::WebhookService};
+use crate::service::{Caller, EndpointChanges, Vault};
+use crate::store::DeliveryFilter;
+
+/// How often a watch looks for new events. Events from every replica land in the
+/// database, so the stream polls it rather than an in-process channel.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+
+/// `credvault.v1.WebhookService`.
+pub struct WebhookApi {
+    vault: Vault,
+}
+
+impl WebhookApi {
+    pub fn new(vault: Vault) -> Self {
+        Self { vault }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+/// Polls for events after `cursor`, yielding them in order, for as long as the
+/// client listens.
+fn watch(vault: Vault, caller: Caller, cursor: Option<String>) -> EventStream {
+    let state = (vault, caller, cursor, std::collections::VecDeque::new());
+    Box::pin(futures::stream::unfold(
+        state,
+        |(vault, caller, mut cursor, mut buffered)| async move {
+            loop {
+                if let Some(event) = buffered.pop_front() {
+                    return Some((Ok(convert::event(event)), (vault, caller, cursor, buffered)));
+                }
+                match vault.events_after(&caller, cursor.as_deref(), 100).await {
+                    Ok(events) if !events.is_empty() => {
+                        cursor = events.last().map(|e| e.id.clone());
+                        buffered.extend(events);
+                    }
+                    Ok(_) => tokio::time::sleep(WATCH_POLL).await,
+                    Err(e) => return Some((Err(e.into()), (vault, caller, cursor, buffered))),
+                }
+            }
+        },
+    ))
+}
+
+#[tonic::async_trait]
+impl WebhookService for WebhookApi {
+    async fn create_webhook_endpoint(
+        &self,
+        req: Request<pb::CreateWebhookEndpointRequest>,
+    ) -> Reply<pb::CreateWebhookEndpointResponse> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksWrite).await?;
+        let r = req.into_inner();
+        let (endpoint, secret) = self
+            .vault
+            .create_endpoint(&caller, &r.url, r.event_types)
+            .await?;
+        tracing::info!(tenant = %caller.tenant_id, endpoint = %endpoint.id, "webhook endpoint created");
+        Ok(Response::new(pb::CreateWebhookEndpointResponse {
+            endpoint: Some(convert::endpoint(endpoint, None)),
+            secret: secret.expose_secret().to_owned(),
+        }))
+    }
+
+    async fn list_webhook_endpoints(
+        &self,
+        req: Request<pb::ListWebhookEndpointsRequest>,
+    ) -> Reply<pb::ListWebhookEndpointsResponse> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksRead).await?;
+        let endpoints = self.vault.list_endpoints(&caller).await?;
+        Ok(Response::new(pb::ListWebhookEndpointsResponse {
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| convert::endpoint(e.endpoint, e.previous_secret_until))
+                .collect(),
+        }))
+    }
+
+    async fn update_webhook_endpoint(
+        &self,
+        req: Request<pb::UpdateWebhookEndpointRequest>,
+    ) -> Reply<pb::WebhookEndpoint> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksWrite).await?;
+        let r = req.into_inner();
+        let changes = EndpointChanges {
+            id: r.id,
+            url: r.url,
+            event_types: r.event_types.map(|l| l.values),
+            enabled: r.enabled,
+            expected_version: r.expected_version,
+        };
+        let e = self.vault.update_endpoint(&caller, changes).await?;
+        Ok(Response::new(convert::endpoint(
+            e.endpoint,
+            e.previous_secret_until,
+        )))
+    }
+
+    async fn delete_webhook_endpoint(
+        &self,
+        req: Request<pb::DeleteWebhookEndpointRequest>,
+    ) -> Reply<pb::DeleteWebhookEndpointResponse> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksWrite).await?;
+        self.vault
+            .delete_endpoint(&caller, &req.get_ref().id)
+            .await?;
+        Ok(Response::new(pb::DeleteWebhookEndpointResponse {}))
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        req: Request<pb::RotateWebhookSecretRequest>,
+    ) -> Reply<pb::RotateWebhookSecretResponse> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksWrite).await?;
+        let r = req.get_ref();
+        let (e, secret) = self
+            .vault
+            .rotate_endpoint_secret(&caller, &r.id, r.overlap_seconds)
+            .await?;
+        tracing::info!(tenant = %caller.tenant_id, endpoint = %r.id, "webhook secret rotated");
+        Ok(Response::new(pb::RotateWebhookSecretResponse {
+            endpoint: Some(convert::endpoint(e.endpoint, e.previous_secret_until)),
+            secret: secret.expose_secret().to_owned(),
+        }))
+    }
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Reply<pb::ListEventsResponse> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksRead).await?;
+        let r = req.get_ref();
+        let (events, next_page_token) = self
+            .vault
+            .list_events(&caller, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.into_iter().map(convert::event).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        req: Request<pb::ListDeliveriesRequest>,
+    ) -> Reply<pb::ListDeliveriesResponse> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksRead).await?;
+        let r = req.into_inner();
+        let filter = DeliveryFilter {
+            status: convert::delivery_status(r.status)?,
+            endpoint_id: Some(r.endpoint_id).filter(|s| !s.is_empty()),
+            event_id: Some(r.event_id).filter(|s| !s.is_empty()),
+        };
+        let (deliveries, next_page_token) = self
+            .vault
+            .list_deliveries(&caller, filter, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListDeliveriesResponse {
+            deliveries: deliveries.into_iter().map(convert::delivery).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn redeliver_event(
+        &self,
+        req: Request<pb::RedeliverEventRequest>,
+    ) -> Reply<pb::RequeueResponse> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksWrite).await?;
+        let requeued = self
+            .vault
+            .redeliver_event(&caller, &req.get_ref().event_id)
+            .await?;
+        Ok(Response::new(pb::RequeueResponse {
+            requeued: i64::try_from(requeued).unwrap_or(i64::MAX),
+        }))
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        req: Request<pb::ReplayDeadLettersRequest>,
+    ) -> Reply<pb::RequeueResponse> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksWrite).await?;
+        let requeued = self
+            .vault
+            .replay_dead_letters(&caller, &req.get_ref().endpoint_id)
+            .await?;
+        tracing::info!(tenant = %caller.tenant_id, requeued, "dead letters replayed");
+        Ok(Response::new(pb::RequeueResponse {
+            requeued: i64::try_from(requeued).unwrap_or(i64::MAX),
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        req: Request<pb::WatchEventsRequest>,
+    ) -> Reply<Self::WatchEventsStream> {
+        let caller = authorize(&self.vault, &req, Scope::WebhooksRead).await?;
+        let after = &req.get_ref().after_event_id;
+        let cursor = if after.is_empty() {
+            self.vault.latest_event_id(&caller).await?
+        } else {
+            // Validated here so a bad cursor fails the call rather than the stream.
+            self.vault.events_after(&caller, Some(after), 1).await?;
+            Some(after.clone())
+        };
+        Ok(Response::new(watch(self.vault.clone(), caller, cursor)))
+    }
+}

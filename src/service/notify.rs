@@ -1,0 +1,204 @@
+//! The notification engine: the expiry scanner's pass, fanning events out to
+//! deliveries, and one delivery attempt with its retry schedule.
+use rand::Rng;
+
+use super::Vault;
+use crate::clock::Millis;
+use crate::error::Result;
+use crate::webhooks::sender::Attempt;
+use crate::webhooks::{AttemptRecord, ClaimedDelivery, DeliveryStatus, signing};
+
+/// What one scanner pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanPass {
+    pub expired: usize,
+    pub warned: usize,
+}
+
+/// What one delivery pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryPass {
+    pub dispatched: usize,
+    pub claimed: usize,
+    pub delivered: usize,
+    pub failed: usize,
+}
+
+/// The outcome of one attempt, for the pass's tally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Delivered,
+    Failed,
+}
+
+impl Vault {
+    /// Expires what has lapsed and announces what will, in batches of `batch`, until
+    /// nothing is left. Smaller horizons go first, so a credential already inside the
+    /// 1-day horizon is not also told it has a week.
+    pub async fn scan_expiries(&self, batch: u32) -> Result<ScanPass> {
+        let now = self.now();
+        let mut pass = ScanPass::default();
+        loop {
+            let events = self.store.expire_due(now, batch).await?;
+            pass.expired += events.len();
+            if events.len() < batch as usize {
+                break;
+            }
+        }
+        for &horizon in &self.settings.expiry_horizons_ms {
+            loop {
+                let events = self.store.warn_expiring(now, horizon, batch).await?;
+                pass.warned += events.len();
+                if events.len() < batch as usize {
+                    break;
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Fans new events out to deliveries, then claims due deliveries (leased to this
+    /// instance) for sending.
+    pub async fn claim_deliveries(&self, batch: u32) -> Result<(usize, Vec<ClaimedDelivery>)> {
+        let now = self.now();
+        let mut dispatched = 0;
+        loop {
+            let n = self.store.dispatch_events(now, batch).await?;
+            dispatched += n;
+            if n < batch as usize {
+                break;
+            }
+        }
+        let until = now + self.settings.delivery_lease_ms;
+        let claimed = self
+            .store
+            .claim_deliveries(&self.instance, now, until, batch)
+            .await?;
+        Ok((dispatched, claimed))
+    }
+
+    /// One attempt at a claimed delivery, recorded (schedule, dead letter, 410).
+    pub async fn attempt_delivery(&self, claimed: ClaimedDelivery) -> Result<Sent> {
+        let d = &claimed.delivery;
+        let now = self.now();
+        let attempts = d.attempts + 1;
+        let endpoint = self
+            .store
+            .get_endpoint(&d.tenant_id, &d.endpoint_id)
+            .await?;
+        let attempt = match &endpoint {
+            None => Attempt::Failed {
+                status: None,
+                error: "endpoint deleted".into(),
+                retry_after: None,
+            },
+            Some(e) if !e.endpoint.enabled => Attempt::Failed {
+                status: None,
+                error: format!(
+                    "endpoint disabled: {}",
+                    e.endpoint
+                        .disabled_reason
+                        .as_deref()
+                        .unwrap_or("by an operator")
+                ),
+                retry_after: None,
+            },
+            Some(e) => {
+                // webhook-timestamp is this attempt's; webhook-id stays the event id.
+                let timestamp = now.div_euclid(1000);
+                let signatures: Vec<String> = self
+                    .signing_secrets(e, now)?
+                    .iter()
+                    .filter_map(|s| {
+                        signing::sign(s, &d.event_id, timestamp, claimed.payload.as_bytes())
+                    })
+                    .collect();
+                self.sender
+                    .send(
+                        &e.endpoint.url,
+                        &d.event_id,
+                        timestamp,
+                        &signatures.join(" "),
+                        claimed.payload.clone(),
+                    )
+                    .await
+            }
+        };
+        let unusable = endpoint.as_ref().is_none_or(|e| !e.endpoint.enabled);
+        let record = match attempt {
+            Attempt::Delivered(status) => AttemptRecord {
+                status: DeliveryStatus::Delivered,
+                attempts,
+                next_attempt_at: now,
+                last_status: Some(i64::from(status)),
+                last_error: None,
+                at: now,
+            },
+            Attempt::Gone => {
+                let reason = "the receiver answered 410 Gone";
+                self.store
+                    .disable_endpoint(&d.tenant_id, &d.endpoint_id, reason, now)
+                    .await?;
+                tracing::warn!(endpoint = %d.endpoint_id, "webhook endpoint answered 410 Gone: disabled");
+                AttemptRecord {
+                    status: DeliveryStatus::Dead,
+                    attempts,
+                    next_attempt_at: now,
+                    last_status: Some(410),
+                    last_error: Some(reason.into()),
+                    at: now,
+                }
+            }
+            Attempt::Failed {
+                status,
+                error,
+                retry_after,
+            } => {
+                let schedule = &self.settings.webhook_schedule_ms;
+                let next_delay = usize::try_from(attempts)
+                    .ok()
+                    .and_then(|n| schedule.get(n))
+                    .copied();
+                let (state, next_at) = match next_delay {
+                    Some(delay) if !unusable => {
+                        let asked = retry_after
+                            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                        (DeliveryStatus::Pending, now + jitter(delay).max(asked))
+                    }
+                    // Schedule exhausted, or nowhere to send: a dead letter to replay.
+                    _ => (DeliveryStatus::Dead, now),
+                };
+                AttemptRecord {
+                    status: state,
+                    attempts,
+                    next_attempt_at: next_at,
+                    last_status: status.map(i64::from),
+                    last_error: Some(error),
+                    at: now,
+                }
+            }
+        };
+        let sent = if record.status == DeliveryStatus::Delivered {
+            Sent::Delivered
+        } else {
+            Sent::Failed
+        };
+        if !self
+            .store
+            .record_attempt(&d.id, &self.instance, &record)
+            .await?
+        {
+            tracing::warn!(delivery = %d.id, "delivery lease lapsed before the attempt was recorded");
+        }
+        Ok(sent)
+    }
+}
+
+/// ±10% so retries of many deliveries spread out.
+fn jitter(delay: Millis) -> Millis {
+    let spread = delay / 10;
+    if spread == 0 {
+        return delay;
+    }
+    delay + rand::thread_rng().gen_range(-spread..=spread)
+}

@@ -1,0 +1,486 @@
+//! Expiry transitions, webhook endpoints and deliveries.
+//!
+//! Work is claimed so that any number of replicas can run the scanner and deliverer:
+//! each claim is one `UPDATE … WHERE key IN (SELECT … [FOR UPDATE SKIP LOCKED]) AND
+//! <still claimable> RETURNING …`. The re-check in the outer `WHERE` makes a row move
+//! once even when two replicas select it; on PostgreSQL `SKIP LOCKED` also keeps them
+//! from waiting on each other.
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::rows::{self, CREDENTIAL_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
+use super::{Backend, SqlStore, StoreError, StoreResult};
+use crate::clock::Millis;
+use crate::model::{CredentialMeta, EVENT_EXPIRED, Event};
+use crate::webhooks::{AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, SealedEndpoint};
+
+/// Filters of a delivery listing.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub endpoint_id: Option<String>,
+    pub event_id: Option<String>,
+}
+
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Marks up to `limit` active credentials whose `lapses_at` has passed EXPIRED,
+    /// each with a `credential.expired` event, in one transaction; returns the events.
+    async fn expire_due(&self, now: Millis, limit: u32) -> StoreResult<Vec<Event>>;
+    /// Announces up to `limit` credentials lapsing within `horizon_ms` that have not
+    /// been warned at this horizon (or a smaller one); returns the events written.
+    async fn warn_expiring(
+        &self,
+        now: Millis,
+        horizon_ms: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
+
+    async fn insert_endpoint(&self, endpoint: &SealedEndpoint) -> StoreResult<()>;
+    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedEndpoint>>;
+    async fn list_endpoints(&self, tenant_id: &str) -> StoreResult<Vec<SealedEndpoint>>;
+    /// Compare-and-set on `expected_version`.
+    async fn update_endpoint(
+        &self,
+        endpoint: &SealedEndpoint,
+        expected_version: i64,
+    ) -> StoreResult<bool>;
+    async fn delete_endpoint(&self, tenant_id: &str, id: &str) -> StoreResult<bool>;
+    async fn disable_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        reason: &str,
+        at: Millis,
+    ) -> StoreResult<()>;
+
+    /// Fans up to `limit` undispatched events out to one delivery per matching
+    /// enabled endpoint; returns how many events it dispatched.
+    async fn dispatch_events(&self, now: Millis, limit: u32) -> StoreResult<usize>;
+    /// Leases up to `limit` due pending deliveries to `owner` until `until`.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records an attempt if `owner` still holds the lease; releases it.
+    async fn record_attempt(
+        &self,
+        delivery_id: &str,
+        owner: &str,
+        record: &AttemptRecord,
+    ) -> StoreResult<bool>;
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Puts matching deliveries back to pending, due `now`, attempts reset; returns how many.
+    async fn requeue_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+        now: Millis,
+    ) -> StoreResult<u64>;
+}
+
+impl SqlStore {
+    fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// Metadata of the credentials `keys`, read inside `tx`.
+    async fn metas_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        keys: &[(String, String)],
+    ) -> StoreResult<Vec<CredentialMeta>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs: Vec<String> = (0..keys.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials c \
+             JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
+             WHERE (c.tenant_id, c.id) IN (VALUES {}) ORDER BY c.tenant_id, c.id",
+            pairs.join(", ")
+        );
+        let query = keys
+            .iter()
+            .fold(sqlx::query(&sql), |q, (t, id)| q.bind(t).bind(id));
+        let rows = query.fetch_all(&mut **tx).await?;
+        rows.iter().map(rows::credential_meta).collect()
+    }
+
+    async fn insert_events(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        events: &[Event],
+    ) -> StoreResult<()> {
+        for e in events {
+            super::sql::insert_event_query(e).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+fn keys_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<(String, String)>> {
+    rows.iter()
+        .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("id")?)))
+        .collect()
+}
+
+#[async_trait]
+impl NotificationStore for SqlStore {
+    async fn expire_due(&self, now: Millis, limit: u32) -> StoreResult<Vec<Event>> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "UPDATE credentials SET status = 'expired', version = version + 1, updated_at = $1, \
+             next_refresh_at = NULL, refresh_lease_owner = NULL, refresh_lease_until = NULL \
+             WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM credentials \
+                 WHERE status = 'active' AND lapses_at IS NOT NULL AND lapses_at <= $1 \
+                 ORDER BY lapses_at LIMIT {limit}{}) \
+             AND status = 'active' RETURNING tenant_id, id",
+            self.skip_locked()
+        );
+        let rows = sqlx::query(&sql).bind(now).fetch_all(&mut *tx).await?;
+        let metas = Self::metas_in(&mut tx, &keys_of(&rows)?).await?;
+        let events: Vec<Event> = metas
+            .iter()
+            .map(|m| Event::credential(EVENT_EXPIRED, m, now))
+            .collect();
+        Self::insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn warn_expiring(
+        &self,
+        now: Millis,
+        horizon_ms: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "UPDATE credentials SET expiry_warned_ms = $2 \
+             WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM credentials \
+                 WHERE status = 'active' AND lapses_at IS NOT NULL \
+                 AND lapses_at > $1 AND lapses_at <= $1 + $2 \
+                 AND (expiry_warned_ms IS NULL OR expiry_warned_ms > $2) \
+                 ORDER BY lapses_at LIMIT {limit}{}) \
+             AND (expiry_warned_ms IS NULL OR expiry_warned_ms > $2) RETURNING tenant_id, id",
+            self.skip_locked()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .bind(horizon_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+        let metas = Self::metas_in(&mut tx, &keys_of(&rows)?).await?;
+        let events: Vec<Event> = metas
+            .iter()
+            .map(|m| Event::expiring(m, horizon_ms, now))
+            .collect();
+        Self::insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn insert_endpoint(&self, e: &SealedEndpoint) -> StoreResult<()> {
+        let m = &e.endpoint;
+        sqlx::query(&format!(
+            "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(&m.tenant_id)
+        .bind(&m.id)
+        .bind(&m.url)
+        .bind(rows::json_text(&m.event_types))
+        .bind(i64::from(m.enabled))
+        .bind(&m.disabled_reason)
+        .bind(&e.secret)
+        .bind(&e.previous_secret)
+        .bind(e.previous_secret_until)
+        .bind(m.version)
+        .bind(m.created_at)
+        .bind(m.updated_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedEndpoint>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(rows::endpoint).transpose()
+    }
+
+    async fn list_endpoints(&self, tenant_id: &str) -> StoreResult<Vec<SealedEndpoint>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(rows::endpoint).collect()
+    }
+
+    async fn update_endpoint(
+        &self,
+        e: &SealedEndpoint,
+        expected_version: i64,
+    ) -> StoreResult<bool> {
+        let m = &e.endpoint;
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET url = $3, event_types = $4, enabled = $5, \
+             disabled_reason = $6, secret = $7, previous_secret = $8, previous_secret_until = $9, \
+             version = $10, updated_at = $11 \
+             WHERE tenant_id = $1 AND id = $2 AND version = $12",
+        )
+        .bind(&m.tenant_id)
+        .bind(&m.id)
+        .bind(&m.url)
+        .bind(rows::json_text(&m.event_types))
+        .bind(i64::from(m.enabled))
+        .bind(&m.disabled_reason)
+        .bind(&e.secret)
+        .bind(&e.previous_secret)
+        .bind(e.previous_secret_until)
+        .bind(m.version)
+        .bind(m.updated_at)
+        .bind(expected_version)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_endpoint(&self, tenant_id: &str, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // Nothing will be sent there again: its undelivered work goes too.
+        sqlx::query("DELETE FROM deliveries WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'pending'")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn disable_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        reason: &str,
+        at: Millis,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $3, version = version + 1, \
+             updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(reason)
+        .bind(at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn dispatch_events(&self, now: Millis, limit: u32) -> StoreResult<usize> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "SELECT id, tenant_id, type FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT {limit}{}",
+            self.skip_locked()
+        );
+        let events = sqlx::query(&sql).fetch_all(&mut *tx).await?;
+        let mut endpoints: std::collections::HashMap<String, Vec<SealedEndpoint>> =
+            Default::default();
+        for event in &events {
+            let (id, tenant_id, kind): (String, String, String) = (
+                event.try_get("id")?,
+                event.try_get("tenant_id")?,
+                event.try_get("type")?,
+            );
+            if !endpoints.contains_key(&tenant_id) {
+                let sql = format!(
+                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(&tenant_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let list = rows
+                    .iter()
+                    .map(rows::endpoint)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                endpoints.insert(tenant_id.clone(), list);
+            }
+            for endpoint in endpoints[&tenant_id]
+                .iter()
+                .filter(|e| e.endpoint.wants(&kind))
+            {
+                sqlx::query(
+                    "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, status, attempts, \
+                     next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5) \
+                     ON CONFLICT (event_id, endpoint_id) DO NOTHING",
+                )
+                .bind(crate::ids::new_id(crate::ids::DELIVERY_PREFIX))
+                .bind(&tenant_id)
+                .bind(&id)
+                .bind(&endpoint.endpoint.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE events SET dispatched_at = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let claimable = "status = 'pending' AND (lease_until IS NULL OR lease_until <= $3)";
+        let sql = format!(
+            "UPDATE deliveries SET lease_owner = $1, lease_until = $2 \
+             WHERE id IN (SELECT id FROM deliveries WHERE {claimable} AND next_attempt_at <= $3 \
+                 ORDER BY next_attempt_at LIMIT {limit}{}) \
+             AND {claimable} RETURNING {DELIVERY_COLUMNS}",
+            self.skip_locked()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .fetch_all(&self.write)
+            .await?;
+        let deliveries = rows
+            .iter()
+            .map(rows::delivery)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut claimed = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let payload: Option<String> =
+                sqlx::query_scalar("SELECT payload FROM events WHERE id = $1")
+                    .bind(&delivery.event_id)
+                    .fetch_optional(&self.read)
+                    .await?;
+            let payload = payload.ok_or_else(|| {
+                StoreError::Corrupt(format!("event {} is missing", delivery.event_id))
+            })?;
+            claimed.push(ClaimedDelivery { delivery, payload });
+        }
+        Ok(claimed)
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery_id: &str,
+        owner: &str,
+        r: &AttemptRecord,
+    ) -> StoreResult<bool> {
+        let delivered_at = (r.status == DeliveryStatus::Delivered).then_some(r.at);
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = $3, attempts = $4, next_attempt_at = $5, last_status = $6, \
+             last_error = $7, updated_at = $8, delivered_at = COALESCE($9, delivered_at), \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(delivery_id)
+        .bind(owner)
+        .bind(r.status.as_str())
+        .bind(r.attempts)
+        .bind(r.next_attempt_at)
+        .bind(r.last_status)
+        .bind(&r.last_error)
+        .bind(r.at)
+        .bind(delivered_at)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        f: &DeliveryFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1");
+        let mut values: Vec<&str> = vec![tenant_id];
+        for (condition, value) in [
+            ("status = ", f.status.map(DeliveryStatus::as_str)),
+            ("endpoint_id = ", f.endpoint_id.as_deref()),
+            ("event_id = ", f.event_id.as_deref()),
+            ("id > ", after),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                sql.push_str(&format!(" AND {condition}${}", values.len()));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+        let query = values.into_iter().fold(sqlx::query(&sql), |q, v| q.bind(v));
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(rows::delivery).collect()
+    }
+
+    async fn requeue_deliveries(
+        &self,
+        tenant_id: &str,
+        f: &DeliveryFilter,
+        now: Millis,
+    ) -> StoreResult<u64> {
+        let mut sql =
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $2, \
+                       updated_at = $2, lease_owner = NULL, lease_until = NULL WHERE tenant_id = $1"
+                .to_owned();
+        let mut values: Vec<&str> = Vec::new();
+        for (condition, value) in [
+            ("status = ", f.status.map(DeliveryStatus::as_str)),
+            ("endpoint_id = ", f.endpoint_id.as_deref()),
+            ("event_id = ", f.event_id.as_deref()),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                sql.push_str(&format!(" AND {condition}${}", values.len() + 2));
+            }
+        }
+        let query = values
+            .into_iter()
+            .fold(sqlx::query(&sql).bind(tenant_id).bind(now), |q, v| {
+                q.bind(v)
+            });
+        Ok(query.execute(&self.write).await?.rows_affected())
+    }
+}
