@@ -34,6 +34,9 @@ enum Command {
     /// Manage this tenant's OAuth providers.
     #[command(subcommand)]
     Provider(commands::provider::ProviderCommand),
+    /// Webhook endpoints, events, deliveries and replay.
+    #[command(subcommand)]
+    Webhook(commands::webhook::WebhookCommand),
 }
 
 /// Where client commands connect, and with which token.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             Command::Token(cmd) => commands::admin::token(cmd).await,
             Command::Cred(cmd) => commands::cred::run(cmd).await,
             Command::Provider(cmd) => commands::provider::run(cmd).await,
+            Command::Webhook(cmd) => commands::webhook::run(cmd).await,
         }
     });
     match result {

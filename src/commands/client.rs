@@ -7,7 +7,7 @@ use tonic::transport::Channel;
 
 use credvault::proto::v1::{
     admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
-    o_auth_service_client::OAuthServiceClient,
+    o_auth_service_client::OAuthServiceClient, webhook_service_client::WebhookServiceClient,
 };
 
 use crate::ClientArgs;
@@ -50,6 +50,11 @@ pub async fn credentials(args: &ClientArgs) -> anyhow::Result<CredentialServiceC
 pub async fn oauth(args: &ClientArgs) -> anyhow::Result<OAuthServiceClient<Authed>> {
     let (channel, bearer) = connect(args).await?;
     Ok(OAuthServiceClient::with_interceptor(channel, bearer))
+}
+
+pub async fn webhooks(args: &ClientArgs) -> anyhow::Result<WebhookServiceClient<Authed>> {
+    let (channel, bearer) = connect(args).await?;
+    Ok(WebhookServiceClient::with_interceptor(channel, bearer))
 }
 
 pub async fn admin(args: &ClientArgs) -> anyhow::Result<AdminServiceClient<Authed>> {

@@ -3,3 +3,4 @@ pub mod client;
 pub mod cred;
 pub mod provider;
 pub mod serve;
+pub mod webhook;
