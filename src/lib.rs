@@ -20,5 +20,7 @@ pub use app::App;
 pub use config::Config;
 pub mod http;
 pub mod oauth;
+#[cfg(test)]
+mod properties;
 pub mod webhooks;
 pub mod workers;
