@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
@@ -229,8 +229,10 @@ impl App {
             .add_service(admin)
             .add_service(oauth)
             .add_service(webhooks)
+            // TCP_NODELAY: without it a response larger than one segment waits for the
+            // client's delayed ACK (~40 ms) under Nagle's algorithm.
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.grpc.0),
+                TcpIncoming::from(self.grpc.0).with_nodelay(Some(true)),
                 stopped(stop.clone()),
             );
         let (grpc, http) = tokio::join!(grpc, http);

@@ -37,6 +37,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
+    /// A write shared with others (group commit) failed; the cause is logged once.
+    #[error("batched write failed: {0}")]
+    Batch(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -4,6 +4,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Executor, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
@@ -25,14 +26,24 @@ pub struct SqlStore {
     pub(super) backend: Backend,
     pub(super) read: AnyPool,
     pub(super) write: AnyPool,
+    audits: mpsc::Sender<AuditJob>,
 }
+
+/// An audit record waiting for the next group commit, and who to tell.
+type AuditJob = (AuditEntry, oneshot::Sender<Result<(), String>>);
+
+/// Records committed together at most.
+const AUDIT_BATCH: usize = 512;
 
 impl SqlStore {
     pub(super) fn new(backend: Backend, read: AnyPool, write: AnyPool) -> Self {
+        let (audits, queue) = mpsc::channel(4 * AUDIT_BATCH);
+        tokio::spawn(group_commit_audits(write.clone(), queue));
         Self {
             backend,
             read,
             write,
+            audits,
         }
     }
 
@@ -48,6 +59,30 @@ impl SqlStore {
 }
 
 type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// Group commit of audit records: whatever queued while the previous commit was being
+/// made durable goes into the next transaction, so concurrent reveals share one fsync.
+/// Each caller hears back only after its record is committed.
+async fn group_commit_audits(write: AnyPool, mut queue: mpsc::Receiver<AuditJob>) {
+    let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    while queue.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+        let result = commit_audits(&write, &batch).await.map_err(|e| {
+            tracing::error!(error = %e, records = batch.len(), "audit group commit failed");
+            e.to_string()
+        });
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+async fn commit_audits(write: &AnyPool, batch: &[AuditJob]) -> Result<(), sqlx::Error> {
+    let mut tx = write.begin().await?;
+    for (audit, _) in batch {
+        insert_audit_query(audit).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
 
 /// Unique-key violations become [`StoreError::Conflict`]; everything else stays as is.
 fn conflict_or(err: sqlx::Error) -> StoreError {
@@ -400,8 +435,16 @@ impl Store for SqlStore {
     }
 
     async fn insert_audit(&self, audit: &AuditEntry) -> StoreResult<()> {
-        insert_audit_query(audit).execute(&self.write).await?;
-        Ok(())
+        let (done, committed) = oneshot::channel();
+        let gone = || StoreError::Batch("the audit writer stopped".into());
+        self.audits
+            .send((audit.clone(), done))
+            .await
+            .map_err(|_| gone())?;
+        committed
+            .await
+            .map_err(|_| gone())?
+            .map_err(StoreError::Batch)
     }
 
     async fn acquire_refresh_lease(
