@@ -223,8 +223,11 @@ impl Vault {
         };
         let audit = self.audit(caller, "create", &sealed.meta.id, &req.request_id);
         if req.request_id.is_empty() {
-            self.store.insert_credential(&sealed, None, &audit).await?;
-            return self.created(sealed.meta).await;
+            let email = self.store.insert_credential(&sealed, None, &audit).await?;
+            return Ok(CredentialMeta {
+                user_email: email,
+                ..sealed.meta
+            });
         }
 
         let fingerprint_input = request_fingerprint_input(&req);
@@ -249,7 +252,13 @@ impl Vault {
                 .insert_credential(&sealed, Some(&record), &audit)
                 .await
             {
-                Ok(()) => return self.created(sealed.meta).await,
+                // The end user may already have had an email on file.
+                Ok(email) => {
+                    return Ok(CredentialMeta {
+                        user_email: email,
+                        ..sealed.meta
+                    });
+                }
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -269,18 +278,6 @@ impl Vault {
         Err(Error::Aborted(
             "request_id: concurrent requests kept conflicting; retry".into(),
         ))
-    }
-
-    /// The response to a new credential: as stored, with the end user's email.
-    async fn created(&self, meta: CredentialMeta) -> Result<CredentialMeta> {
-        if meta.user_email.is_some() {
-            return Ok(meta);
-        }
-        // The end user may already have an email on file.
-        self.store
-            .get_credential(&meta.tenant_id, &meta.id)
-            .await?
-            .ok_or_else(|| not_found(&meta.id))
     }
 
     /// Answers a retried create from what the first one stored.

@@ -15,6 +15,7 @@ use crate::model::{
 };
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
+mod batch;
 mod notifications;
 pub mod postgres;
 mod rows;
@@ -103,12 +104,13 @@ pub trait Store: NotificationStore + Send + Sync + 'static {
     /// Stores a new credential, upserting its end user, recording `idempotency` and
     /// `audit`, all in one transaction. [`StoreError::Conflict`] means the request id
     /// is taken, and nothing was written.
+    /// Returns the end user's email on file after the write.
     async fn insert_credential(
         &self,
         credential: &SealedCredential,
         idempotency: Option<&IdempotencyRecord>,
         audit: &AuditEntry,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<String>>;
     async fn find_idempotency(
         &self,
         tenant_id: &str,

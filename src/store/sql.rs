@@ -4,7 +4,9 @@ use sqlx::AnyPool;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Executor, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use super::batch::{self, CreateJob, Queued, WriteJob};
 
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
@@ -26,24 +28,18 @@ pub struct SqlStore {
     pub(super) backend: Backend,
     pub(super) read: AnyPool,
     pub(super) write: AnyPool,
-    audits: mpsc::Sender<AuditJob>,
+    /// The group-commit queue (SQLite only: one writer, where fsync dominates).
+    writes: Option<mpsc::Sender<Queued>>,
 }
-
-/// An audit record waiting for the next group commit, and who to tell.
-type AuditJob = (AuditEntry, oneshot::Sender<Result<(), String>>);
-
-/// Records committed together at most.
-const AUDIT_BATCH: usize = 512;
 
 impl SqlStore {
     pub(super) fn new(backend: Backend, read: AnyPool, write: AnyPool) -> Self {
-        let (audits, queue) = mpsc::channel(4 * AUDIT_BATCH);
-        tokio::spawn(group_commit_audits(write.clone(), queue));
+        let writes = (backend == Backend::Sqlite).then(|| batch::spawn(write.clone()));
         Self {
             backend,
             read,
             write,
-            audits,
+            writes,
         }
     }
 
@@ -58,34 +54,10 @@ impl SqlStore {
     }
 }
 
-type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
-
-/// Group commit of audit records: whatever queued while the previous commit was being
-/// made durable goes into the next transaction, so concurrent reveals share one fsync.
-/// Each caller hears back only after its record is committed.
-async fn group_commit_audits(write: AnyPool, mut queue: mpsc::Receiver<AuditJob>) {
-    let mut batch = Vec::with_capacity(AUDIT_BATCH);
-    while queue.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
-        let result = commit_audits(&write, &batch).await.map_err(|e| {
-            tracing::error!(error = %e, records = batch.len(), "audit group commit failed");
-            e.to_string()
-        });
-        for (_, done) in batch.drain(..) {
-            let _ = done.send(result.clone());
-        }
-    }
-}
-
-async fn commit_audits(write: &AnyPool, batch: &[AuditJob]) -> Result<(), sqlx::Error> {
-    let mut tx = write.begin().await?;
-    for (audit, _) in batch {
-        insert_audit_query(audit).execute(&mut *tx).await?;
-    }
-    tx.commit().await
-}
+pub(super) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
 /// Unique-key violations become [`StoreError::Conflict`]; everything else stays as is.
-fn conflict_or(err: sqlx::Error) -> StoreError {
+pub(super) fn conflict_or(err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
         _ => StoreError::Database(err),
@@ -96,7 +68,7 @@ fn conflict_or(err: sqlx::Error) -> StoreError {
 /// tenant_id, id, name, kind, status, labels, scopes, expires_at, token_expires_at,
 /// version, updated_at, next_refresh_at, refresh_failures, last_refresh_error, and the
 /// derived lapses_at.
-fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
+pub(super) fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
     query
         .bind(&m.tenant_id)
         .bind(&m.id)
@@ -128,7 +100,7 @@ pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
     .bind(e.created_at)
 }
 
-fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
+pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
     sqlx::query(
         "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -233,57 +205,16 @@ impl Store for SqlStore {
         c: &SealedCredential,
         idempotency: Option<&IdempotencyRecord>,
         audit: &AuditEntry,
-    ) -> StoreResult<()> {
-        let m = &c.meta;
-        let mut tx = self.begin_write().await?;
-        if let Some(r) = idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys \
-                 (tenant_id, request_id, fingerprint, key_version, credential_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&r.tenant_id)
-            .bind(&r.request_id)
-            .bind(&r.fingerprint)
-            .bind(i64::from(r.key_version))
-            .bind(&r.credential_id)
-            .bind(r.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_or)?;
+    ) -> StoreResult<Option<String>> {
+        let job = CreateJob {
+            credential: c.clone(),
+            idempotency: idempotency.cloned(),
+            audit: audit.clone(),
+        };
+        match &self.writes {
+            Some(queue) => batch::submit(queue, WriteJob::Create(Box::new(job))).await,
+            None => batch::create_in_one_statement(&self.write, &job).await,
         }
-        sqlx::query(
-            "INSERT INTO end_users (tenant_id, user_id, email, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4) \
-             ON CONFLICT (tenant_id, user_id) DO UPDATE \
-             SET email = COALESCE(excluded.email, end_users.email), updated_at = excluded.updated_at",
-        )
-        .bind(&m.tenant_id)
-        .bind(&m.user_id)
-        .bind(&m.user_email)
-        .bind(m.created_at)
-        .execute(&mut *tx)
-        .await?;
-        bind_meta(
-            sqlx::query(
-                "INSERT INTO credentials (tenant_id, id, name, kind, status, labels, scopes, \
-                 expires_at, token_expires_at, version, updated_at, next_refresh_at, \
-                 refresh_failures, last_refresh_error, lapses_at, user_id, provider, created_at, \
-                 secret) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                 $17, $18, $19)",
-            ),
-            m,
-        )
-        .bind(&m.user_id)
-        .bind(&m.provider)
-        .bind(m.created_at)
-        .bind(&c.blob)
-        .execute(&mut *tx)
-        .await?;
-        insert_audit_query(audit).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn find_idempotency(
@@ -435,16 +366,16 @@ impl Store for SqlStore {
     }
 
     async fn insert_audit(&self, audit: &AuditEntry) -> StoreResult<()> {
-        let (done, committed) = oneshot::channel();
-        let gone = || StoreError::Batch("the audit writer stopped".into());
-        self.audits
-            .send((audit.clone(), done))
-            .await
-            .map_err(|_| gone())?;
-        committed
-            .await
-            .map_err(|_| gone())?
-            .map_err(StoreError::Batch)
+        match &self.writes {
+            Some(queue) => batch::submit(queue, WriteJob::Audit(audit.clone()))
+                .await
+                .map(|_| ()),
+            None => insert_audit_query(audit)
+                .execute(&self.write)
+                .await
+                .map(|_| ())
+                .map_err(Into::into),
+        }
     }
 
     async fn acquire_refresh_lease(

@@ -1,0 +1,216 @@
+//! Durable writes at volume.
+//!
+//! SQLite has one writer and each commit costs an fsync, so writes that arrive
+//! together are group-committed: whatever queued while the previous commit was being
+//! made durable goes into the next transaction, each job inside a savepoint of its own
+//! (a create whose `request_id` is taken rolls back alone). A caller hears back only
+//! after the commit that holds its job.
+//!
+//! PostgreSQL merges concurrent commits itself and its cost is round trips, so there a
+//! create is one statement (data-modifying CTEs) sent through the pool.
+use sqlx::{Any, AnyPool, Executor, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sql::{bind_meta, conflict_or, insert_audit_query};
+use super::{IdempotencyRecord, StoreError, StoreResult};
+use crate::model::{AuditEntry, SealedCredential};
+
+/// Jobs committed together at most.
+const WRITE_BATCH: usize = 256;
+
+/// A write waiting for the next group commit.
+pub(super) enum WriteJob {
+    Audit(AuditEntry),
+    Create(Box<CreateJob>),
+}
+
+pub(super) struct CreateJob {
+    pub credential: SealedCredential,
+    pub idempotency: Option<IdempotencyRecord>,
+    pub audit: AuditEntry,
+}
+
+/// How one job ended: `Done` with the end user's email on file (creates); `Conflict`
+/// for a taken unique key; other failures as text, their cause logged once.
+#[derive(Debug, Clone)]
+pub(super) enum JobResult {
+    Done(Option<String>),
+    Conflict,
+    Failed(String),
+}
+
+pub(super) type Queued = (WriteJob, oneshot::Sender<JobResult>);
+
+/// Starts the group-commit writer on `write`; returns its queue.
+pub(super) fn spawn(write: AnyPool) -> mpsc::Sender<Queued> {
+    let (queue, jobs) = mpsc::channel(4 * WRITE_BATCH);
+    tokio::spawn(group_commit(write, jobs));
+    queue
+}
+
+/// Queues a job and waits until it is durable (or failed).
+pub(super) async fn submit(
+    queue: &mpsc::Sender<Queued>,
+    job: WriteJob,
+) -> StoreResult<Option<String>> {
+    let (done, committed) = oneshot::channel();
+    let gone = || StoreError::Batch("the database writer stopped".into());
+    queue.send((job, done)).await.map_err(|_| gone())?;
+    match committed.await.map_err(|_| gone())? {
+        JobResult::Done(email) => Ok(email),
+        JobResult::Conflict => Err(StoreError::Conflict),
+        JobResult::Failed(reason) => Err(StoreError::Batch(reason)),
+    }
+}
+
+async fn group_commit(write: AnyPool, mut jobs: mpsc::Receiver<Queued>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while jobs.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        match commit_batch(&write, &batch).await {
+            Ok(results) => {
+                for ((_, done), result) in batch.drain(..).zip(results) {
+                    let _ = done.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(JobResult::Failed(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_batch(write: &AnyPool, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
+    let mut tx = write.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for (job, _) in batch {
+        tx.execute("SAVEPOINT job").await?;
+        let outcome = match job {
+            WriteJob::Audit(audit) => insert_audit_query(audit)
+                .execute(&mut *tx)
+                .await
+                .map(|_| None),
+            WriteJob::Create(create) => insert_credential_rows(&mut tx, create).await,
+        };
+        results.push(match outcome {
+            Ok(email) => {
+                tx.execute("RELEASE SAVEPOINT job").await?;
+                JobResult::Done(email)
+            }
+            Err(e) => {
+                tx.execute("ROLLBACK TO SAVEPOINT job").await?;
+                tx.execute("RELEASE SAVEPOINT job").await?;
+                match conflict_or(e) {
+                    StoreError::Conflict => JobResult::Conflict,
+                    other => {
+                        tracing::error!(error = %other, "a batched write failed");
+                        JobResult::Failed(other.to_string())
+                    }
+                }
+            }
+        });
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency_keys \
+     (tenant_id, request_id, fingerprint, key_version, credential_id, created_at)";
+const UPSERT_END_USER: &str =
+    "INSERT INTO end_users (tenant_id, user_id, email, created_at, updated_at)";
+const ON_END_USER_CONFLICT: &str = "ON CONFLICT (tenant_id, user_id) DO UPDATE \
+     SET email = COALESCE(excluded.email, end_users.email), updated_at = excluded.updated_at \
+     RETURNING email";
+/// `$1`..`$15` are bound by `bind_meta`; then user_id, provider, created_at, secret.
+const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (tenant_id, id, name, kind, status, labels, \
+     scopes, expires_at, token_expires_at, version, updated_at, next_refresh_at, refresh_failures, \
+     last_refresh_error, lapses_at, user_id, provider, created_at, secret) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+/// The rows of a new credential, in statements of their own (inside a savepoint):
+/// the idempotency key first, so a taken one fails before anything else is written.
+async fn insert_credential_rows(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    job: &CreateJob,
+) -> Result<Option<String>, sqlx::Error> {
+    let m = &job.credential.meta;
+    if let Some(r) = &job.idempotency {
+        sqlx::query(&format!(
+            "{INSERT_IDEMPOTENCY} VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&r.tenant_id)
+        .bind(&r.request_id)
+        .bind(&r.fingerprint)
+        .bind(i64::from(r.key_version))
+        .bind(&r.credential_id)
+        .bind(r.created_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let row = sqlx::query(&format!(
+        "{UPSERT_END_USER} VALUES ($1, $2, $3, $4, $4) {ON_END_USER_CONFLICT}"
+    ))
+    .bind(&m.tenant_id)
+    .bind(&m.user_id)
+    .bind(&m.user_email)
+    .bind(m.created_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    bind_meta(sqlx::query(INSERT_CREDENTIAL), m)
+        .bind(&m.user_id)
+        .bind(&m.provider)
+        .bind(m.created_at)
+        .bind(&job.credential.blob)
+        .execute(&mut **tx)
+        .await?;
+    insert_audit_query(&job.audit).execute(&mut **tx).await?;
+    row.try_get("email")
+}
+
+/// PostgreSQL: the whole create as one statement (one round trip, atomic). Foreign
+/// keys are checked at the end of the statement, when the end user row exists.
+pub(super) async fn create_in_one_statement(
+    write: &AnyPool,
+    job: &CreateJob,
+) -> StoreResult<Option<String>> {
+    let m = &job.credential.meta;
+    let a = &job.audit;
+    let idempotency = if job.idempotency.is_some() {
+        format!(
+            "idem AS ({INSERT_IDEMPOTENCY} VALUES ($25, $26, $27, $28, $29, $30) RETURNING 1), "
+        )
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "WITH {idempotency}\
+         cred AS ({INSERT_CREDENTIAL} RETURNING 1), \
+         audit AS (INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id) \
+                   VALUES ($1, $21, $22, $23, $2, $24) RETURNING 1), \
+         usr AS ({UPSERT_END_USER} VALUES ($1, $16, $20, $18, $18) {ON_END_USER_CONFLICT}) \
+         SELECT email FROM usr"
+    );
+    let mut query = bind_meta(sqlx::query(&sql), m)
+        .bind(&m.user_id)
+        .bind(&m.provider)
+        .bind(m.created_at)
+        .bind(&job.credential.blob)
+        .bind(&m.user_email)
+        .bind(a.at)
+        .bind(&a.actor)
+        .bind(a.action)
+        .bind(&a.request_id);
+    if let Some(r) = &job.idempotency {
+        query = query
+            .bind(&r.tenant_id)
+            .bind(&r.request_id)
+            .bind(&r.fingerprint)
+            .bind(i64::from(r.key_version))
+            .bind(&r.credential_id)
+            .bind(r.created_at);
+    }
+    let row = query.fetch_one(write).await.map_err(conflict_or)?;
+    Ok(row.try_get("email")?)
+}
