@@ -102,6 +102,45 @@ fn postgres_admin() -> String {
 }
 
 async fn start(backend: &'static str) -> Server {
+    let (mut server, vault) = start_empty(backend).await;
+    let caller = Caller {
+        tenant_id: vault.list_tenants().await.unwrap()[0].id.clone(),
+        token_id: "bench".into(),
+        scopes: vec![],
+    };
+    for i in 0..SEEDED {
+        let new = NewCredential {
+            user_id: format!("seed-user-{}", i % 20),
+            name: format!("seeded {i}"),
+            provider: "stripe".into(),
+            secret: Some(SecretPayload::ApiKey {
+                key: format!("sk_live_{i:040}"),
+            }),
+            ..NewCredential::default()
+        };
+        server.ids.push(
+            vault
+                .create_credential(&caller, new)
+                .await
+                .expect("seed")
+                .id,
+        );
+    }
+    server
+}
+
+async fn drop_database(server: &Server) {
+    if let Some(name) = &server.drop_db
+        && let Ok(mut admin) = sqlx::AnyConnection::connect(&postgres_admin()).await
+    {
+        let _ = admin
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await;
+    }
+}
+
+/// A server on a fresh database with a bootstrapped tenant and token.
+async fn start_empty(backend: &'static str) -> (Server, credvault::service::Vault) {
     sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, drop_db) = if backend == "sqlite" {
@@ -146,38 +185,15 @@ async fn start(backend: &'static str) -> Server {
         .await
         .expect("bootstrap")
         .expect("fresh vault");
-    let caller = Caller {
-        tenant_id: vault.list_tenants().await.unwrap()[0].id.clone(),
-        token_id: "bench".into(),
-        scopes: vec![],
-    };
-    let mut ids = Vec::with_capacity(SEEDED);
-    for i in 0..SEEDED {
-        let new = NewCredential {
-            user_id: format!("seed-user-{}", i % 20),
-            name: format!("seeded {i}"),
-            provider: "stripe".into(),
-            secret: Some(SecretPayload::ApiKey {
-                key: format!("sk_live_{i:040}"),
-            }),
-            ..NewCredential::default()
-        };
-        ids.push(
-            vault
-                .create_credential(&caller, new)
-                .await
-                .expect("seed")
-                .id,
-        );
-    }
-    Server {
+    let server = Server {
         addr,
         token,
-        ids,
+        ids: Vec::new(),
         database_url,
         _dir: dir,
         drop_db,
-    }
+    };
+    (server, vault)
 }
 
 async fn clients(
@@ -398,13 +414,7 @@ async fn bench_backend(backend: &'static str, requests: usize, seconds: u64) -> 
         eprintln!("{backend}: {} done", rpc.name());
     }
     rows.extend(store_baseline(&server, backend, requests).await);
-    if let Some(name) = &server.drop_db
-        && let Ok(mut admin) = sqlx::AnyConnection::connect(&postgres_admin()).await
-    {
-        let _ = admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await;
-    }
+    drop_database(&server).await;
     rows
 }
 
@@ -465,6 +475,113 @@ fn svg(rows: &[Row]) -> String {
     out + "</svg>\n"
 }
 
+/// Rows as the vault would store them (a random 140-byte ciphertext stand-in); the
+/// first `due` lapsed an hour ago, the rest lapse in a year.
+async fn bulk_seed(url: &str, tenant: &str, n: u64, due: u64, now: i64) {
+    let pool = AnyPool::connect(url).await.unwrap();
+    let sqlite = url.starts_with("sqlite:");
+    let series = |count: u64| {
+        if sqlite {
+            format!(
+                "WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n < {}) SELECT n FROM g",
+                count - 1
+            )
+        } else {
+            format!("SELECT generate_series(0, {}) AS n", count - 1)
+        }
+    };
+    let blob = if sqlite {
+        "randomblob(140)"
+    } else {
+        "decode(md5(n::text) || md5(n::text) || md5(n::text) || md5(n::text) || md5(n::text) || substr(md5(n::text), 1, 24), 'hex')"
+    };
+    pool.execute(
+        format!(
+            "INSERT INTO end_users (tenant_id, user_id, email, created_at, updated_at) \
+             SELECT '{tenant}', 'user-' || n, 'user' || n || '@example.com', 0, 0 FROM ({}) s",
+            series(1000)
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let (past, future) = (now - 3_600_000, now + 365 * 86_400_000);
+    let chunk = 100_000;
+    let mut start = 0;
+    while start < n {
+        let count = chunk.min(n - start);
+        let lapse = format!("CASE WHEN n + {start} < {due} THEN {past} ELSE {future} END");
+        pool.execute(
+            format!(
+                "INSERT INTO credentials (tenant_id, id, user_id, name, provider, kind, status, \
+                 labels, scopes, expires_at, lapses_at, secret, version, created_at, updated_at, \
+                 refresh_failures) \
+                 SELECT '{tenant}', 'cred_' || substr('00000000000000000000000000000000' || (n + {start}), -32), \
+                 'user-' || ((n + {start}) % 1000), 'seeded', 'stripe', 'api_key', 'active', '{{}}', '[]', \
+                 {lapse}, {lapse}, {blob}, 1, 0, 0, 0 FROM ({}) s",
+                series(count)
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+        start += count;
+    }
+    if !sqlite {
+        pool.execute("VACUUM ANALYZE").await.unwrap();
+    }
+    pool.close().await;
+}
+
+/// (current, peak) resident set of this process, KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One expiry-scanner pass with 1,000 due among `n` stored, per size.
+async fn scaling(backend: &'static str, sizes: &[u64]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for &n in sizes {
+        let (server, vault) = start_empty(backend).await;
+        let tenant = vault.list_tenants().await.unwrap()[0].id.clone();
+        let seeding = Instant::now();
+        bulk_seed(
+            &server.database_url,
+            &tenant,
+            n,
+            1000,
+            credvault::clock::Clock::now_ms(&SystemClock),
+        )
+        .await;
+        let seeded = seeding.elapsed();
+        let (rss, _) = rss_kib();
+        let t = Instant::now();
+        let pass = vault.scan_expiries(500).await.unwrap();
+        let took = t.elapsed();
+        assert_eq!(pass.expired, 1000);
+        let line = format!(
+            "| {backend} | {n} | {} | {:.1} | {:.0} s | {} MiB |",
+            pass.expired,
+            took.as_secs_f64() * 1000.0,
+            seeded.as_secs_f64(),
+            rss / 1024
+        );
+        eprintln!("{line}");
+        lines.push(line);
+        drop_database(&server).await;
+    }
+    lines
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -485,6 +602,21 @@ async fn main() {
         Some("postgres") => vec!["postgres"],
         _ => vec!["sqlite", "postgres"],
     };
+    if flag("--scaling") {
+        let sizes: Vec<u64> = arg("--sizes")
+            .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
+        let mut lines = vec![
+            "| backend | stored | due | one scan pass, ms | seeding | process RSS after seeding |"
+                .to_owned(),
+            "|---|---:|---:|---:|---:|---:|".to_owned(),
+        ];
+        for backend in &backends {
+            lines.extend(scaling(backend, &sizes).await);
+        }
+        println!("{}", lines.join("\n"));
+        return;
+    }
     let requests: usize = arg("--requests")
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);

@@ -120,12 +120,40 @@ impl SqlStore {
         rows.iter().map(rows::credential_meta).collect()
     }
 
+    /// All of `events` in one multi-row statement (one round trip per batch).
     async fn insert_events(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         events: &[Event],
     ) -> StoreResult<()> {
-        for e in events {
-            super::sql::insert_event_query(e).execute(&mut **tx).await?;
+        // 500 rows × 6 parameters stays far below both engines' parameter limits.
+        for chunk in events.chunks(500) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO events (id, tenant_id, type, credential_id, payload, created_at) VALUES {}",
+                rows.join(", ")
+            );
+            let query = chunk.iter().fold(sqlx::query(&sql), |q, e| {
+                q.bind(&e.id)
+                    .bind(&e.tenant_id)
+                    .bind(e.kind)
+                    .bind(&e.credential_id)
+                    .bind(&e.payload)
+                    .bind(e.created_at)
+            });
+            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
