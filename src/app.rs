@@ -190,10 +190,14 @@ impl App {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
 
-        let mut background = vec![tokio::spawn(prune_forever(
-            self.vault.clone(),
-            stop.clone(),
-        ))];
+        let mut background = vec![
+            tokio::spawn(prune_forever(self.vault.clone(), stop.clone())),
+            tokio::spawn(watch_storage(
+                self.vault.clone(),
+                health.clone(),
+                stop.clone(),
+            )),
+        ];
         if self.config.refresher_interval_secs > 0 {
             background.push(tokio::spawn(workers::refresher::run(
                 self.vault.clone(),
@@ -241,6 +245,56 @@ impl App {
         }
         grpc?;
         http.map_err(AppError::Http)
+    }
+}
+
+/// How often health checking asks the database whether it is there.
+const STORAGE_PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Reports NOT_SERVING (for every service) while the database does not answer, and
+/// SERVING again as soon as it does; meanwhile requests fail fast (see
+/// `Vault::set_storage_up`). Pools reconnect by themselves.
+async fn watch_storage(
+    vault: Vault,
+    health: tonic_health::server::HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tonic_health::ServingStatus;
+    let services = [
+        "",
+        "credvault.v1.CredentialService",
+        "credvault.v1.AdminService",
+        "credvault.v1.OAuthService",
+        "credvault.v1.WebhookService",
+    ];
+    let mut serving = true;
+    let mut every = tokio::time::interval(STORAGE_PROBE_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let up = matches!(
+            tokio::time::timeout(STORAGE_PROBE_EVERY, vault.store().ping()).await,
+            Ok(Ok(()))
+        );
+        vault.set_storage_up(up);
+        if up != serving {
+            serving = up;
+            let status = if up {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for service in services {
+                health.set_service_status(service, status).await;
+            }
+            if up {
+                tracing::info!("database reachable again: serving");
+            } else {
+                tracing::error!("database unreachable: health reports NOT_SERVING");
+            }
+        }
     }
 }
 

@@ -31,6 +31,7 @@ const TOKEN_LEN: usize = ids::TOKEN_SECRET_PREFIX.len() + 43;
 impl Vault {
     /// Authenticates an `authorization` header value and checks one scope.
     pub async fn authorize(&self, authorization: Option<&str>, scope: Scope) -> Result<Caller> {
+        self.check_storage()?;
         let header = authorization.ok_or(Error::Unauthenticated(
             "missing credentials: send the metadata `authorization: Bearer <token>`",
         ))?;

@@ -99,6 +99,9 @@ pub struct Vault {
     flights: Arc<refresh::Flights>,
     /// This process's name in refresh leases.
     instance: Arc<str>,
+    /// False while the storage probe finds the database unreachable: requests then
+    /// fail at once instead of each waiting out the connection pool.
+    storage_up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Vault {
@@ -117,6 +120,24 @@ impl Vault {
             settings,
             flights: Arc::default(),
             instance: crate::ids::new_id("inst_").into(),
+            storage_up: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+
+    /// Records what the storage probe found.
+    pub fn set_storage_up(&self, up: bool) {
+        self.storage_up
+            .store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Fails fast while the database is known to be unreachable.
+    fn check_storage(&self) -> crate::error::Result<()> {
+        if self.storage_up.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(crate::error::Error::Unavailable(
+                "the database is unreachable; retry shortly".into(),
+            ))
         }
     }
 

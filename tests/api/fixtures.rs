@@ -74,7 +74,8 @@ pub fn code_of<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>)
     (status.code(), status.message().to_owned())
 }
 
-/// True when `needle` occurs in `haystack`.
+/// True when `needle` occurs in `haystack` (linear time: the captured logs of a whole
+/// test run are large).
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }

@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod credentials;
 mod crypto;
+mod drills;
 mod fake_provider;
 mod fixtures;
 mod idempotency;

@@ -474,6 +474,14 @@ impl TestApp {
             .unwrap()
     }
 
+    /// SQLite's own consistency check of the database file.
+    pub async fn integrity_check(&self) -> String {
+        sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&self.raw)
+            .await
+            .unwrap()
+    }
+
     /// Rows in a table, to prove a failed request wrote nothing.
     pub async fn rows(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
