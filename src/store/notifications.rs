@@ -248,23 +248,15 @@ impl NotificationStore for SqlStore {
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
         );
-        let row = sqlx::query(&sql)
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(rows::endpoint).transpose()
+        self.fetch_optional(&sql, &[tenant_id, id], rows::endpoint)
+            .await
     }
 
     async fn list_endpoints(&self, tenant_id: &str) -> StoreResult<Vec<SealedEndpoint>> {
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY id"
         );
-        let rows = sqlx::query(&sql)
-            .bind(tenant_id)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(rows::endpoint).collect()
+        self.fetch_all(&sql, &[tenant_id], rows::endpoint).await
     }
 
     async fn update_endpoint(
@@ -478,9 +470,7 @@ impl NotificationStore for SqlStore {
             }
         }
         sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
-        let query = values.into_iter().fold(sqlx::query(&sql), |q, v| q.bind(v));
-        let rows = query.fetch_all(&self.read).await?;
-        rows.iter().map(rows::delivery).collect()
+        self.fetch_all(&sql, &values, rows::delivery).await
     }
 
     async fn requeue_deliveries(

@@ -1,7 +1,7 @@
 //! The queries, written once in SQL that SQLite and PostgreSQL both accept.
 use async_trait::async_trait;
 use sqlx::AnyPool;
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Executor, Row};
 use tokio::sync::mpsc;
@@ -41,6 +41,31 @@ impl SqlStore {
             write,
             writes,
         }
+    }
+
+    /// The row `sql` selects with text parameters `params` (from the reader pool),
+    /// decoded, or `None`.
+    pub(super) async fn fetch_optional<T>(
+        &self,
+        sql: &str,
+        params: &[&str],
+        decode: fn(&AnyRow) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
+        let row = query.fetch_optional(&self.read).await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Every row `sql` selects with text parameters `params`, decoded.
+    pub(super) async fn fetch_all<T>(
+        &self,
+        sql: &str,
+        params: &[&str],
+        decode: fn(&AnyRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(decode).collect()
     }
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
@@ -136,19 +161,17 @@ impl Store for SqlStore {
     }
 
     async fn find_tenant(&self, id_or_name: &str) -> StoreResult<Option<Tenant>> {
-        let row =
-            sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1 OR name = $1")
-                .bind(id_or_name)
-                .fetch_optional(&self.read)
-                .await?;
-        row.as_ref().map(rows::tenant).transpose()
+        let sql = "SELECT id, name, created_at FROM tenants WHERE id = $1 OR name = $1";
+        self.fetch_optional(sql, &[id_or_name], rows::tenant).await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY id")
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(rows::tenant).collect()
+        self.fetch_all(
+            "SELECT id, name, created_at FROM tenants ORDER BY id",
+            &[],
+            rows::tenant,
+        )
+        .await
     }
 
     async fn insert_token(&self, t: &ServiceToken, hash: &[u8]) -> StoreResult<()> {
@@ -180,11 +203,8 @@ impl Store for SqlStore {
     async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<ServiceToken>> {
         let sql =
             format!("SELECT {TOKEN_COLUMNS} FROM service_tokens WHERE tenant_id = $1 ORDER BY id");
-        let rows = sqlx::query(&sql)
-            .bind(tenant_id)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(rows::service_token).collect()
+        self.fetch_all(&sql, &[tenant_id], rows::service_token)
+            .await
     }
 
     async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Option<ServiceToken>> {
@@ -259,23 +279,15 @@ impl Store for SqlStore {
         id: &str,
     ) -> StoreResult<Option<CredentialMeta>> {
         let sql = format!("SELECT {CREDENTIAL_COLUMNS} {CREDENTIALS_OF_TENANT} AND c.id = $2");
-        let row = sqlx::query(&sql)
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(rows::credential_meta).transpose()
+        self.fetch_optional(&sql, &[tenant_id, id], rows::credential_meta)
+            .await
     }
 
     async fn get_sealed(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedCredential>> {
         let sql =
             format!("SELECT {CREDENTIAL_COLUMNS}, c.secret {CREDENTIALS_OF_TENANT} AND c.id = $2");
-        let row = sqlx::query(&sql)
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(rows::sealed_credential).transpose()
+        self.fetch_optional(&sql, &[tenant_id, id], rows::sealed_credential)
+            .await
     }
 
     async fn list_credentials(
@@ -302,9 +314,7 @@ impl Store for SqlStore {
             }
         }
         sql.push_str(&format!(" ORDER BY c.id LIMIT {limit}"));
-        let query = values.into_iter().fold(sqlx::query(&sql), |q, v| q.bind(v));
-        let rows = query.fetch_all(&self.read).await?;
-        rows.iter().map(rows::credential_meta).collect()
+        self.fetch_all(&sql, &values, rows::credential_meta).await
     }
 
     async fn update_credential(
@@ -473,23 +483,15 @@ impl Store for SqlStore {
         let sql = format!(
             "SELECT {PROVIDER_COLUMNS} FROM oauth_providers WHERE tenant_id = $1 AND slug = $2"
         );
-        let row = sqlx::query(&sql)
-            .bind(tenant_id)
-            .bind(slug)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(rows::provider).transpose()
+        self.fetch_optional(&sql, &[tenant_id, slug], rows::provider)
+            .await
     }
 
     async fn list_providers(&self, tenant_id: &str) -> StoreResult<Vec<SealedProvider>> {
         let sql = format!(
             "SELECT {PROVIDER_COLUMNS} FROM oauth_providers WHERE tenant_id = $1 ORDER BY slug"
         );
-        let rows = sqlx::query(&sql)
-            .bind(tenant_id)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(rows::provider).collect()
+        self.fetch_all(&sql, &[tenant_id], rows::provider).await
     }
 
     async fn update_provider(
