@@ -6,6 +6,7 @@
 //! cargo bench --bench vault                         # both backends, print the table
 //! cargo bench --bench vault -- --write              # …and rewrite docs/benchmarks.md + .svg
 //! cargo bench --bench vault -- --backend sqlite --requests 5000 --seconds 10
+//! cargo bench --bench vault -- --backend sqlite --rpc reveal      # one RPC (for profiling)
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
@@ -29,6 +30,8 @@ const KEYS: &str = "1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const SEEDED: usize = 1000;
 const CONNECTIONS: usize = 4;
 const IN_FLIGHT: usize = 64;
+/// Credentials the scanner moves per transaction (the server's default).
+const SCAN_BATCH: u32 = credvault::app::SCAN_BATCH;
 
 #[derive(Clone)]
 struct Bearer(SecretString);
@@ -387,7 +390,12 @@ async fn store_baseline(server: &Server, backend: &'static str, requests: usize)
 async fn bench_backend(backend: &'static str, requests: usize, seconds: u64) -> Vec<Row> {
     let server = start(backend).await;
     let mut rows = Vec::new();
-    for rpc in Rpc::ALL {
+    let only = arg("--rpc").map(|r| r.to_ascii_lowercase());
+    let chosen = Rpc::ALL.into_iter().filter(|r| {
+        only.as_ref()
+            .is_none_or(|o| r.name().to_ascii_lowercase().contains(o.as_str()))
+    });
+    for rpc in chosen {
         if backend == "postgres" {
             // Statistics, as autovacuum would have gathered by now in a real deployment:
             // without them the planner sorts a whole tenant to list 50 credentials.
@@ -570,8 +578,12 @@ async fn token_endpoint() -> String {
     format!("http://{addr}/token")
 }
 
-/// 1,000 OAuth credentials inside their refresh margin, and their provider.
-async fn due_oauth(vault: &credvault::service::Vault, caller: &Caller, token_url: &str) {
+/// 1,000 OAuth credentials inside their refresh margin, and their provider; their ids.
+async fn due_oauth(
+    vault: &credvault::service::Vault,
+    caller: &Caller,
+    token_url: &str,
+) -> Vec<String> {
     let config = credvault::oauth::ProviderConfig {
         client_id: "bench".into(),
         authorization_url: token_url.replace("/token", "/authorize"),
@@ -586,6 +598,7 @@ async fn due_oauth(vault: &credvault::service::Vault, caller: &Caller, token_url
     };
     vault.create_provider(caller, provider).await.unwrap();
     let soon = credvault::clock::Clock::now_ms(&SystemClock) + 5 * 60_000;
+    let mut ids = Vec::with_capacity(1000);
     for i in 0..1000 {
         let new = NewCredential {
             user_id: format!("user-{}", i % 1000),
@@ -600,8 +613,9 @@ async fn due_oauth(vault: &credvault::service::Vault, caller: &Caller, token_url
             }),
             ..NewCredential::default()
         };
-        vault.create_credential(caller, new).await.unwrap();
+        ids.push(vault.create_credential(caller, new).await.unwrap().id);
     }
+    ids
 }
 
 /// One expiry-scanner pass with 1,000 due among `n` stored, per size.
@@ -622,7 +636,7 @@ async fn scaling(backend: &'static str, sizes: &[u64]) -> Vec<String> {
         let seeded = seeding.elapsed();
         let (rss, _) = rss_kib();
         let t = Instant::now();
-        let pass = vault.scan_expiries(500).await.unwrap();
+        let pass = vault.scan_expiries(SCAN_BATCH).await.unwrap();
         let took = t.elapsed();
         assert_eq!(pass.expired, 1000);
         let caller = Caller {
@@ -630,20 +644,30 @@ async fn scaling(backend: &'static str, sizes: &[u64]) -> Vec<String> {
             token_id: "bench".into(),
             scopes: vec![],
         };
-        due_oauth(&vault, &caller, &token_endpoint().await).await;
+        let due = due_oauth(&vault, &caller, &token_endpoint().await).await;
         let t = Instant::now();
         let refresh = credvault::workers::refresher::run_pass(&vault, 1000, 8)
             .await
             .unwrap();
         let refresh_took = t.elapsed();
         assert_eq!((refresh.claimed, refresh.refreshed), (1000, 1000));
+        // Peak RSS while serving reveals at 64 in flight (load generator included).
+        let mut server = server;
+        server.ids = due;
+        let (_, reveals_per_sec) = concurrent(&server, Rpc::Reveal, 3).await;
+        let (_, peak) = rss_kib();
+        eprintln!(
+            "{backend} {n}: {reveals_per_sec:.0} reveals/s, peak RSS {} MiB",
+            peak / 1024
+        );
         let line = format!(
-            "| {backend} | {n} | {} | {:.1} | {:.0} | {:.0} s | {} MiB |",
+            "| {backend} | {n} | {} | {:.1} | {:.0} | {:.0} s | {} MiB | {} MiB |",
             pass.expired,
             took.as_secs_f64() * 1000.0,
             refresh_took.as_secs_f64() * 1000.0,
             seeded.as_secs_f64(),
-            rss / 1024
+            rss / 1024,
+            peak / 1024
         );
         eprintln!("{line}");
         lines.push(line);
@@ -677,8 +701,8 @@ async fn main() {
             .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
             .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
         let mut lines = vec![
-            "| backend | stored | due | one scan pass, ms | one refresh pass (1,000 due, 8 at a time), ms | seeding | process RSS after seeding |".to_owned(),
-            "|---|---:|---:|---:|---:|---:|---:|".to_owned(),
+            "| backend | stored | due | one scan pass, ms | one refresh pass (1,000 due, 8 at a time), ms | seeding | RSS idle | peak RSS, 3 s of reveals at 64 in flight |".to_owned(),
+            "|---|---:|---:|---:|---:|---:|---:|---:|".to_owned(),
         ];
         for backend in &backends {
             lines.extend(scaling(backend, &sizes).await);

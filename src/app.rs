@@ -27,7 +27,7 @@ use crate::webhooks::ssrf::Guard;
 use crate::workers;
 
 /// Credentials transitioned per scanner transaction.
-const SCAN_BATCH: u32 = 500;
+pub const SCAN_BATCH: u32 = 1000;
 
 /// How often used request ids and expired connect states are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);

@@ -1,10 +1,12 @@
 //! Expiry transitions, webhook endpoints and deliveries.
 //!
 //! Work is claimed so that any number of replicas can run the scanner and deliverer:
-//! each claim is one `UPDATE … WHERE key IN (SELECT … [FOR UPDATE SKIP LOCKED]) AND
-//! <still claimable> RETURNING …`. The re-check in the outer `WHERE` makes a row move
-//! once even when two replicas select it; on PostgreSQL `SKIP LOCKED` also keeps them
-//! from waiting on each other.
+//! each claim is one `WITH due AS (SELECT key … ORDER BY … LIMIT n [FOR UPDATE SKIP
+//! LOCKED]) UPDATE … FROM due WHERE key = due.key AND <still claimable> RETURNING …`.
+//! The re-check in the `WHERE` makes a row move once even when two replicas select it;
+//! on PostgreSQL `SKIP LOCKED` also keeps them from waiting on each other. The CTE
+//! joined on the primary key keeps the plan an index walk whatever the batch size (an
+//! `IN (SELECT …)` form flipped to a table scan at 1,000 rows among a million).
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -96,28 +98,32 @@ impl SqlStore {
         }
     }
 
-    /// Metadata of the credentials `keys`, read inside `tx`.
+    /// Metadata of the credentials `keys`, read inside `tx`, 200 keys a query: with a
+    /// long `IN (VALUES …)` list PostgreSQL trades the primary-key lookups for a hash
+    /// join over the whole table (3 s instead of 30 ms at a million rows).
     async fn metas_in(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         keys: &[(String, String)],
     ) -> StoreResult<Vec<CredentialMeta>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        let mut metas = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(200) {
+            let pairs: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials c \
+                 JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
+                 WHERE (c.tenant_id, c.id) IN (VALUES {}) ORDER BY c.tenant_id, c.id",
+                pairs.join(", ")
+            );
+            let query = chunk
+                .iter()
+                .fold(sqlx::query(&sql), |q, (t, id)| q.bind(t).bind(id));
+            for row in query.fetch_all(&mut **tx).await? {
+                metas.push(rows::credential_meta(&row)?);
+            }
         }
-        let pairs: Vec<String> = (0..keys.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-            .collect();
-        let sql = format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM credentials c \
-             JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
-             WHERE (c.tenant_id, c.id) IN (VALUES {}) ORDER BY c.tenant_id, c.id",
-            pairs.join(", ")
-        );
-        let query = keys
-            .iter()
-            .fold(sqlx::query(&sql), |q, (t, id)| q.bind(t).bind(id));
-        let rows = query.fetch_all(&mut **tx).await?;
-        rows.iter().map(rows::credential_meta).collect()
+        Ok(metas)
     }
 
     /// All of `events` in one multi-row statement (one round trip per batch).
@@ -170,12 +176,13 @@ impl NotificationStore for SqlStore {
     async fn expire_due(&self, now: Millis, limit: u32) -> StoreResult<Vec<Event>> {
         let mut tx = self.begin_write().await?;
         let sql = format!(
-            "UPDATE credentials SET status = 'expired', version = version + 1, updated_at = $1, \
-             next_refresh_at = NULL, refresh_lease_owner = NULL, refresh_lease_until = NULL \
-             WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM credentials \
+            "WITH due AS (SELECT tenant_id AS due_tenant, id AS due_id FROM credentials \
                  WHERE status = 'active' AND lapses_at IS NOT NULL AND lapses_at <= $1 \
                  ORDER BY lapses_at LIMIT {limit}{}) \
-             AND status = 'active' RETURNING tenant_id, id",
+             UPDATE credentials SET status = 'expired', version = version + 1, updated_at = $1, \
+             next_refresh_at = NULL, refresh_lease_owner = NULL, refresh_lease_until = NULL \
+             FROM due WHERE tenant_id = due_tenant AND id = due_id AND status = 'active' \
+             RETURNING tenant_id, id",
             self.skip_locked()
         );
         let rows = sqlx::query(&sql).bind(now).fetch_all(&mut *tx).await?;
@@ -197,12 +204,13 @@ impl NotificationStore for SqlStore {
     ) -> StoreResult<Vec<Event>> {
         let mut tx = self.begin_write().await?;
         let sql = format!(
-            "UPDATE credentials SET expiry_warned_ms = $2 \
-             WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM credentials \
+            "WITH due AS (SELECT tenant_id AS due_tenant, id AS due_id FROM credentials \
                  WHERE status = 'active' AND lapses_at IS NOT NULL \
                  AND lapses_at > $1 AND lapses_at <= $1 + $2 \
                  AND (expiry_warned_ms IS NULL OR expiry_warned_ms > $2) \
                  ORDER BY lapses_at LIMIT {limit}{}) \
+             UPDATE credentials SET expiry_warned_ms = $2 \
+             FROM due WHERE tenant_id = due_tenant AND id = due_id \
              AND (expiry_warned_ms IS NULL OR expiry_warned_ms > $2) RETURNING tenant_id, id",
             self.skip_locked()
         );
@@ -391,10 +399,11 @@ impl NotificationStore for SqlStore {
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let claimable = "status = 'pending' AND (lease_until IS NULL OR lease_until <= $3)";
         let sql = format!(
-            "UPDATE deliveries SET lease_owner = $1, lease_until = $2 \
-             WHERE id IN (SELECT id FROM deliveries WHERE {claimable} AND next_attempt_at <= $3 \
+            "WITH due AS (SELECT id AS due_id FROM deliveries \
+                 WHERE {claimable} AND next_attempt_at <= $3 \
                  ORDER BY next_attempt_at LIMIT {limit}{}) \
-             AND {claimable} RETURNING {DELIVERY_COLUMNS}",
+             UPDATE deliveries SET lease_owner = $1, lease_until = $2 \
+             FROM due WHERE id = due_id AND {claimable} RETURNING {DELIVERY_COLUMNS}",
             self.skip_locked()
         );
         let rows = sqlx::query(&sql)
