@@ -593,7 +593,7 @@ async fn due_oauth(
     let provider = credvault::service::NewProvider {
         slug: "crm".into(),
         config,
-        client_secret: zeroize::Zeroizing::new("bench-secret".into()),
+        client_secret: SecretString::from("bench-secret"),
         ..Default::default()
     };
     vault.create_provider(caller, provider).await.unwrap();

@@ -17,7 +17,8 @@ pub enum LogFormat {
 }
 
 /// Everything `credvault serve` can be told. See the README's configuration table.
-#[derive(Debug, Clone, Deserialize)]
+/// `Debug` hides the master keys and any password in `database_url`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// gRPC listen address; port 0 picks a free port.
@@ -102,6 +103,35 @@ impl Default for Config {
             webhook_concurrency: 16,
             webhook_allow_private_addresses: false,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_password),
+            )
+            .field("data_dir", &self.data_dir)
+            .field("master_keys", &self.master_keys)
+            .field("master_key_file", &self.master_key_file)
+            .field("active_key_version", &self.active_key_version)
+            .field("http_listen", &self.http_listen)
+            .field("public_base_url", &self.public_base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database URL with its password, if any, replaced.
+pub fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("[redacted]"));
+            parsed.into()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -292,9 +322,24 @@ mod tests {
     }
 
     #[test]
-    fn debug_redacts_inline_keys() {
-        let c = Config::load(None, env(&[("CREDVAULT_MASTER_KEYS", "1:c2VjcmV0")])).unwrap();
-        assert!(!format!("{c:?}").contains("c2VjcmV0"));
+    fn debug_redacts_inline_keys_and_database_passwords() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("CREDVAULT_MASTER_KEYS", "1:c2VjcmV0"),
+                (
+                    "CREDVAULT_DATABASE_URL",
+                    "postgres://vault:hunter2@db.internal/credvault",
+                ),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("db.internal"));
         assert!(matches!(
             Config::default().keyring(),
             Err(ConfigError::NoMasterKey)

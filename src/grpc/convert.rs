@@ -261,7 +261,7 @@ pub fn new_provider(r: pb::CreateProviderRequest) -> Result<NewProvider> {
         pkce: r.pkce,
         slug: r.slug,
         template: r.template,
-        client_secret: zeroize::Zeroizing::new(r.client_secret),
+        client_secret: secrecy::SecretString::from(r.client_secret),
         config: ProviderConfig {
             client_id: r.client_id,
             authorization_url: r.authorization_url,
@@ -282,7 +282,7 @@ pub fn provider_changes(r: pb::UpdateProviderRequest) -> Result<ProviderChanges>
         token_auth_method: auth_method(r.token_auth_method)?,
         slug: r.slug,
         client_id: r.client_id,
-        client_secret: r.client_secret.map(zeroize::Zeroizing::new),
+        client_secret: r.client_secret.map(secrecy::SecretString::from),
         authorization_url: r.authorization_url,
         token_url: r.token_url,
         revocation_url: r.revocation_url,

@@ -1,6 +1,7 @@
 //! OAuth providers of a tenant: settings in clear, the client secret sealed.
 use std::collections::BTreeMap;
 
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::{Caller, Vault, validate};
@@ -33,7 +34,8 @@ pub struct NewProvider {
     /// Whether each optional setting was given (else the template's or the default).
     pub pkce: Option<bool>,
     pub token_auth_method: Option<TokenAuthMethod>,
-    pub client_secret: Zeroizing<String>,
+    /// `Debug` prints `[REDACTED]`.
+    pub client_secret: SecretString,
 }
 
 /// An update request as received; `None` keeps a setting.
@@ -41,7 +43,7 @@ pub struct NewProvider {
 pub struct ProviderChanges {
     pub slug: String,
     pub client_id: Option<String>,
-    pub client_secret: Option<Zeroizing<String>>,
+    pub client_secret: Option<SecretString>,
     pub authorization_url: Option<String>,
     pub token_url: Option<String>,
     pub revocation_url: Option<String>,
@@ -201,7 +203,7 @@ impl Vault {
         config.pkce = req.pkce.unwrap_or(config.pkce);
         config.token_auth_method = req.token_auth_method.unwrap_or(config.token_auth_method);
         self.validate_config(&config)?;
-        validate::bounded_text("client_secret", &req.client_secret, 4096)?;
+        validate::bounded_text("client_secret", req.client_secret.expose_secret(), 4096)?;
 
         let now = self.now();
         let provider = Provider {
@@ -216,7 +218,7 @@ impl Vault {
             updated_at: now,
         };
         let sealed = SealedProvider {
-            client_secret: self.seal_client_secret(&provider, &req.client_secret),
+            client_secret: self.seal_client_secret(&provider, req.client_secret.expose_secret()),
             provider,
         };
         match self.store.insert_provider(&sealed).await {
@@ -289,8 +291,8 @@ impl Vault {
         next.last_error_at = None;
         let client_secret = match &req.client_secret {
             Some(secret) => {
-                validate::bounded_text("client_secret", secret, 4096)?;
-                self.seal_client_secret(&next, secret)
+                validate::bounded_text("client_secret", secret.expose_secret(), 4096)?;
+                self.seal_client_secret(&next, secret.expose_secret())
             }
             None => current.client_secret.clone(),
         };
@@ -327,4 +329,22 @@ pub fn templates() -> Vec<(String, ProviderConfig)> {
     catalog::names()
         .filter_map(|n| catalog::template(n).map(|c| (n.to_owned(), c)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_requests_redact_the_client_secret() {
+        let new = NewProvider {
+            client_secret: SecretString::from("canary-client-secret"),
+            ..NewProvider::default()
+        };
+        let changes = ProviderChanges {
+            client_secret: Some(SecretString::from("canary-client-secret")),
+            ..ProviderChanges::default()
+        };
+        assert!(!format!("{new:?} {changes:?}").contains("canary"));
+    }
 }
