@@ -273,18 +273,7 @@ impl Vault {
 
     /// The id of the newest event, where a watch with no cursor starts.
     pub async fn latest_event_id(&self, caller: &Caller) -> Result<Option<String>> {
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_events(&caller.tenant_id, after.as_deref(), 1000)
-                .await?;
-            match page.last() {
-                Some(last) if page.len() == 1000 => after = Some(last.id.clone()),
-                Some(last) => return Ok(Some(last.id.clone())),
-                None => return Ok(after),
-            }
-        }
+        Ok(self.store.latest_event_id(&caller.tenant_id).await?)
     }
 
     pub async fn list_deliveries(

@@ -211,6 +211,8 @@ pub trait Store: NotificationStore + Send + Sync + 'static {
     /// Deletes states that expired before `before`; returns how many.
     async fn prune_oauth_states(&self, before: Millis) -> StoreResult<u64>;
 
+    /// The id of a tenant's newest event.
+    async fn latest_event_id(&self, tenant_id: &str) -> StoreResult<Option<String>>;
     /// A tenant's events in id (time) order, after `after` if given.
     async fn list_events(
         &self,

@@ -615,6 +615,14 @@ impl Store for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn latest_event_id(&self, tenant_id: &str) -> StoreResult<Option<String>> {
+        let sql = "SELECT id FROM events WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1";
+        Ok(sqlx::query_scalar(sql)
+            .bind(tenant_id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
     async fn list_events(
         &self,
         tenant_id: &str,
