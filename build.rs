@@ -16,6 +16,7 @@ const SECRET_BEARING: &[&str] = &[
     ".credvault.v1.UpdateProviderRequest",
     ".credvault.v1.CreateWebhookEndpointResponse",
     ".credvault.v1.RotateWebhookSecretResponse",
+    ".credvault.v1.StartOAuthResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

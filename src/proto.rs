@@ -99,3 +99,13 @@ impl fmt::Debug for v1::RotateWebhookSecretResponse {
             .finish()
     }
 }
+
+/// The authorization URL carries the flow's single-use `state`.
+impl fmt::Debug for v1::StartOAuthResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartOAuthResponse")
+            .field("authorization_url", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}

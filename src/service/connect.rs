@@ -26,18 +26,40 @@ pub struct StartOAuth {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug)]
+/// A started flow. `authorization_url` carries the single-use `state`, so `Debug`
+/// leaves it out.
 pub struct Started {
     pub authorization_url: String,
     pub expires_at: Millis,
 }
 
-/// The query of a callback, as the browser brought it.
-#[derive(Debug, Default, serde::Deserialize)]
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("authorization_url", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The query of a callback, as the browser brought it. The `state` and the
+/// authorization `code` are bearer values: `Debug` redacts them.
+#[derive(Default, serde::Deserialize)]
 pub struct CallbackQuery {
     pub state: Option<String>,
     pub code: Option<String>,
     pub error: Option<String>,
+}
+
+impl std::fmt::Debug for CallbackQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("CallbackQuery")
+            .field("state", &redacted(&self.state))
+            .field("code", &redacted(&self.code))
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 /// What the callback answers: a redirect, or (when there is nowhere safe to
@@ -249,4 +271,25 @@ fn failure(state: &OAuthState, code: &str) -> CallbackOutcome {
         "error",
         code,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_values_are_redacted_in_debug() {
+        let q = CallbackQuery {
+            state: Some("state-canary".into()),
+            code: Some("code-canary".into()),
+            error: Some("access_denied".into()),
+        };
+        let s = Started {
+            authorization_url: "https://idp.test/authorize?state=url-canary".into(),
+            expires_at: 1,
+        };
+        let shown = format!("{q:?} {s:?}");
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(shown.contains("access_denied"));
+    }
 }

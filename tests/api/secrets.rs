@@ -152,11 +152,28 @@ fn secret_bearing_messages_redact_their_debug() {
         token: None,
         secret: "cvt_SECRET".into(),
     };
+    let started = pb::StartOAuthResponse {
+        authorization_url: "https://idp.test/authorize?state=STATE-S".into(),
+        expires_at: None,
+    };
+    let endpoint = pb::CreateWebhookEndpointResponse {
+        endpoint: None,
+        secret: "whsec_SIGNING".into(),
+    };
     let shown = format!(
-        "{oauth:?} {reveal:?} {token:?} {:?}",
+        "{oauth:?} {reveal:?} {token:?} {started:?} {endpoint:?} {:?}",
         create("u", api_key("key-K"))
     );
-    for secret in ["tok-A", "tok-R", "user-U", "pass-P", "cvt_SECRET", "key-K"] {
+    for secret in [
+        "tok-A",
+        "tok-R",
+        "user-U",
+        "pass-P",
+        "cvt_SECRET",
+        "key-K",
+        "STATE-S",
+        "whsec_SIGNING",
+    ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     assert!(
