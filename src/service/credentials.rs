@@ -453,9 +453,11 @@ impl Vault {
             .get_sealed(&caller.tenant_id, id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        // Decrypt before deleting, for the revocation; a row that no longer decrypts
-        // can still be deleted.
-        let secret = self.open_secret(&sealed.meta, &sealed.blob).ok();
+        // OAuth tokens are decrypted before deleting, for the revocation; nothing else
+        // needs its plaintext, and a row that no longer decrypts can still be deleted.
+        let secret = (sealed.meta.kind == crate::model::Kind::OAuth2)
+            .then(|| self.open_secret(&sealed.meta, &sealed.blob).ok())
+            .flatten();
         let audit = self.audit(caller, "delete", id, "");
         if !self
             .store

@@ -248,8 +248,8 @@ impl Vault {
             }
             let refresh_token = refresh_token.clone();
             match self.call_provider(&meta, &refresh_token).await {
-                Ok(tokens) => {
-                    if let Some(done) = self.commit_tokens(meta, secret, tokens).await? {
+                Ok((tokens, margin_ms)) => {
+                    if let Some(done) = self.commit_tokens(meta, secret, tokens, margin_ms).await? {
                         return Ok(done);
                     }
                 }
@@ -259,11 +259,12 @@ impl Vault {
     }
 
     /// Exchanges the refresh token at the provider. No database lock is held here.
+    /// Returns the tokens and the provider's refresh margin (for the next schedule).
     async fn call_provider(
         &self,
         meta: &CredentialMeta,
         refresh_token: &str,
-    ) -> Result<crate::oauth::client::Tokens, Failure> {
+    ) -> Result<(crate::oauth::client::Tokens, Millis), Failure> {
         let provider = self
             .store
             .get_provider(&meta.tenant_id, &meta.provider)
@@ -273,14 +274,13 @@ impl Vault {
         let secret = self
             .open_provider_secret(&provider)
             .map_err(Failure::Storage)?;
-        self.token_client
-            .refresh(
-                &provider.provider.config,
-                secret.as_deref().map(String::as_str),
-                refresh_token,
-            )
+        let config = &provider.provider.config;
+        let tokens = self
+            .token_client
+            .refresh(config, secret.as_deref().map(String::as_str), refresh_token)
             .await
-            .map_err(Failure::Token)
+            .map_err(Failure::Token)?;
+        Ok((tokens, config.refresh_margin_ms()))
     }
 
     /// Writes new tokens if the row is still at the version we leased. `None` when
@@ -290,6 +290,7 @@ impl Vault {
         meta: CredentialMeta,
         old: SecretPayload,
         tokens: crate::oauth::client::Tokens,
+        margin_ms: Millis,
     ) -> Result<Option<(CredentialMeta, SecretPayload)>> {
         let now = self.now();
         let SecretPayload::OAuth2 {
@@ -318,11 +319,7 @@ impl Vault {
         next.scopes = secret.scopes().to_vec();
         next.token_expires_at = secret.token_expires_at();
         next.refresh = RefreshState {
-            next_at: schedule(
-                &secret,
-                self.refresh_margin_ms(&meta.tenant_id, &meta.provider)
-                    .await?,
-            ),
+            next_at: schedule(&secret, margin_ms),
             ..RefreshState::default()
         };
         let write = CredentialWrite {
