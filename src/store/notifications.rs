@@ -126,6 +126,29 @@ impl SqlStore {
         Ok(metas)
     }
 
+    /// The payloads of the events `deliveries` carry, 200 ids a query.
+    async fn payloads_of(
+        read: &sqlx::AnyPool,
+        deliveries: &[Delivery],
+    ) -> StoreResult<std::collections::HashMap<String, String>> {
+        let mut ids: Vec<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut payloads = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, payload FROM events WHERE id IN ({})",
+                params.join(", ")
+            );
+            let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
+            for row in query.fetch_all(read).await? {
+                payloads.insert(row.try_get("id")?, row.try_get("payload")?);
+            }
+        }
+        Ok(payloads)
+    }
+
     /// All of `events` in one multi-row statement (one round trip per batch).
     async fn insert_events(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -416,14 +439,10 @@ impl NotificationStore for SqlStore {
             .iter()
             .map(rows::delivery)
             .collect::<StoreResult<Vec<_>>>()?;
+        let payloads = Self::payloads_of(&self.read, &deliveries).await?;
         let mut claimed = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            let payload: Option<String> =
-                sqlx::query_scalar("SELECT payload FROM events WHERE id = $1")
-                    .bind(&delivery.event_id)
-                    .fetch_optional(&self.read)
-                    .await?;
-            let payload = payload.ok_or_else(|| {
+            let payload = payloads.get(&delivery.event_id).cloned().ok_or_else(|| {
                 StoreError::Corrupt(format!("event {} is missing", delivery.event_id))
             })?;
             claimed.push(ClaimedDelivery { delivery, payload });
