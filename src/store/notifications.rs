@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::rows::{self, CREDENTIAL_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
+use super::sql::{AnyQuery, push_conditions};
 use super::{Backend, SqlStore, StoreError, StoreResult};
 use crate::clock::Millis;
 use crate::model::{CredentialMeta, EVENT_EXPIRED, Event};
@@ -22,6 +23,17 @@ pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,
     pub endpoint_id: Option<String>,
     pub event_id: Option<String>,
+}
+
+impl DeliveryFilter {
+    /// The filter as SQL conditions on `deliveries`, with their values.
+    fn conditions(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("status = ", self.status.map(DeliveryStatus::as_str)),
+            ("endpoint_id = ", self.endpoint_id.as_deref()),
+            ("event_id = ", self.event_id.as_deref()),
+        ]
+    }
 }
 
 #[async_trait]
@@ -188,6 +200,24 @@ impl SqlStore {
     }
 }
 
+/// Binds `$1`..`$11` of an endpoint write: tenant_id, id, url, event_types, enabled,
+/// disabled_reason, secret, previous_secret, previous_secret_until, version, updated_at.
+fn bind_endpoint<'q>(query: AnyQuery<'q>, e: &'q SealedEndpoint) -> AnyQuery<'q> {
+    let m = &e.endpoint;
+    query
+        .bind(&m.tenant_id)
+        .bind(&m.id)
+        .bind(&m.url)
+        .bind(rows::json_text(&m.event_types))
+        .bind(i64::from(m.enabled))
+        .bind(&m.disabled_reason)
+        .bind(&e.secret)
+        .bind(&e.previous_secret)
+        .bind(e.previous_secret_until)
+        .bind(m.version)
+        .bind(m.updated_at)
+}
+
 fn keys_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<(String, String)>> {
     rows.iter()
         .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("id")?)))
@@ -253,25 +283,14 @@ impl NotificationStore for SqlStore {
     }
 
     async fn insert_endpoint(&self, e: &SealedEndpoint) -> StoreResult<()> {
-        let m = &e.endpoint;
-        sqlx::query(&format!(
-            "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(&m.tenant_id)
-        .bind(&m.id)
-        .bind(&m.url)
-        .bind(rows::json_text(&m.event_types))
-        .bind(i64::from(m.enabled))
-        .bind(&m.disabled_reason)
-        .bind(&e.secret)
-        .bind(&e.previous_secret)
-        .bind(e.previous_secret_until)
-        .bind(m.version)
-        .bind(m.created_at)
-        .bind(m.updated_at)
-        .execute(&self.write)
-        .await?;
+        let sql = "INSERT INTO webhook_endpoints (tenant_id, id, url, event_types, enabled, \
+                   disabled_reason, secret, previous_secret, previous_secret_until, version, \
+                   updated_at, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+        bind_endpoint(sqlx::query(sql), e)
+            .bind(e.endpoint.created_at)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -295,27 +314,14 @@ impl NotificationStore for SqlStore {
         e: &SealedEndpoint,
         expected_version: i64,
     ) -> StoreResult<bool> {
-        let m = &e.endpoint;
-        let done = sqlx::query(
-            "UPDATE webhook_endpoints SET url = $3, event_types = $4, enabled = $5, \
-             disabled_reason = $6, secret = $7, previous_secret = $8, previous_secret_until = $9, \
-             version = $10, updated_at = $11 \
-             WHERE tenant_id = $1 AND id = $2 AND version = $12",
-        )
-        .bind(&m.tenant_id)
-        .bind(&m.id)
-        .bind(&m.url)
-        .bind(rows::json_text(&m.event_types))
-        .bind(i64::from(m.enabled))
-        .bind(&m.disabled_reason)
-        .bind(&e.secret)
-        .bind(&e.previous_secret)
-        .bind(e.previous_secret_until)
-        .bind(m.version)
-        .bind(m.updated_at)
-        .bind(expected_version)
-        .execute(&self.write)
-        .await?;
+        let sql = "UPDATE webhook_endpoints SET url = $3, event_types = $4, enabled = $5, \
+                   disabled_reason = $6, secret = $7, previous_secret = $8, \
+                   previous_secret_until = $9, version = $10, updated_at = $11 \
+                   WHERE tenant_id = $1 AND id = $2 AND version = $12";
+        let done = bind_endpoint(sqlx::query(sql), e)
+            .bind(expected_version)
+            .execute(&self.write)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -486,17 +492,8 @@ impl NotificationStore for SqlStore {
     ) -> StoreResult<Vec<Delivery>> {
         let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1");
         let mut values: Vec<&str> = vec![tenant_id];
-        for (condition, value) in [
-            ("status = ", f.status.map(DeliveryStatus::as_str)),
-            ("endpoint_id = ", f.endpoint_id.as_deref()),
-            ("event_id = ", f.event_id.as_deref()),
-            ("id > ", after),
-        ] {
-            if let Some(value) = value {
-                values.push(value);
-                sql.push_str(&format!(" AND {condition}${}", values.len()));
-            }
-        }
+        let conditions = f.conditions().into_iter().chain([("id > ", after)]);
+        push_conditions(&mut sql, &mut values, 0, conditions);
         sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
         self.fetch_all(&sql, &values, rows::delivery).await
     }
@@ -512,16 +509,8 @@ impl NotificationStore for SqlStore {
                        updated_at = $2, lease_owner = NULL, lease_until = NULL WHERE tenant_id = $1"
                 .to_owned();
         let mut values: Vec<&str> = Vec::new();
-        for (condition, value) in [
-            ("status = ", f.status.map(DeliveryStatus::as_str)),
-            ("endpoint_id = ", f.endpoint_id.as_deref()),
-            ("event_id = ", f.event_id.as_deref()),
-        ] {
-            if let Some(value) = value {
-                values.push(value);
-                sql.push_str(&format!(" AND {condition}${}", values.len() + 2));
-            }
-        }
+        // $1 and $2 (tenant, now) are bound ahead of the filter values.
+        push_conditions(&mut sql, &mut values, 2, f.conditions());
         let query = values
             .into_iter()
             .fold(sqlx::query(&sql).bind(tenant_id).bind(now), |q, v| {

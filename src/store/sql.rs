@@ -81,6 +81,24 @@ impl SqlStore {
 
 pub(super) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
+/// Appends ` AND <condition>$n` for each condition that has a value, and collects the
+/// values: only the filters in use reach the SQL, so each shape gets its own plan
+/// (and index) rather than one generic `($n IS NULL OR …)` plan. `$n` counts the
+/// values collected so far plus `offset` parameters bound ahead of them.
+pub(super) fn push_conditions<'a>(
+    sql: &mut String,
+    values: &mut Vec<&'a str>,
+    offset: usize,
+    conditions: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
+) {
+    for (condition, value) in conditions {
+        if let Some(value) = value {
+            values.push(value);
+            sql.push_str(&format!(" AND {condition}${}", values.len() + offset));
+        }
+    }
+}
+
 /// Unique-key violations become [`StoreError::Conflict`]; everything else stays as is.
 pub(super) fn conflict_or(err: sqlx::Error) -> StoreError {
     match &err {
@@ -297,8 +315,6 @@ impl Store for SqlStore {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<CredentialMeta>> {
-        // Only the filters in use appear in the SQL, so each shape gets its own plan
-        // (and index) rather than one generic `($n IS NULL OR …)` plan.
         let mut sql = format!("SELECT {CREDENTIAL_COLUMNS} {CREDENTIALS_OF_TENANT}");
         let mut values: Vec<&str> = vec![tenant_id];
         let conditions = [
@@ -307,12 +323,7 @@ impl Store for SqlStore {
             ("c.status = ", filter.status.map(|s| s.as_str())),
             ("c.id > ", after),
         ];
-        for (condition, value) in conditions {
-            if let Some(value) = value {
-                values.push(value);
-                sql.push_str(&format!(" AND {condition}${}", values.len()));
-            }
-        }
+        push_conditions(&mut sql, &mut values, 0, conditions);
         sql.push_str(&format!(" ORDER BY c.id LIMIT {limit}"));
         self.fetch_all(&sql, &values, rows::credential_meta).await
     }
