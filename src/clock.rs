@@ -47,10 +47,6 @@ impl ManualClock {
     pub fn advance_ms(&self, by: Millis) {
         self.0.fetch_add(by, Ordering::SeqCst);
     }
-
-    pub fn set_ms(&self, to: Millis) {
-        self.0.store(to, Ordering::SeqCst);
-    }
 }
 
 impl Clock for ManualClock {
