@@ -1,18 +1,21 @@
 //! Assembling the service: [`App::build`] opens the store, loads the keyring and binds
 //! both listeners (port 0 allowed); [`App::run`] serves until `shutdown` resolves.
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::grpc::limits::OversizeIsResourceExhausted;
 use crate::grpc::{AdminApi, CredentialApi, OAuthApi, WebhookApi};
+use crate::outbound::{Guard, Outbound};
 use crate::proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
@@ -22,8 +25,8 @@ use crate::proto::{
     },
 };
 use crate::service::{Settings, Vault};
+use crate::shutdown::Shutdown;
 use crate::store::{self, StoreError};
-use crate::webhooks::ssrf::Guard;
 use crate::workers;
 
 /// Credentials transitioned per scanner transaction.
@@ -49,6 +52,17 @@ pub enum AppError {
     Http(std::io::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Outbound(#[from] crate::outbound::BuildError),
+    /// The vault refused to open (a wrong master key, storage unreachable …).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<crate::error::Error> for AppError {
+    fn from(err: crate::error::Error) -> Self {
+        Self::Refused(err.to_string())
+    }
 }
 
 pub struct App {
@@ -69,6 +83,77 @@ fn secs(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
+/// The service layer's settings from the configuration; `http` is the bound HTTP
+/// address (for the default public base URL).
+fn settings(config: &Config, http: SocketAddr) -> Result<Settings, AppError> {
+    let base = config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http}"));
+    let mut horizons: Vec<i64> = config
+        .expiry_warning_horizons_secs
+        .iter()
+        .map(|s| secs(*s))
+        .collect();
+    horizons.sort_unstable();
+    horizons.dedup();
+    let settings = Settings {
+        idempotency_ttl_ms: secs(config.idempotency_ttl_secs),
+        callback_url: format!("{}/oauth/callback", base.trim_end_matches('/')),
+        allow_http_urls: config.allow_http_urls,
+        provider_timeout: Duration::from_secs(config.provider_timeout_secs),
+        expiry_horizons_ms: horizons,
+        webhook_schedule_ms: config
+            .webhook_retry_schedule_secs
+            .iter()
+            .map(|s| secs(*s))
+            .collect(),
+        webhook_guard: Guard {
+            allow_http: config.allow_http_urls,
+            allow_private: config.webhook_allow_private_addresses,
+        },
+        provider_allow_private: config.provider_allow_private_addresses,
+        webhook_timeout: Duration::from_secs(config.webhook_timeout_secs),
+        delivery_lease_ms: secs(config.webhook_timeout_secs.saturating_mul(4).max(60)),
+        ..Settings::default()
+    };
+    if settings.webhook_schedule_ms.is_empty() {
+        return Err(ConfigError::Invalid(
+            "webhook_retry_schedule_secs must list at least one delay".into(),
+        )
+        .into());
+    }
+    Ok(settings)
+}
+
+/// Opens the vault the configuration describes, without serving it: loads the
+/// keyring, opens the store (running migrations), builds the guarded outbound client,
+/// checks the keyring against the database, and re-seals provider secrets from older
+/// versions. `http` is the HTTP address browsers reach (see [`settings`]).
+pub async fn open_vault(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    http: SocketAddr,
+) -> Result<Vault, AppError> {
+    let keyring = Arc::new(config.keyring()?);
+    let url = config
+        .database_url
+        .as_deref()
+        .ok_or_else(|| ConfigError::Invalid("database_url is not set".into()))?;
+    let outbound = Outbound::new(config.outbound_proxy.as_deref())?;
+    let store = store::open(url, config.max_connections).await?;
+    let vault = Vault::new(store, keyring, clock, settings(config, http)?, outbound);
+    vault.verify_keyring().await?;
+    let upgraded = vault.upgrade_provider_secrets().await?;
+    if upgraded > 0 {
+        tracing::info!(
+            upgraded,
+            "re-sealed provider client secrets with their endpoints bound"
+        );
+    }
+    Ok(vault)
+}
+
 impl App {
     /// Builds the app on the system clock.
     pub async fn build(config: &Config) -> Result<Self, AppError> {
@@ -80,54 +165,11 @@ impl App {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
-        let keyring = Arc::new(config.keyring()?);
-        let url = config
-            .database_url
-            .as_deref()
-            .ok_or_else(|| ConfigError::Invalid("database_url is not set".into()))?;
-        let store = store::open(url, config.max_connections).await?;
         let grpc = bind(config.listen).await?;
         let http = bind(config.http_listen).await?;
-        let base = config
-            .public_base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", http.1));
-        let settings = Settings {
-            idempotency_ttl_ms: secs(config.idempotency_ttl_secs),
-            callback_url: format!("{}/oauth/callback", base.trim_end_matches('/')),
-            allow_http_urls: config.allow_http_urls,
-            provider_timeout: Duration::from_secs(config.provider_timeout_secs),
-            expiry_horizons_ms: {
-                let mut h: Vec<i64> = config
-                    .expiry_warning_horizons_secs
-                    .iter()
-                    .map(|s| secs(*s))
-                    .collect();
-                h.sort_unstable();
-                h.dedup();
-                h
-            },
-            webhook_schedule_ms: config
-                .webhook_retry_schedule_secs
-                .iter()
-                .map(|s| secs(*s))
-                .collect(),
-            webhook_guard: Guard {
-                allow_http: config.allow_http_urls,
-                allow_private: config.webhook_allow_private_addresses,
-            },
-            webhook_timeout: Duration::from_secs(config.webhook_timeout_secs),
-            delivery_lease_ms: secs(config.webhook_timeout_secs.saturating_mul(4).max(60)),
-            ..Settings::default()
-        };
-        if settings.webhook_schedule_ms.is_empty() {
-            return Err(ConfigError::Invalid(
-                "webhook_retry_schedule_secs must list at least one delay".into(),
-            )
-            .into());
-        }
+        let vault = open_vault(config, clock, http.1).await?;
         Ok(Self {
-            vault: Vault::new(store, keyring, clock, settings),
+            vault,
             grpc,
             http,
             config: config.clone(),
@@ -149,102 +191,186 @@ impl App {
     }
 
     /// Serves gRPC (with health and reflection) and HTTP until `shutdown` resolves,
-    /// runs the background workers, then drains in-flight requests.
+    /// runs the background workers, then drains: health reports NOT_SERVING, health
+    /// Watch and WatchEvents streams end, in-flight requests and the workers' items in
+    /// hand finish. `shutdown_grace_secs` bounds the whole drain; what is still open
+    /// then is cut.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let (stop_tx, stop) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
+        let (trigger, stop) = crate::shutdown::channel();
+        let health = tonic_health::server::HealthReporter::new();
+        for service in SERVICES {
+            health
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
+        }
+        let health_service = crate::grpc::health::service(health.clone(), stop.clone());
+        let background = self.spawn_workers(&health, &stop);
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        let (grpc, http) = self.serve(health_service, &stop)?;
+        let serving = async { tokio::join!(grpc, http) };
+        tokio::pin!(serving);
+        let announce = {
+            let health = health.clone();
+            async move {
+                shutdown.await;
+                tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining");
+                for service in SERVICES {
+                    health
+                        .set_service_status(service, ServingStatus::NotServing)
+                        .await;
+                }
+            }
         };
+        let early = tokio::select! {
+            done = &mut serving => Some(done),
+            () = announce => None,
+        };
+        // From here on everything winds down, within one deadline.
+        trigger.fire();
+        let deadline = tokio::time::Instant::now() + grace;
+        let (grpc, http) = match early {
+            Some(done) => done,
+            None => match tokio::time::timeout_at(deadline, &mut serving).await {
+                Ok(done) => done,
+                Err(_) => {
+                    tracing::warn!("drain deadline passed: cutting open connections");
+                    (Ok(()), Ok(()))
+                }
+            },
+        };
+        finish_workers(background, deadline).await;
+        grpc?;
+        http.map_err(AppError::Http)
+    }
 
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<CredentialServiceServer<CredentialApi>>()
-            .await;
-        health.set_serving::<AdminServiceServer<AdminApi>>().await;
-        health.set_serving::<OAuthServiceServer<OAuthApi>>().await;
-        health
-            .set_serving::<WebhookServiceServer<WebhookApi>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let limit = self.config.max_message_bytes;
-        let credentials = CredentialServiceServer::new(CredentialApi::new(self.vault.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
-        let admin = AdminServiceServer::new(AdminApi::new(self.vault.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
-        let oauth = OAuthServiceServer::new(OAuthApi::new(self.vault.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
-        let webhooks = WebhookServiceServer::new(WebhookApi::new(self.vault.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
-
+    /// The background workers, each stopping on `stop`.
+    fn spawn_workers(
+        &self,
+        health: &tonic_health::server::HealthReporter,
+        stop: &Shutdown,
+    ) -> Vec<JoinHandle<()>> {
+        let c = &self.config;
+        let v = &self.vault;
         let mut background = vec![
-            tokio::spawn(prune_forever(self.vault.clone(), stop.clone())),
-            tokio::spawn(watch_storage(
-                self.vault.clone(),
-                health.clone(),
-                stop.clone(),
-            )),
+            tokio::spawn(prune_forever(v.clone(), stop.clone())),
+            tokio::spawn(watch_storage(v.clone(), health.clone(), stop.clone())),
         ];
-        if self.config.refresher_interval_secs > 0 {
+        if c.refresher_interval_secs > 0 {
             background.push(tokio::spawn(workers::refresher::run(
-                self.vault.clone(),
-                Duration::from_secs(self.config.refresher_interval_secs),
-                self.config.refresh_batch,
-                self.config.refresh_concurrency,
+                v.clone(),
+                Duration::from_secs(c.refresher_interval_secs),
+                c.refresh_batch,
+                c.refresh_concurrency,
                 stop.clone(),
             )));
         }
-        if self.config.scan_interval_secs > 0 {
+        if c.scan_interval_secs > 0 {
             background.push(tokio::spawn(workers::scanner::run(
-                self.vault.clone(),
-                Duration::from_secs(self.config.scan_interval_secs),
+                v.clone(),
+                Duration::from_secs(c.scan_interval_secs),
                 SCAN_BATCH,
                 stop.clone(),
             )));
         }
-        if self.config.deliver_interval_ms > 0 {
+        if c.deliver_interval_ms > 0 {
             background.push(tokio::spawn(workers::deliverer::run(
-                self.vault.clone(),
-                Duration::from_millis(self.config.deliver_interval_ms),
+                v.clone(),
+                Duration::from_millis(c.deliver_interval_ms),
                 100,
-                self.config.webhook_concurrency,
+                c.webhook_concurrency,
                 stop.clone(),
             )));
         }
-        let http = axum::serve(self.http.0, crate::http::router(self.vault.clone()))
-            .with_graceful_shutdown(stopped(stop.clone()));
-        let grpc = Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(credentials)
-            .add_service(admin)
-            .add_service(oauth)
-            .add_service(webhooks)
-            // TCP_NODELAY: without it a response larger than one segment waits for the
-            // client's delayed ACK (~40 ms) under Nagle's algorithm.
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.grpc.0).with_nodelay(Some(true)),
-                stopped(stop.clone()),
-            );
-        let (grpc, http) = tokio::join!(grpc, http);
-        for task in background {
-            task.abort();
+        background
+    }
+
+    /// The gRPC and HTTP servers, each draining once `stop` turns on.
+    #[allow(clippy::type_complexity)]
+    fn serve(
+        self,
+        health: tonic_health::pb::health_server::HealthServer<crate::grpc::health::DrainingHealth>,
+        stop: &Shutdown,
+    ) -> Result<
+        (
+            impl Future<Output = Result<(), tonic::transport::Error>>,
+            impl Future<Output = std::io::Result<()>>,
+        ),
+        AppError,
+    > {
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let limit = self.config.max_message_bytes;
+        let vault = self.vault;
+        macro_rules! limited {
+            ($server:ident, $api:expr) => {
+                $server::new($api)
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit)
+            };
         }
-        grpc?;
-        http.map_err(AppError::Http)
+        let http = {
+            let stop = stop.clone();
+            axum::serve(self.http.0, crate::http::router(vault.clone()))
+                .with_graceful_shutdown(async move { stop.wait().await })
+                .into_future()
+        };
+        let grpc = {
+            let stop = stop.clone();
+            Server::builder()
+                .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
+                .layer(tower_layer::layer_fn(OversizeIsResourceExhausted))
+                .add_service(health)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .add_service(limited!(
+                    CredentialServiceServer,
+                    CredentialApi::new(vault.clone())
+                ))
+                .add_service(limited!(AdminServiceServer, AdminApi::new(vault.clone())))
+                .add_service(limited!(OAuthServiceServer, OAuthApi::new(vault.clone())))
+                .add_service(limited!(
+                    WebhookServiceServer,
+                    WebhookApi::new(vault.clone(), stop.clone())
+                ))
+                // TCP_NODELAY: without it a response larger than one segment waits for
+                // the client's delayed ACK (~40 ms) under Nagle's algorithm.
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(self.grpc.0).with_nodelay(Some(true)),
+                    async move { stop.wait().await },
+                )
+        };
+        Ok((grpc, http))
+    }
+}
+
+/// Every service health checking reports on ("" is the server as a whole).
+const SERVICES: [&str; 5] = [
+    "",
+    "credvault.v1.CredentialService",
+    "credvault.v1.AdminService",
+    "credvault.v1.OAuthService",
+    "credvault.v1.WebhookService",
+];
+
+/// Waits for the workers to finish what they hold, until `deadline`; then aborts
+/// those still running (their leases lapse and another replica takes over).
+async fn finish_workers(workers: Vec<JoinHandle<()>>, deadline: tokio::time::Instant) {
+    for mut worker in workers {
+        if tokio::time::timeout_at(deadline, &mut worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a background worker did not stop by the drain deadline");
+            worker.abort();
+        }
     }
 }
 
@@ -254,25 +380,13 @@ const STORAGE_PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Reports NOT_SERVING (for every service) while the database does not answer, and
 /// SERVING again as soon as it does; meanwhile requests fail fast (see
 /// `Vault::set_storage_up`). Pools reconnect by themselves.
-async fn watch_storage(
-    vault: Vault,
-    health: tonic_health::server::HealthReporter,
-    mut stop: watch::Receiver<bool>,
-) {
-    use tonic_health::ServingStatus;
-    let services = [
-        "",
-        "credvault.v1.CredentialService",
-        "credvault.v1.AdminService",
-        "credvault.v1.OAuthService",
-        "credvault.v1.WebhookService",
-    ];
+async fn watch_storage(vault: Vault, health: tonic_health::server::HealthReporter, stop: Shutdown) {
     let mut serving = true;
     let mut every = tokio::time::interval(STORAGE_PROBE_EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = stop.changed() => return,
+            () = stop.wait() => return,
         }
         let up = matches!(
             tokio::time::timeout(STORAGE_PROBE_EVERY, vault.store().ping()).await,
@@ -286,7 +400,7 @@ async fn watch_storage(
             } else {
                 ServingStatus::NotServing
             };
-            for service in services {
+            for service in SERVICES {
                 health.set_service_status(service, status).await;
             }
             if up {
@@ -298,12 +412,12 @@ async fn watch_storage(
     }
 }
 
-async fn prune_forever(vault: Vault, mut stop: watch::Receiver<bool>) {
+async fn prune_forever(vault: Vault, stop: Shutdown) {
     let mut every = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = stop.changed() => return,
+            () = stop.wait() => return,
         }
         match vault.prune().await {
             Ok(0) => {}

@@ -72,6 +72,15 @@ pub struct Config {
     pub webhook_concurrency: usize,
     /// Allow webhook endpoints on loopback, private and link-local addresses.
     pub webhook_allow_private_addresses: bool,
+    /// Allow every provider's endpoints on loopback, private and link-local
+    /// addresses (single-host setups, tests); one provider at a time is opted in by
+    /// an `admin` with the provider's `allow_private_network`.
+    pub provider_allow_private_addresses: bool,
+    /// An explicit proxy for every outbound request (providers, webhooks), e.g.
+    /// `http://proxy.internal:3128`. Proxy environment variables are ignored.
+    pub outbound_proxy: Option<String>,
+    /// How long a shutdown may drain before open connections and streams are cut.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -102,6 +111,9 @@ impl Default for Config {
             webhook_timeout_secs: 15,
             webhook_concurrency: 16,
             webhook_allow_private_addresses: false,
+            provider_allow_private_addresses: false,
+            outbound_proxy: None,
+            shutdown_grace_secs: 20,
         }
     }
 }
@@ -194,6 +206,9 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("webhook_timeout_secs", EnvKind::Number),
     ("webhook_concurrency", EnvKind::Number),
     ("webhook_allow_private_addresses", EnvKind::Flag),
+    ("provider_allow_private_addresses", EnvKind::Flag),
+    ("outbound_proxy", EnvKind::Text),
+    ("shutdown_grace_secs", EnvKind::Number),
 ];
 
 impl Config {

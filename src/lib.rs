@@ -11,8 +11,10 @@ pub mod error;
 pub mod grpc;
 pub mod ids;
 pub mod model;
+pub mod outbound;
 pub mod proto;
 pub mod service;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 

@@ -37,6 +37,9 @@ enum Command {
     /// Webhook endpoints, events, deliveries and replay.
     #[command(subcommand)]
     Webhook(commands::webhook::WebhookCommand),
+    /// Offline operator commands on the database itself (bootstrap, recover).
+    #[command(subcommand)]
+    Admin(commands::operator::AdminCommand),
 }
 
 /// Where client commands connect, and with which token.
@@ -77,13 +80,28 @@ fn main() -> ExitCode {
             Command::Cred(cmd) => commands::cred::run(cmd).await,
             Command::Provider(cmd) => commands::provider::run(cmd).await,
             Command::Webhook(cmd) => commands::webhook::run(cmd).await,
+            Command::Admin(cmd) => commands::operator::run(cmd).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each said once: many error types already
+/// repeat their source in their own message.
+fn report(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }

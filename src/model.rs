@@ -191,6 +191,9 @@ pub enum Scope {
     ProvidersWrite,
     WebhooksRead,
     WebhooksWrite,
+    /// Mints, lists and revokes the tokens of its own tenant.
+    TenantAdmin,
+    /// The vault operator: tenants, every tenant's tokens.
     Admin,
 }
 text_enum!(Scope {
@@ -201,11 +204,12 @@ text_enum!(Scope {
     ProvidersWrite = "providers:write",
     WebhooksRead = "webhooks:read",
     WebhooksWrite = "webhooks:write",
+    TenantAdmin = "tenant:admin",
     Admin = "admin",
 });
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::CredentialsRead,
         Scope::CredentialsWrite,
         Scope::CredentialsReveal,
@@ -213,8 +217,14 @@ impl Scope {
         Scope::ProvidersWrite,
         Scope::WebhooksRead,
         Scope::WebhooksWrite,
+        Scope::TenantAdmin,
         Scope::Admin,
     ];
+
+    /// Every scope's name, comma-separated (for help texts and error messages).
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
 }
 
 /// A service token's stored form: its hash, never the token.
@@ -226,6 +236,15 @@ pub struct ServiceToken {
     pub description: String,
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
+    /// After this the token no longer authenticates.
+    pub expires_at: Option<Millis>,
+}
+
+impl ServiceToken {
+    /// Whether the token authenticates at `now`: not revoked, not expired.
+    pub fn works_at(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 /// One audit record: who did what to which credential. Never holds a secret.

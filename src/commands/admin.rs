@@ -27,19 +27,27 @@ pub enum TenantCommand {
 pub enum TokenCommand {
     /// Mint a service token; its secret is printed once.
     Create {
-        /// Tenant id or name.
+        /// Tenant id (`ten_…`) or name.
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: credentials:read, credentials:write, credentials:reveal, admin.
+        /// Comma-separated, any of: credentials:read, credentials:write,
+        /// credentials:reveal, providers:read, providers:write, webhooks:read,
+        /// webhooks:write, tenant:admin (this tenant's tokens), admin (vault-wide).
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// What the token is for (shown by `token list`).
         #[arg(long, default_value = "")]
         description: String,
+        /// When the token stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z);
+        /// by default it works until revoked.
+        #[arg(long)]
+        expires_at: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// List a tenant's tokens (never their secrets).
     List {
+        /// Tenant id (`ten_…`) or name.
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
@@ -65,6 +73,7 @@ fn token_json(t: &pb::ServiceToken) -> serde_json::Value {
         "description": t.description,
         "created_at": time(t.created_at.as_ref()),
         "revoked_at": time(t.revoked_at.as_ref()),
+        "expires_at": time(t.expires_at.as_ref()),
     })
 }
 
@@ -102,6 +111,7 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             tenant,
             scopes,
             description,
+            expires_at,
             client,
         } => {
             let mut c = client::admin(&client).await?;
@@ -110,6 +120,7 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                     tenant,
                     scopes,
                     description,
+                    expires_at: client::timestamp("expires-at", expires_at)?,
                 })
                 .await
                 .map_err(status)?

@@ -79,3 +79,16 @@ pub fn time(ts: Option<&prost_types::Timestamp>) -> serde_json::Value {
         serde_json::Value::String(t.to_string())
     })
 }
+
+/// An optional RFC 3339 time given as `--flag`.
+pub fn timestamp(
+    flag: &str,
+    value: Option<String>,
+) -> anyhow::Result<Option<prost_types::Timestamp>> {
+    value
+        .map(|v| {
+            v.parse()
+                .with_context(|| format!("--{flag} must be RFC 3339, e.g. 2027-01-31T00:00:00Z"))
+        })
+        .transpose()
+}

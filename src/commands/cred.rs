@@ -9,7 +9,7 @@ use serde_json::json;
 
 use credvault::proto::v1 as pb;
 
-use super::client::{self, print_json, status, time};
+use super::client::{self, print_json, status, time, timestamp};
 use crate::ClientArgs;
 
 /// The secret, as flags of exactly one kind.
@@ -159,15 +159,6 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| "expected KEY=VALUE".to_owned())
-}
-
-fn timestamp(flag: &str, value: Option<String>) -> anyhow::Result<Option<prost_types::Timestamp>> {
-    value
-        .map(|v| {
-            v.parse()
-                .with_context(|| format!("--{flag} must be RFC 3339, e.g. 2027-01-31T00:00:00Z"))
-        })
-        .transpose()
 }
 
 /// `-` means: read one line from stdin.

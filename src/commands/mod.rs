@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod client;
 pub mod cred;
+pub mod operator;
 pub mod provider;
 pub mod serve;
 pub mod webhook;

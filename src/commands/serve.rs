@@ -40,14 +40,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let app = App::build(&config).await?;
-    if let Some((token, secret)) = app.vault().bootstrap().await? {
-        // Printed once, to the terminal only: never through the logger.
-        println!(
-            "\nBootstrap admin token for tenant `default` (shown once; only its hash is stored):\n\n    \
-             export CREDVAULT_TOKEN={}\n\n(token id {}; revoke it with `credvault token revoke {}`)\n",
-            secret.expose_secret(),
-            token.id,
-            token.id
+    // Only the embedded default bootstraps itself; a configured database is
+    // bootstrapped on purpose, once, with `credvault admin bootstrap`.
+    if defaults.database_url.is_some() {
+        if let Some((token, secret)) = app.vault().bootstrap().await? {
+            super::operator::print_token(&token, secret.expose_secret());
+        }
+    } else if app.vault().list_tenants().await?.is_empty() {
+        tracing::warn!(
+            "this vault has no tenants and no tokens yet: run `credvault admin bootstrap` \
+             once, with the same configuration, to mint the first admin token"
         );
     }
     tracing::info!(addr = %app.grpc_addr(), backend = ?app.vault().store().backend(), "credvault serving gRPC");

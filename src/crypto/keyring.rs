@@ -71,6 +71,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Domain label of the key derived from each KEK for request fingerprints.
 const FINGERPRINT_LABEL: &[u8] = b"credvault/v1/request-fingerprint";
+/// Domain label of the key derived from each KEK for its key check value, and the
+/// fixed message that key authenticates.
+const KEY_CHECK_KEY_LABEL: &[u8] = b"credvault/v1/key-check-key";
+const KEY_CHECK_MESSAGE: &[u8] = b"credvault/v1/key-check";
 
 /// The master keys, with exactly one active for new writes. Ciphers are keyed once
 /// here and reused; `Aes256Gcm` zeroizes its key schedule on drop.
@@ -78,6 +82,10 @@ pub struct Keyring {
     ciphers: BTreeMap<u32, Aes256Gcm>,
     /// Per version, HMAC-SHA256(KEK, FINGERPRINT_LABEL): a key that is not the KEK.
     fingerprint_keys: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    /// Per version, the key check value: HMAC-SHA256(HMAC-SHA256(KEK,
+    /// KEY_CHECK_KEY_LABEL), KEY_CHECK_MESSAGE). Stored in the database, it tells a
+    /// wrong key from tampered data; it reveals nothing about the KEK.
+    check_values: BTreeMap<u32, [u8; 32]>,
     active: u32,
 }
 
@@ -86,6 +94,7 @@ impl Keyring {
     pub fn new(keys: Vec<MasterKey>, active: Option<u32>) -> Result<Self, KeyringError> {
         let mut ciphers = BTreeMap::new();
         let mut fingerprint_keys = BTreeMap::new();
+        let mut check_values = BTreeMap::new();
         for k in &keys {
             let cipher = Aes256Gcm::new(k.key.as_ref().into());
             if ciphers.insert(k.version, cipher).is_some() {
@@ -95,6 +104,8 @@ impl Keyring {
                 k.version,
                 Zeroizing::new(hmac(k.key.as_ref(), FINGERPRINT_LABEL)),
             );
+            let check_key = Zeroizing::new(hmac(k.key.as_ref(), KEY_CHECK_KEY_LABEL));
+            check_values.insert(k.version, hmac(check_key.as_ref(), KEY_CHECK_MESSAGE));
         }
         let highest = *ciphers.keys().next_back().ok_or(KeyringError::Empty)?;
         let active = active.unwrap_or(highest);
@@ -104,6 +115,7 @@ impl Keyring {
         Ok(Self {
             ciphers,
             fingerprint_keys,
+            check_values,
             active,
         })
     }
@@ -153,6 +165,11 @@ impl Keyring {
         self.fingerprint_keys
             .get(&version)
             .map(|key| hmac(key.as_ref(), data))
+    }
+
+    /// The key check value of each configured version.
+    pub fn check_values(&self) -> impl Iterator<Item = (u32, [u8; 32])> + '_ {
+        self.check_values.iter().map(|(v, c)| (*v, *c))
     }
 
     pub(super) fn active_cipher(&self) -> (u32, &Aes256Gcm) {
@@ -238,6 +255,16 @@ mod tests {
         assert_ne!(a, ring.fingerprint(2, b"request").unwrap());
         assert_ne!(a, ring.fingerprint(1, b"other").unwrap());
         assert!(ring.fingerprint(3, b"request").is_none());
+    }
+
+    #[test]
+    fn key_check_values_tell_keys_apart_and_are_not_the_key() {
+        let ring = |byte| Keyring::new(vec![MasterKey::new(1, [byte; 32])], None).unwrap();
+        let a: Vec<_> = ring(1).check_values().collect();
+        assert_eq!(a, ring(1).check_values().collect::<Vec<_>>());
+        assert_ne!(a, ring(2).check_values().collect::<Vec<_>>());
+        assert_ne!(a[0].1, [1; 32]);
+        assert_ne!(Some(a[0].1), ring(1).fingerprint(1, KEY_CHECK_MESSAGE));
     }
 
     #[test]

@@ -1,12 +1,16 @@
 use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
-use super::{authorize, convert};
+use super::{authorize, authorize_any, convert};
 use crate::model::Scope;
 use crate::proto::v1::{self as pb, admin_service_server::AdminService};
-use crate::service::Vault;
+use crate::service::{NewToken, Vault};
 
-/// `credvault.v1.AdminService`: vault-wide, `admin` scope only.
+/// Token calls accept a vault operator or a tenant's own administrator.
+const TOKEN_ADMINS: &[Scope] = &[Scope::Admin, Scope::TenantAdmin];
+
+/// `credvault.v1.AdminService`: tenants need `admin`; tokens `admin` or
+/// `tenant:admin` (its own tenant).
 pub struct AdminApi {
     vault: Vault,
 }
@@ -43,12 +47,15 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CreateServiceTokenRequest>,
     ) -> Reply<pb::CreateServiceTokenResponse> {
-        authorize(&self.vault, &req, Scope::Admin).await?;
-        let r = req.get_ref();
-        let (token, secret) = self
-            .vault
-            .create_token(&r.tenant, &r.scopes, &r.description)
-            .await?;
+        let caller = authorize_any(&self.vault, &req, TOKEN_ADMINS).await?;
+        let r = req.into_inner();
+        let new = NewToken {
+            tenant: r.tenant,
+            scopes: r.scopes,
+            description: r.description,
+            expires_at: convert::millis("expires_at", r.expires_at)?,
+        };
+        let (token, secret) = self.vault.create_token(&caller, new).await?;
         tracing::info!(token = %token.id, tenant = %token.tenant_id, "service token created");
         Ok(Response::new(pb::CreateServiceTokenResponse {
             token: Some(convert::service_token(token)),
@@ -60,8 +67,11 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListServiceTokensRequest>,
     ) -> Reply<pb::ListServiceTokensResponse> {
-        authorize(&self.vault, &req, Scope::Admin).await?;
-        let tokens = self.vault.list_tokens(&req.get_ref().tenant).await?;
+        let caller = authorize_any(&self.vault, &req, TOKEN_ADMINS).await?;
+        let tokens = self
+            .vault
+            .list_tokens(&caller, &req.get_ref().tenant)
+            .await?;
         Ok(Response::new(pb::ListServiceTokensResponse {
             tokens: tokens.into_iter().map(convert::service_token).collect(),
         }))
@@ -71,8 +81,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::RevokeServiceTokenRequest>,
     ) -> Reply<pb::ServiceToken> {
-        authorize(&self.vault, &req, Scope::Admin).await?;
-        let token = self.vault.revoke_token(&req.get_ref().id).await?;
+        let caller = authorize_any(&self.vault, &req, TOKEN_ADMINS).await?;
+        let token = self.vault.revoke_token(&caller, &req.get_ref().id).await?;
         tracing::info!(token = %token.id, "service token revoked");
         Ok(Response::new(convert::service_token(token)))
     }

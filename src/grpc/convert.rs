@@ -196,6 +196,7 @@ pub fn service_token(t: ServiceToken) -> pb::ServiceToken {
         description: t.description,
         created_at: Some(timestamp(t.created_at)),
         revoked_at: t.revoked_at.map(timestamp),
+        expires_at: t.expires_at.map(timestamp),
     }
 }
 
@@ -232,6 +233,7 @@ fn provider_settings(slug: String, c: ProviderConfig) -> pb::Provider {
         extra_authorize_params: c.extra_authorize_params.into_iter().collect(),
         refresh_margin_seconds: c.refresh_margin_secs,
         allowed_redirect_urls: c.allowed_redirect_urls,
+        allow_private_network: c.allow_private_network,
         ..pb::Provider::default()
     }
 }
@@ -272,6 +274,7 @@ pub fn new_provider(r: pb::CreateProviderRequest) -> Result<NewProvider> {
             extra_authorize_params: r.extra_authorize_params.into_iter().collect(),
             refresh_margin_secs: r.refresh_margin_seconds,
             allowed_redirect_urls: r.allowed_redirect_urls,
+            allow_private_network: r.allow_private_network,
             ..ProviderConfig::default()
         },
     })
@@ -294,6 +297,7 @@ pub fn provider_changes(r: pb::UpdateProviderRequest) -> Result<ProviderChanges>
             .map(|l| l.values.into_iter().collect()),
         refresh_margin_secs: r.refresh_margin_seconds,
         allowed_redirect_urls: r.allowed_redirect_urls.map(|l| l.values),
+        allow_private_network: r.allow_private_network,
         expected_version: r.expected_version,
     })
 }

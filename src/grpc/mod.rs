@@ -8,6 +8,8 @@ use crate::service::{Caller, Vault};
 mod admin;
 pub mod convert;
 mod credentials;
+pub mod health;
+pub mod limits;
 mod oauth;
 mod webhooks;
 
@@ -18,10 +20,15 @@ pub use webhooks::WebhookApi;
 
 /// Authenticates the request's bearer token and checks `scope`.
 async fn authorize<T>(vault: &Vault, req: &Request<T>, scope: Scope) -> Result<Caller> {
+    authorize_any(vault, req, &[scope]).await
+}
+
+/// Authenticates the request's bearer token; it must hold one of `scopes`.
+async fn authorize_any<T>(vault: &Vault, req: &Request<T>, scopes: &[Scope]) -> Result<Caller> {
     // A value that is not visible ASCII is malformed rather than missing.
     let header = req
         .metadata()
         .get("authorization")
         .map(|v| v.to_str().unwrap_or_default());
-    vault.authorize(header, scope).await
+    vault.authorize_any(header, scopes).await
 }

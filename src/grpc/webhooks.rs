@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use super::{authorize, convert};
 use crate::model::Scope;
 use crate::proto::v1::{self as pb, webhook_service_server::WebhookService};
 use crate::service::{Caller, EndpointChanges, Vault};
+use crate::shutdown::Shutdown;
 use crate::store::DeliveryFilter;
 
 /// How often a watch looks for new events. Events from every replica land in the
@@ -18,39 +20,76 @@ const WATCH_POLL: Duration = Duration::from_millis(200);
 /// `credvault.v1.WebhookService`.
 pub struct WebhookApi {
     vault: Vault,
+    stop: Shutdown,
 }
 
 impl WebhookApi {
-    pub fn new(vault: Vault) -> Self {
-        Self { vault }
+    /// `stop` ends open `WatchEvents` streams on shutdown.
+    pub fn new(vault: Vault, stop: Shutdown) -> Self {
+        Self { vault, stop }
     }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
-/// Polls for events after `cursor`, yielding them in order, for as long as the
-/// client listens.
-fn watch(vault: Vault, caller: Caller, cursor: Option<String>) -> EventStream {
-    let state = (vault, caller, cursor, std::collections::VecDeque::new());
-    Box::pin(futures::stream::unfold(
-        state,
-        |(vault, caller, mut cursor, mut buffered)| async move {
-            loop {
-                if let Some(event) = buffered.pop_front() {
-                    return Some((Ok(convert::event(event)), (vault, caller, cursor, buffered)));
-                }
-                match vault.events_after(&caller, cursor.as_deref(), 100).await {
-                    Ok(events) if !events.is_empty() => {
-                        cursor = events.last().map(|e| e.id.clone());
-                        buffered.extend(events);
-                    }
-                    Ok(_) => tokio::time::sleep(WATCH_POLL).await,
-                    Err(e) => return Some((Err(e.into()), (vault, caller, cursor, buffered))),
-                }
+/// One `WatchEvents` stream: polls for events after `cursor` and yields them in
+/// order while the client listens, the server runs and the caller's token still works
+/// (re-checked every `stream_recheck_ms` on the vault's clock).
+struct Watch {
+    vault: Vault,
+    caller: Caller,
+    cursor: Option<String>,
+    buffered: VecDeque<crate::model::Event>,
+    stop: Shutdown,
+    checked_at: crate::clock::Millis,
+    ended: bool,
+}
+
+impl Watch {
+    fn into_stream(self) -> EventStream {
+        Box::pin(futures::stream::unfold(self, |mut w| async move {
+            if w.ended {
+                return None;
             }
-        },
-    ))
+            let item = w.next().await;
+            w.ended = item.is_err();
+            Some((item, w))
+        }))
+    }
+
+    async fn next(&mut self) -> Result<pb::Event, Status> {
+        loop {
+            if self.stop.is_on() {
+                return Err(Status::unavailable(
+                    "the server is shutting down; reconnect with after_event_id set to the \
+                     last event received",
+                ));
+            }
+            if let Some(event) = self.buffered.pop_front() {
+                return Ok(convert::event(event));
+            }
+            let now = self.vault.now();
+            if now - self.checked_at >= self.vault.settings().stream_recheck_ms {
+                self.vault.recheck(&self.caller).await?;
+                self.checked_at = now;
+            }
+            let events = self
+                .vault
+                .events_after(&self.caller, self.cursor.as_deref(), 100)
+                .await?;
+            match events.last() {
+                Some(last) => {
+                    self.cursor = Some(last.id.clone());
+                    self.buffered.extend(events);
+                }
+                None => tokio::select! {
+                    () = tokio::time::sleep(WATCH_POLL) => {}
+                    () = self.stop.wait() => {}
+                },
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -215,6 +254,15 @@ impl WebhookService for WebhookApi {
             self.vault.events_after(&caller, Some(after), 1).await?;
             Some(after.clone())
         };
-        Ok(Response::new(watch(self.vault.clone(), caller, cursor)))
+        let watch = Watch {
+            vault: self.vault.clone(),
+            caller,
+            cursor,
+            buffered: VecDeque::new(),
+            stop: self.stop.clone(),
+            checked_at: self.vault.now(),
+            ended: false,
+        };
+        Ok(Response::new(watch.into_stream()))
     }
 }

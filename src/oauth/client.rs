@@ -14,6 +14,7 @@ use oauth2::{
 };
 
 use super::{ProviderConfig, TokenAuthMethod};
+use crate::outbound::{Guard, Outbound, SendError};
 
 /// Tokens from a token endpoint.
 pub struct Tokens {
@@ -68,7 +69,7 @@ impl std::fmt::Display for TokenError {
 
 type Configured =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
-type ReqwestError = HttpClientError<reqwest::Error>;
+type ReqwestError = HttpClientError<SendError>;
 type HttpFuture<'a> =
     Pin<Box<dyn Future<Output = Result<HttpResponse, ReqwestError>> + Send + Sync + 'a>>;
 
@@ -76,54 +77,88 @@ type HttpFuture<'a> =
 #[derive(Default)]
 struct Seen(Mutex<Option<(u16, Option<Duration>)>>);
 
-/// The `oauth2` crate's HTTP client: reqwest, noting each answer's status and
-/// `Retry-After` on the way through.
+/// The `oauth2` crate's HTTP client: the guarded outbound client, noting each
+/// answer's status and `Retry-After` on the way through.
 struct Observer<'a> {
-    http: &'a reqwest::Client,
+    client: &'a TokenClient,
+    guard: Guard,
     seen: &'a Seen,
 }
 
 impl<'c> AsyncHttpClient<'c> for Observer<'_> {
-    type Error = ReqwestError;
+    type Error = HttpClientError<SendError>;
     type Future = HttpFuture<'c>;
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let response = AsyncHttpClient::call(self.http, request).await?;
+            let request = reqwest::Request::try_from(request)
+                .map_err(|_| HttpClientError::Other("the request could not be built".into()))?;
+            let response = self
+                .client
+                .outbound
+                .send(request, self.guard, self.client.timeout)
+                .await
+                .map_err(|e| HttpClientError::Reqwest(Box::new(e)))?;
+            let status = response.status();
             let retry_after = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
             if let Ok(mut slot) = self.seen.0.lock() {
-                *slot = Some((response.status().as_u16(), retry_after));
+                *slot = Some((status.as_u16(), retry_after));
             }
-            Ok(response)
+            let mut builder = oauth2::http::Response::builder().status(status);
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = response
+                .bytes()
+                .await
+                .map_err(|_| HttpClientError::Reqwest(Box::new(SendError::Connect)))?;
+            builder.body(body.to_vec()).map_err(HttpClientError::Http)
         })
     }
 }
 
-/// HTTP client for provider endpoints: no redirects followed, bounded time.
+/// Calls provider endpoints through the guarded outbound client: no redirects
+/// followed, bounded time, private addresses only for providers opted in.
 #[derive(Clone)]
 pub struct TokenClient {
-    http: reqwest::Client,
+    outbound: Outbound,
+    timeout: Duration,
+    /// Whether plain http and private addresses are allowed for every provider.
+    allow_http: bool,
+    allow_private: bool,
 }
 
 impl TokenClient {
-    pub fn new(timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .build()
-            // Building fails only if the TLS backend cannot initialise; fall back to
-            // the default client rather than refusing to start.
-            .unwrap_or_default();
-        Self { http }
+    pub fn new(
+        outbound: Outbound,
+        timeout: Duration,
+        allow_http: bool,
+        allow_private: bool,
+    ) -> Self {
+        Self {
+            outbound,
+            timeout,
+            allow_http,
+            allow_private,
+        }
     }
 
-    fn observing<'a>(&'a self, seen: &'a Seen) -> Observer<'a> {
+    /// The address policy for `config`'s endpoints.
+    pub fn guard(&self, config: &ProviderConfig) -> Guard {
+        Guard {
+            allow_http: self.allow_http,
+            allow_private: self.allow_private || config.allow_private_network,
+        }
+    }
+
+    fn observing<'a>(&'a self, config: &ProviderConfig, seen: &'a Seen) -> Observer<'a> {
         Observer {
-            http: &self.http,
+            client: self,
+            guard: self.guard(config),
             seen,
         }
     }
@@ -143,7 +178,7 @@ impl TokenClient {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_owned()));
         }
         let seen = Seen::default();
-        let result = request.request_async(&self.observing(&seen)).await;
+        let result = request.request_async(&self.observing(config, &seen)).await;
         classify(result, &seen).map(|r| tokens(&r, config))
     }
 
@@ -159,7 +194,7 @@ impl TokenClient {
         let seen = Seen::default();
         let result = client
             .exchange_refresh_token(&token)
-            .request_async(&self.observing(&seen))
+            .request_async(&self.observing(config, &seen))
             .await;
         classify(result, &seen).map(|r| tokens(&r, config))
     }
@@ -174,7 +209,9 @@ impl TokenClient {
         hint: &str,
     ) -> Result<(), String> {
         let mut form = vec![("token", token), ("token_type_hint", hint)];
-        let mut request = self.http.post(&config.revocation_url);
+        let url = url::Url::parse(&config.revocation_url)
+            .map_err(|_| "the revocation URL is invalid".to_owned())?;
+        let mut request = self.outbound.request(reqwest::Method::POST, url);
         match config.token_auth_method {
             TokenAuthMethod::ClientSecretBasic => {
                 // RFC 6749 §2.3.1: form-encode both before Basic encoding.
@@ -190,11 +227,18 @@ impl TokenClient {
                 }
             }
         }
-        let response = request
+        let request = request
             .form(&form)
-            .send()
+            .build()
+            .map_err(|_| "the revocation request could not be built".to_owned())?;
+        let response = self
+            .outbound
+            .send(request, self.guard(config), self.timeout)
             .await
-            .map_err(|_| "could not reach the revocation endpoint".to_owned())?;
+            .map_err(|e| match e {
+                SendError::Blocked(blocked) => format!("the revocation endpoint is {blocked}"),
+                _ => "could not reach the revocation endpoint".to_owned(),
+            })?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -316,6 +360,11 @@ fn classify<T>(
                 "the token endpoint answered an unrecognised error (HTTP {status})"
             )),
         },
+        RequestTokenError::Request(HttpClientError::Reqwest(e))
+            if matches!(*e, SendError::Blocked(_) | SendError::Shape(_)) =>
+        {
+            TokenError::Misconfigured("token endpoint blocked by the address policy")
+        }
         RequestTokenError::Request(_) => {
             transient("the token endpoint could not be reached or timed out".into())
         }

@@ -37,6 +37,8 @@ pub struct ProviderConfig {
     pub token_auth_method: TokenAuthMethod,
     pub refresh_margin_secs: i64,
     pub allowed_redirect_urls: Vec<String>,
+    /// The provider's endpoints may be on private addresses (an `admin` opted in).
+    pub allow_private_network: bool,
 }
 
 impl Default for ProviderConfig {
@@ -54,6 +56,7 @@ impl Default for ProviderConfig {
             token_auth_method: TokenAuthMethod::ClientSecretBasic,
             refresh_margin_secs: DEFAULT_REFRESH_MARGIN_SECS,
             allowed_redirect_urls: Vec::new(),
+            allow_private_network: false,
         }
     }
 }

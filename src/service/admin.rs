@@ -1,18 +1,61 @@
 //! Tenants and service tokens, and the bootstrap of an empty vault.
+//!
+//! `admin` tokens are the vault's operators; `tenant:admin` tokens manage the tokens
+//! of their own tenant and nothing else.
 use secrecy::SecretString;
 
-use super::{Vault, validate};
+use super::{Caller, Vault, validate};
+use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::{Scope, ServiceToken, Tenant};
-use crate::store::StoreError;
+use crate::store::{Revocation, StoreError};
 
 /// The tenant an empty vault creates for its bootstrap token.
 pub const BOOTSTRAP_TENANT: &str = "default";
 
+/// A token to mint, as received.
+#[derive(Debug, Default)]
+pub struct NewToken {
+    /// Tenant id (`ten_…`) or name.
+    pub tenant: String,
+    pub scopes: Vec<String>,
+    pub description: String,
+    pub expires_at: Option<Millis>,
+}
+
+fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>> {
+    if scopes.is_empty() {
+        return Err(Error::invalid("scopes", "name at least one scope"));
+    }
+    let mut parsed = scopes
+        .iter()
+        .map(|s| {
+            Scope::parse(s).ok_or_else(|| {
+                Error::invalid(
+                    "scopes",
+                    format!("unknown scope; use any of {}", Scope::names()),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    parsed.sort();
+    parsed.dedup();
+    Ok(parsed)
+}
+
 impl Vault {
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
         validate::slug("name", name)?;
+        if name.starts_with(ids::TENANT_PREFIX) {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "must not start with `{}`, which marks tenant ids",
+                    ids::TENANT_PREFIX
+                ),
+            ));
+        }
         let tenant = Tenant {
             id: ids::new_id(ids::TENANT_PREFIX),
             name: name.to_owned(),
@@ -31,48 +74,48 @@ impl Vault {
         Ok(self.store.list_tenants().await?)
     }
 
-    async fn tenant(&self, id_or_name: &str) -> Result<Tenant> {
+    /// A tenant by id (`ten_…`, which names cannot start with) or else by name.
+    pub(super) async fn tenant(&self, id_or_name: &str) -> Result<Tenant> {
         validate::text("tenant", id_or_name, validate::MAX_TEXT_CHARS)?;
-        self.store
-            .find_tenant(id_or_name)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("tenant {id_or_name} not found")))
+        let found = if ids::is_well_formed(id_or_name, ids::TENANT_PREFIX) {
+            self.store.get_tenant(id_or_name).await?
+        } else {
+            self.store.find_tenant_by_name(id_or_name).await?
+        };
+        found.ok_or_else(|| Error::NotFound(format!("tenant {id_or_name} not found")))
     }
 
-    /// Mints a token for a tenant (by id or name). The secret is returned once.
+    /// The tenant `caller` may manage tokens of: any for `admin`, its own for
+    /// `tenant:admin`.
+    async fn managed_tenant(&self, caller: &Caller, tenant: &str) -> Result<Tenant> {
+        let tenant = self.tenant(tenant).await?;
+        if caller.scopes.contains(&Scope::Admin) || tenant.id == caller.tenant_id {
+            Ok(tenant)
+        } else {
+            Err(Error::PermissionDenied(
+                "a `tenant:admin` token manages the tokens of its own tenant only".into(),
+            ))
+        }
+    }
+
+    /// Mints a token. The secret is returned once.
     pub async fn create_token(
         &self,
-        tenant: &str,
-        scopes: &[String],
-        description: &str,
+        caller: &Caller,
+        req: NewToken,
     ) -> Result<(ServiceToken, SecretString)> {
-        if scopes.is_empty() {
-            return Err(Error::invalid("scopes", "name at least one scope"));
+        let scopes = parse_scopes(&req.scopes)?;
+        if scopes.contains(&Scope::Admin) && !caller.scopes.contains(&Scope::Admin) {
+            return Err(Error::PermissionDenied(
+                "only an `admin` token can grant the `admin` scope".into(),
+            ));
         }
-        let mut parsed = scopes
-            .iter()
-            .map(|s| {
-                Scope::parse(s).ok_or_else(|| {
-                    let known: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-                    Error::invalid(
-                        "scopes",
-                        format!("unknown scope; use any of {}", known.join(", ")),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        parsed.sort();
-        parsed.dedup();
-        validate::bounded_text("description", description, validate::MAX_TEXT_CHARS)?;
-        let tenant = self.tenant(tenant).await?;
-        let token = ServiceToken {
-            id: ids::new_id(ids::TOKEN_ID_PREFIX),
-            tenant_id: tenant.id,
-            scopes: parsed,
-            description: description.to_owned(),
-            created_at: self.now(),
-            revoked_at: None,
-        };
+        validate::bounded_text("description", &req.description, validate::MAX_TEXT_CHARS)?;
+        if req.expires_at.is_some_and(|at| at <= self.now()) {
+            return Err(Error::invalid("expires_at", "must be in the future"));
+        }
+        let tenant = self.managed_tenant(caller, &req.tenant).await?;
+        let token = self.new_token(&tenant, scopes, &req.description, req.expires_at);
         let secret = ids::new_token_secret();
         self.store
             .insert_token(
@@ -83,39 +126,88 @@ impl Vault {
         Ok((token, secret))
     }
 
-    pub async fn list_tokens(&self, tenant: &str) -> Result<Vec<ServiceToken>> {
-        let tenant = self.tenant(tenant).await?;
+    fn new_token(
+        &self,
+        tenant: &Tenant,
+        scopes: Vec<Scope>,
+        description: &str,
+        expires_at: Option<Millis>,
+    ) -> ServiceToken {
+        ServiceToken {
+            id: ids::new_id(ids::TOKEN_ID_PREFIX),
+            tenant_id: tenant.id.clone(),
+            scopes,
+            description: description.to_owned(),
+            created_at: self.now(),
+            revoked_at: None,
+            expires_at,
+        }
+    }
+
+    pub async fn list_tokens(&self, caller: &Caller, tenant: &str) -> Result<Vec<ServiceToken>> {
+        let tenant = self.managed_tenant(caller, tenant).await?;
         Ok(self.store.list_tokens(&tenant.id).await?)
     }
 
-    pub async fn revoke_token(&self, id: &str) -> Result<ServiceToken> {
+    /// Revokes a token; a `tenant:admin` caller only its own tenant's (another
+    /// tenant's answers NOT_FOUND, like a missing one). The last working vault
+    /// `admin` token cannot be revoked: that would lock every operator out.
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<ServiceToken> {
         if !ids::is_well_formed(id, ids::TOKEN_ID_PREFIX) {
             return Err(Error::invalid(
                 "id",
                 "must be a token id such as tok_0190c2b7e5a87d3f9c1e2a4b6d8f0a12",
             ));
         }
-        self.store
-            .revoke_token(id, self.now())
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("token {id} not found")))
+        let not_found = || Error::NotFound(format!("token {id} not found"));
+        if !caller.scopes.contains(&Scope::Admin) {
+            let token = self.store.get_token(id).await?;
+            if token.is_none_or(|t| t.tenant_id != caller.tenant_id) {
+                return Err(not_found());
+            }
+        }
+        match self.store.revoke_token(id, self.now()).await? {
+            Revocation::Revoked(token) => Ok(token),
+            Revocation::NotFound => Err(not_found()),
+            Revocation::LastAdmin => Err(Error::FailedPrecondition(format!(
+                "token {id} is the last working `admin` token; mint another admin token first \
+                 (or use `credvault admin recover`)"
+            ))),
+        }
     }
 
     /// On a vault with no tenants: creates the `default` tenant and an all-scopes
-    /// token, returned once. `None` when the vault already has tenants (including
-    /// when another replica bootstrapped it first).
+    /// token in one transaction, and returns the token once. `None` when the vault
+    /// already has tenants (including when another replica bootstrapped it first).
     pub async fn bootstrap(&self) -> Result<Option<(ServiceToken, SecretString)>> {
-        if !self.store.list_tenants().await?.is_empty() {
-            return Ok(None);
+        let tenant = Tenant {
+            id: ids::new_id(ids::TENANT_PREFIX),
+            name: BOOTSTRAP_TENANT.to_owned(),
+            created_at: self.now(),
+        };
+        let token = self.new_token(&tenant, Scope::ALL.to_vec(), "bootstrap admin token", None);
+        let secret = ids::new_token_secret();
+        let hash = ids::token_hash(secrecy::ExposeSecret::expose_secret(&secret));
+        if self.store.bootstrap(&tenant, &token, &hash).await? {
+            Ok(Some((token, secret)))
+        } else {
+            Ok(None)
         }
-        match self.create_tenant(BOOTSTRAP_TENANT).await {
-            Ok(_) => {}
-            Err(Error::AlreadyExists(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let scopes: Vec<String> = Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect();
-        self.create_token(BOOTSTRAP_TENANT, &scopes, "bootstrap admin token")
-            .await
-            .map(Some)
+    }
+
+    /// Offline recovery (`credvault admin recover`): a new all-scopes token in
+    /// `tenant`, with no caller. Only reachable by someone holding the database and
+    /// the master keys (the keyring was checked against the database at open).
+    pub async fn recover_admin(&self, tenant: &str) -> Result<(ServiceToken, SecretString)> {
+        let tenant = self.tenant(tenant).await?;
+        let token = self.new_token(&tenant, Scope::ALL.to_vec(), "recovery admin token", None);
+        let secret = ids::new_token_secret();
+        self.store
+            .insert_token(
+                &token,
+                &ids::token_hash(secrecy::ExposeSecret::expose_secret(&secret)),
+            )
+            .await?;
+        Ok((token, secret))
     }
 }

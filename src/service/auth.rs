@@ -13,24 +13,50 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn require(&self, scope: Scope) -> Result<()> {
-        if self.scopes.contains(&scope) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "this token lacks the `{}` scope",
-                scope.as_str()
-            )))
+    /// The operator acting in-process (offline CLI commands, tests): vault `admin`.
+    pub fn operator() -> Self {
+        Self {
+            tenant_id: String::new(),
+            token_id: "operator".into(),
+            scopes: vec![Scope::Admin],
         }
+    }
+
+    pub fn require(&self, scope: Scope) -> Result<()> {
+        self.require_any(&[scope])
+    }
+
+    /// Passes when the token holds any of `scopes`.
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<()> {
+        if scopes.iter().any(|s| self.scopes.contains(s)) {
+            return Ok(());
+        }
+        let names: Vec<_> = scopes.iter().map(|s| format!("`{}`", s.as_str())).collect();
+        Err(Error::PermissionDenied(format!(
+            "this token lacks the {} scope",
+            names.join(" or ")
+        )))
     }
 }
 
 /// Length of `cvt_` + base64url of 32 bytes.
 const TOKEN_LEN: usize = ids::TOKEN_SECRET_PREFIX.len() + 43;
 
+const INVALID: Error = Error::Unauthenticated("invalid, revoked or expired token");
+
 impl Vault {
     /// Authenticates an `authorization` header value and checks one scope.
     pub async fn authorize(&self, authorization: Option<&str>, scope: Scope) -> Result<Caller> {
+        self.authorize_any(authorization, &[scope]).await
+    }
+
+    /// Authenticates an `authorization` header value; the token must hold one of
+    /// `scopes`.
+    pub async fn authorize_any(
+        &self,
+        authorization: Option<&str>,
+        scopes: &[Scope],
+    ) -> Result<Caller> {
         self.check_storage()?;
         let header = authorization.ok_or(Error::Unauthenticated(
             "missing credentials: send the metadata `authorization: Bearer <token>`",
@@ -47,15 +73,24 @@ impl Vault {
             .store
             .find_token_by_hash(&ids::token_hash(token))
             .await?;
-        let token = found
-            .filter(|t| t.revoked_at.is_none())
-            .ok_or(Error::Unauthenticated("invalid or revoked token"))?;
+        let now = self.now();
+        let token = found.filter(|t| t.works_at(now)).ok_or(INVALID)?;
         let caller = Caller {
             tenant_id: token.tenant_id,
             token_id: token.id,
             scopes: token.scopes,
         };
-        caller.require(scope)?;
+        caller.require_any(scopes)?;
         Ok(caller)
+    }
+
+    /// Whether the caller's token still works (not revoked, not expired): long-lived
+    /// streams ask again from time to time.
+    pub async fn recheck(&self, caller: &Caller) -> Result<()> {
+        let now = self.now();
+        match self.store.get_token(&caller.token_id).await? {
+            Some(token) if token.works_at(now) => Ok(()),
+            _ => Err(INVALID),
+        }
     }
 }

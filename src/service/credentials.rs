@@ -161,7 +161,9 @@ fn request_fingerprint_input(req: &NewCredential) -> Zeroizing<Vec<u8>> {
 }
 
 impl Vault {
-    fn audit(
+    /// An audit record of `caller` doing `action` to `subject` (a credential id, or
+    /// the id of another resource for actions on it).
+    pub(super) fn audit(
         &self,
         caller: &Caller,
         action: &'static str,

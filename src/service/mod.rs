@@ -7,14 +7,15 @@ use std::time::Duration;
 use crate::clock::{Clock, Millis};
 use crate::crypto::Keyring;
 use crate::oauth::client::TokenClient;
+use crate::outbound::{Guard, Outbound};
 use crate::store::Store;
 use crate::webhooks::sender::WebhookSender;
-use crate::webhooks::ssrf::Guard;
 
 mod admin;
 mod auth;
 mod connect;
 mod credentials;
+mod keys;
 mod notify;
 mod pagination;
 mod providers;
@@ -22,6 +23,7 @@ mod refresh;
 pub mod validate;
 mod webhooks;
 
+pub use admin::NewToken;
 pub use auth::Caller;
 pub use connect::{CallbackOutcome, CallbackQuery, StartOAuth, Started};
 pub use credentials::{
@@ -54,6 +56,10 @@ pub struct Settings {
     pub webhook_schedule_ms: Vec<Millis>,
     /// Which webhook URLs and addresses are allowed.
     pub webhook_guard: Guard,
+    /// Every provider may use private addresses (else only those an admin opted in).
+    pub provider_allow_private: bool,
+    /// How often a long-lived stream re-checks its caller's token.
+    pub stream_recheck_ms: Millis,
     /// Timeout of each webhook request.
     pub webhook_timeout: Duration,
     /// How long a claimed delivery is leased; longer than the webhook timeout.
@@ -81,6 +87,8 @@ impl Default for Settings {
                 .map(|s| *s as Millis * 1000)
                 .collect(),
             webhook_guard: Guard::default(),
+            provider_allow_private: false,
+            stream_recheck_ms: 30_000,
             webhook_timeout: Duration::from_secs(15),
             delivery_lease_ms: 60_000,
         }
@@ -105,18 +113,25 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// The vault over `store`; every outbound request goes through `outbound`.
     pub fn new(
         store: Arc<dyn Store>,
         keyring: Arc<Keyring>,
         clock: Arc<dyn Clock>,
         settings: Settings,
+        outbound: Outbound,
     ) -> Self {
         Self {
             store,
             keyring,
             clock,
-            token_client: TokenClient::new(settings.provider_timeout),
-            sender: WebhookSender::new(settings.webhook_guard, settings.webhook_timeout),
+            token_client: TokenClient::new(
+                outbound.clone(),
+                settings.provider_timeout,
+                settings.allow_http_urls,
+                settings.provider_allow_private,
+            ),
+            sender: WebhookSender::new(outbound, settings.webhook_guard, settings.webhook_timeout),
             settings,
             flights: Arc::default(),
             instance: crate::ids::new_id("inst_").into(),
@@ -139,6 +154,10 @@ impl Vault {
                 "the database is unreachable; retry shortly".into(),
             ))
         }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -77,6 +77,14 @@ impl Vault {
         Ok((dispatched, claimed))
     }
 
+    /// Hands a claimed delivery back unattempted (shutdown): its lease is released.
+    pub async fn release_delivery(&self, delivery_id: &str) -> Result<()> {
+        self.store
+            .release_delivery(delivery_id, &self.instance)
+            .await?;
+        Ok(())
+    }
+
     /// One attempt at a claimed delivery, recorded (schedule, dead letter, 410).
     pub async fn attempt_delivery(&self, claimed: ClaimedDelivery) -> Result<Sent> {
         let d = &claimed.delivery;

@@ -8,6 +8,7 @@ use super::{Caller, Vault, validate};
 use crate::crypto::AadContext;
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::model::Scope;
 use crate::oauth::{Provider, ProviderConfig, SealedProvider, TokenAuthMethod, catalog, redirect};
 use crate::store::StoreError;
 
@@ -54,6 +55,7 @@ pub struct ProviderChanges {
     pub token_auth_method: Option<TokenAuthMethod>,
     pub refresh_margin_secs: Option<i64>,
     pub allowed_redirect_urls: Option<Vec<String>>,
+    pub allow_private_network: Option<bool>,
     pub expected_version: Option<i64>,
 }
 
@@ -61,9 +63,36 @@ fn provider_not_found(slug: &str) -> Error {
     Error::NotFound(format!("provider {slug} not found"))
 }
 
-fn aad_of(p: &Provider) -> AadContext<'_> {
-    // A provider's secret belongs to no end user: the user id is empty and the
-    // `prov_` id cannot collide with a credential id.
+/// Where the client secret may be sent: the origins of the provider's endpoints,
+/// bound into the sealed secret's AAD. A row edited in the database to point an
+/// endpoint elsewhere no longer opens, so the secret cannot be redirected.
+fn endpoint_binding(c: &ProviderConfig) -> String {
+    let origins: Vec<String> = [&c.authorization_url, &c.token_url, &c.revocation_url]
+        .iter()
+        .map(|u| origin_of(u))
+        .collect();
+    format!("endpoints {}", origins.join(" "))
+}
+
+fn origin_of(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
+
+/// Seals or opens with the AAD of `p`: tenant, the endpoint binding (in the place of
+/// a user id), and the `prov_` id (which cannot collide with a credential id).
+fn with_aad<T>(p: &Provider, f: impl FnOnce(&AadContext<'_>) -> T) -> T {
+    let binding = endpoint_binding(&p.config);
+    f(&AadContext {
+        tenant_id: &p.tenant_id,
+        user_id: &binding,
+        credential_id: &p.id,
+    })
+}
+
+/// The AAD of secrets sealed before endpoints were bound (upgraded at start).
+fn legacy_aad(p: &Provider) -> AadContext<'_> {
     AadContext {
         tenant_id: &p.tenant_id,
         user_id: "",
@@ -136,7 +165,8 @@ impl Vault {
     }
 
     fn seal_client_secret(&self, provider: &Provider, secret: &str) -> Option<Vec<u8>> {
-        (!secret.is_empty()).then(|| self.keyring.seal(&aad_of(provider), secret.as_bytes()))
+        (!secret.is_empty())
+            .then(|| with_aad(provider, |aad| self.keyring.seal(aad, secret.as_bytes())))
     }
 
     /// The provider's client secret, if it has one.
@@ -147,9 +177,7 @@ impl Vault {
         let Some(blob) = &p.client_secret else {
             return Ok(None);
         };
-        let plaintext = self
-            .keyring
-            .open(&aad_of(&p.provider), blob)
+        let plaintext = with_aad(&p.provider, |aad| self.keyring.open(aad, blob))
             .map_err(|e| Error::from_crypto(e, &p.provider.id))?;
         String::from_utf8(plaintext.to_vec())
             .map(|s| Some(Zeroizing::new(s)))
@@ -200,6 +228,10 @@ impl Vault {
             config.refresh_margin_secs = given.refresh_margin_secs;
         }
         config.allowed_redirect_urls = given.allowed_redirect_urls;
+        config.allow_private_network = given.allow_private_network;
+        if config.allow_private_network {
+            require_admin_for_private_network(caller)?;
+        }
         config.pkce = req.pkce.unwrap_or(config.pkce);
         config.token_auth_method = req.token_auth_method.unwrap_or(config.token_auth_method);
         self.validate_config(&config)?;
@@ -221,7 +253,8 @@ impl Vault {
             client_secret: self.seal_client_secret(&provider, req.client_secret.expose_secret()),
             provider,
         };
-        match self.store.insert_provider(&sealed).await {
+        let audit = self.audit(caller, "provider.create", &sealed.provider.slug, "");
+        match self.store.insert_provider(&sealed, &audit).await {
             Ok(()) => Ok(sealed),
             Err(StoreError::Conflict) => Err(Error::AlreadyExists(format!(
                 "provider {} already exists",
@@ -244,7 +277,10 @@ impl Vault {
     }
 
     /// Applies the changes (compare-and-set) and clears any recorded error, since an
-    /// operator has now looked at the provider.
+    /// operator has now looked at the provider; its credentials' refresh back-off ends
+    /// too. Moving an endpoint to another origin needs the client secret in the same
+    /// request: otherwise `providers:write` alone could send the sealed secret and
+    /// every refresh token to a host of its choosing.
     pub async fn update_provider(
         &self,
         caller: &Caller,
@@ -261,30 +297,19 @@ impl Vault {
             )));
         }
         let mut next = current.provider.clone();
-        let c = &mut next.config;
-        let replace = |field: &mut String, value: Option<String>| {
-            if let Some(v) = value {
-                *field = v;
-            }
-        };
-        replace(&mut c.client_id, req.client_id);
-        replace(&mut c.authorization_url, req.authorization_url);
-        replace(&mut c.token_url, req.token_url);
-        replace(&mut c.revocation_url, req.revocation_url);
-        replace(&mut c.scope_separator, req.scope_separator);
-        if let Some(v) = req.default_scopes {
-            c.default_scopes = v;
-        }
-        if let Some(v) = req.extra_authorize_params {
-            c.extra_authorize_params = v;
-        }
-        if let Some(v) = req.allowed_redirect_urls {
-            c.allowed_redirect_urls = v;
-        }
-        c.pkce = req.pkce.unwrap_or(c.pkce);
-        c.token_auth_method = req.token_auth_method.unwrap_or(c.token_auth_method);
-        c.refresh_margin_secs = req.refresh_margin_secs.unwrap_or(c.refresh_margin_secs);
+        apply_changes(&mut next.config, &req);
         self.validate_config(&next.config)?;
+        if next.config.allow_private_network && !current.provider.config.allow_private_network {
+            require_admin_for_private_network(caller)?;
+        }
+        let moved = endpoint_binding(&next.config) != endpoint_binding(&current.provider.config);
+        if moved && req.client_secret.is_none() && current.client_secret.is_some() {
+            return Err(Error::invalid(
+                "client_secret",
+                "is required when an endpoint (authorization_url, token_url, revocation_url) \
+                 moves to another origin: send the client secret again with the change",
+            ));
+        }
         next.version += 1;
         next.updated_at = self.now();
         next.last_error = None;
@@ -300,9 +325,10 @@ impl Vault {
             provider: next,
             client_secret,
         };
+        let audit = self.audit(caller, "provider.update", &sealed.provider.slug, "");
         if self
             .store
-            .update_provider(&sealed, current.provider.version)
+            .update_provider(&sealed, current.provider.version, &audit)
             .await?
         {
             Ok(sealed)
@@ -314,14 +340,84 @@ impl Vault {
         }
     }
 
+    /// Re-seals client secrets sealed before endpoint origins were bound into their
+    /// AAD (run once per start; a no-op when there are none).
+    pub async fn upgrade_provider_secrets(&self) -> Result<usize> {
+        let mut upgraded = 0;
+        for tenant in self.store.list_tenants().await? {
+            for p in self.store.list_providers(&tenant.id).await? {
+                let Some(blob) = &p.client_secret else {
+                    continue;
+                };
+                if self.open_provider_secret(&p).is_ok() {
+                    continue;
+                }
+                let Ok(plaintext) = self.keyring.open(&legacy_aad(&p.provider), blob) else {
+                    continue;
+                };
+                let resealed = with_aad(&p.provider, |aad| self.keyring.seal(aad, &plaintext));
+                if self
+                    .store
+                    .replace_provider_secret(&p.provider.tenant_id, &p.provider.id, blob, &resealed)
+                    .await?
+                {
+                    upgraded += 1;
+                }
+            }
+        }
+        Ok(upgraded)
+    }
+
     pub async fn delete_provider(&self, caller: &Caller, slug: &str) -> Result<()> {
         validate::slug("slug", slug)?;
-        if self.store.delete_provider(&caller.tenant_id, slug).await? {
+        let audit = self.audit(caller, "provider.delete", slug, "");
+        if self
+            .store
+            .delete_provider(&caller.tenant_id, slug, &audit)
+            .await?
+        {
             Ok(())
         } else {
             Err(provider_not_found(slug))
         }
     }
+}
+
+/// Applies the settings a change names; `None` keeps each.
+fn apply_changes(c: &mut ProviderConfig, req: &ProviderChanges) {
+    let replace = |field: &mut String, value: &Option<String>| {
+        if let Some(v) = value {
+            field.clone_from(v);
+        }
+    };
+    replace(&mut c.client_id, &req.client_id);
+    replace(&mut c.authorization_url, &req.authorization_url);
+    replace(&mut c.token_url, &req.token_url);
+    replace(&mut c.revocation_url, &req.revocation_url);
+    replace(&mut c.scope_separator, &req.scope_separator);
+    if let Some(v) = &req.default_scopes {
+        c.default_scopes.clone_from(v);
+    }
+    if let Some(v) = &req.extra_authorize_params {
+        c.extra_authorize_params.clone_from(v);
+    }
+    if let Some(v) = &req.allowed_redirect_urls {
+        c.allowed_redirect_urls.clone_from(v);
+    }
+    c.pkce = req.pkce.unwrap_or(c.pkce);
+    c.token_auth_method = req.token_auth_method.unwrap_or(c.token_auth_method);
+    c.refresh_margin_secs = req.refresh_margin_secs.unwrap_or(c.refresh_margin_secs);
+    c.allow_private_network = req.allow_private_network.unwrap_or(c.allow_private_network);
+}
+
+fn require_admin_for_private_network(caller: &Caller) -> Result<()> {
+    caller.require(Scope::Admin).map_err(|_| {
+        Error::PermissionDenied(
+            "allow_private_network: letting a provider reach private addresses needs a vault \
+             `admin` token"
+                .into(),
+        )
+    })
 }
 
 /// The catalog, as providers with no client.

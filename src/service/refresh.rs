@@ -1,11 +1,15 @@
 //! OAuth refresh with single flight.
 //!
-//! Within a process, one async lock per credential makes concurrent callers queue
-//! behind the one refresh and then re-read its result. Across replicas, a lease on the
-//! row (taken by compare-and-set) picks one refresher; the others poll the row until
-//! the version moves. The provider is called holding no database lock, and the result
-//! is written by compare-and-set on `version`, so a worker whose lease lapsed cannot
-//! overwrite a newer token.
+//! Every caller first notes the row as it found it (its *baseline*). Within a process,
+//! one async lock per credential makes concurrent callers queue behind the one
+//! refresh; across replicas, a lease on the row (taken by compare-and-set) picks one
+//! refresher while the others poll the row. Either way a caller that finds the row
+//! moved past its baseline — a new version (a refresh landed, or the credential went
+//! `NEEDS_REAUTH`) or a new recorded failure — shares that outcome instead of calling
+//! the provider again: 30 concurrent `RefreshCredential` calls make one request.
+//! The provider is called holding no database lock, and the result is written by
+//! compare-and-set on `version`, so a worker whose lease lapsed cannot overwrite a
+//! newer token.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -25,8 +29,13 @@ use crate::store::CredentialWrite;
 /// First retry after a transient failure; doubles per failure up to [`MAX_BACKOFF_MS`].
 const BASE_BACKOFF_MS: Millis = 30_000;
 const MAX_BACKOFF_MS: Millis = 60 * 60 * 1000;
-/// How long a misconfigured provider is left alone before the refresher tries again.
+/// How long a misconfigured provider is left alone before the refresher tries again
+/// (fixing the provider with `UpdateProvider` ends the wait at once).
 const MISCONFIGURED_BACKOFF_MS: Millis = 60 * 60 * 1000;
+
+/// Recorded reasons that an operator, not time, has to fix.
+const NO_PROVIDER: &str = "no provider registered";
+const CLIENT_REJECTED: &str = "provider rejected the client";
 
 /// One async lock per credential, dropped when nobody holds or waits for it.
 #[derive(Default)]
@@ -52,10 +61,34 @@ impl Flights {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// Refresh only if due (reveal, background refresher).
+    /// Refresh if due, unless backing off (background refresher; reveal inside the
+    /// margin while the token still works).
     IfDue,
-    /// Refresh now unless backing off (RefreshCredential).
+    /// The access token has expired: refresh now, whatever the back-off (reveal).
+    Expired,
+    /// Refresh now, whatever the back-off (`RefreshCredential`).
     Force,
+}
+
+/// The row as a caller found it before joining a flight: if it has moved on by the
+/// time the caller's turn comes, the caller shares that outcome.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    version: i64,
+    failures: i64,
+}
+
+impl Baseline {
+    fn of(meta: &CredentialMeta) -> Self {
+        Self {
+            version: meta.version,
+            failures: meta.refresh.failures,
+        }
+    }
+
+    fn passed_by(&self, meta: &CredentialMeta) -> bool {
+        meta.version > self.version || meta.refresh.failures > self.failures
+    }
 }
 
 /// Whether an OAuth credential's refresh time has come.
@@ -63,6 +96,11 @@ pub(super) fn is_due(meta: &CredentialMeta, now: Millis) -> bool {
     meta.kind == Kind::OAuth2
         && meta.status == Status::Active
         && meta.refresh.next_at.is_some_and(|t| t <= now)
+}
+
+/// Whether an OAuth credential's access token has run out.
+fn token_expired(meta: &CredentialMeta, now: Millis) -> bool {
+    meta.kind == Kind::OAuth2 && meta.token_expires_at.is_some_and(|at| at <= now)
 }
 
 /// When to refresh `secret` ahead of its expiry: `margin` before it, up to a tenth of
@@ -124,32 +162,41 @@ impl Vault {
         })
     }
 
-    /// For reveal: the secret, refreshed first when it is due. If refreshing fails
-    /// while the current access token is still valid, the current one is returned.
+    /// For reveal: the secret, refreshed first when it is due. An access token past
+    /// its expiry is never returned: it is refreshed now (single flight, whatever the
+    /// back-off), and if that fails the caller gets the failure. A token still valid
+    /// is returned when a due refresh fails.
     pub(super) async fn fresh_secret(
         &self,
         meta: CredentialMeta,
         secret: SecretPayload,
     ) -> Result<(CredentialMeta, SecretPayload)> {
         let now = self.now();
+        let baseline = Baseline::of(&meta);
+        if token_expired(&meta, now) {
+            return self
+                .refresh_flight(&meta.tenant_id, &meta.id, Mode::Expired, Some(baseline))
+                .await
+                .map_err(|err| expired_token_error(&meta, err));
+        }
         if !is_due(&meta, now) {
             return Ok((meta, secret));
         }
         match self
-            .refresh_flight(&meta.tenant_id, &meta.id, Mode::IfDue)
+            .refresh_flight(&meta.tenant_id, &meta.id, Mode::IfDue, Some(baseline))
             .await
         {
             Ok(fresh) => Ok(fresh),
-            Err(err) if meta.token_expires_at.is_some_and(|at| at > now) => {
+            Err(err) => {
                 tracing::warn!(credential = %meta.id, error = %err, "refresh failed; the current access token is still valid");
                 Ok((meta, secret))
             }
-            Err(err) => Err(err),
         }
     }
 
-    /// `RefreshCredential`: refreshes now (or returns the result of a refresh that
-    /// finished while this call waited for it).
+    /// `RefreshCredential`: refreshes now, whatever the back-off. A call that arrives
+    /// while a refresh of the credential is running (here or on another replica)
+    /// waits for it and shares its result.
     pub async fn refresh_credential(
         &self,
         caller: &super::Caller,
@@ -157,16 +204,21 @@ impl Vault {
     ) -> Result<CredentialMeta> {
         super::validate::credential_id(id)?;
         // Existence (and tenancy) first, so a missing id is NOT_FOUND like elsewhere.
-        self.get_credential(caller, id).await?;
+        let arrived = self.get_credential(caller, id).await?;
         let (meta, _) = self
-            .refresh_flight(&caller.tenant_id, id, Mode::Force)
+            .refresh_flight(
+                &caller.tenant_id,
+                id,
+                Mode::Force,
+                Some(Baseline::of(&arrived)),
+            )
             .await?;
         Ok(meta)
     }
 
     /// The background refresher's unit of work: refresh if still due.
     pub async fn refresh_if_due(&self, tenant_id: &str, id: &str) -> Result<()> {
-        self.refresh_flight(tenant_id, id, Mode::IfDue)
+        self.refresh_flight(tenant_id, id, Mode::IfDue, None)
             .await
             .map(|_| ())
     }
@@ -176,12 +228,13 @@ impl Vault {
         tenant_id: &str,
         id: &str,
         mode: Mode,
+        baseline: Option<Baseline>,
     ) -> Result<(CredentialMeta, SecretPayload)> {
         let lock = self.flights.lock_for(format!("{tenant_id}/{id}"));
         let _flight = lock.lock().await;
         let deadline = Instant::now() + self.settings.refresh_wait;
         let mut poll = Duration::from_millis(20);
-        let mut first_version = None;
+        let mut baseline = baseline;
         loop {
             let sealed = self
                 .store
@@ -191,36 +244,15 @@ impl Vault {
             let secret = self.open_secret(&sealed.meta, &sealed.blob)?;
             let meta = sealed.meta;
             let now = self.now();
-            let first = *first_version.get_or_insert(meta.version);
-            // A refresh finished (here or on another replica) while we waited.
-            if meta.version > first || (mode == Mode::IfDue && !is_due(&meta, now)) {
+            let base = *baseline.get_or_insert(Baseline::of(&meta));
+            // A flight finished (here or on another replica) while we waited: share it.
+            if base.passed_by(&meta) {
+                return settled(meta, secret, base);
+            }
+            if mode == Mode::IfDue && !is_due(&meta, now) {
                 return Ok((meta, secret));
             }
-            if meta.status != Status::Active {
-                return Err(Error::FailedPrecondition(format!(
-                    "credential {id} is {}; the user has to reconnect it",
-                    meta.status.as_str()
-                )));
-            }
-            let SecretPayload::OAuth2 {
-                refresh_token: Some(refresh_token),
-                ..
-            } = &secret
-            else {
-                return Err(Error::FailedPrecondition(format!(
-                    "credential {id} has no refresh token to refresh with"
-                )));
-            };
-            if meta.refresh.failures > 0 && meta.refresh.next_at.is_some_and(|t| t > now) {
-                return Err(Error::Unavailable(format!(
-                    "refreshing credential {id} is backing off until {} after: {}",
-                    rfc3339(meta.refresh.next_at.unwrap_or(now)),
-                    meta.refresh
-                        .last_error
-                        .as_deref()
-                        .unwrap_or("an earlier failure")
-                )));
-            }
+            let refresh_token = refreshable(&meta, &secret)?;
             let lease = self
                 .store
                 .acquire_refresh_lease(
@@ -246,7 +278,6 @@ impl Vault {
                     continue;
                 }
             }
-            let refresh_token = refresh_token.clone();
             match self.call_provider(&meta, &refresh_token).await {
                 Ok((tokens, margin_ms)) => {
                     if let Some(done) = self.commit_tokens(meta, secret, tokens, margin_ms).await? {
@@ -346,7 +377,7 @@ impl Vault {
             Failure::Token(TokenError::InvalidGrant) => return self.invalid_grant(meta).await,
             Failure::NoProvider => (
                 now + MISCONFIGURED_BACKOFF_MS,
-                "no provider registered".to_owned(),
+                NO_PROVIDER.to_owned(),
                 Error::FailedPrecondition(format!(
                     "credential {} cannot be refreshed: no OAuth provider `{}` is registered in this tenant",
                     meta.id, meta.provider
@@ -364,7 +395,7 @@ impl Vault {
                 }
                 (
                     now + MISCONFIGURED_BACKOFF_MS,
-                    format!("provider rejected the client: {code}"),
+                    format!("{CLIENT_REJECTED}: {code}"),
                     Error::FailedPrecondition(format!(
                         "credential {} cannot be refreshed: provider `{}` rejected the client ({code}); \
                          fix the provider's settings",
@@ -430,6 +461,75 @@ impl Vault {
             )));
         }
         Ok(())
+    }
+}
+
+/// The refresh token of a credential that may be refreshed now.
+fn refreshable(meta: &CredentialMeta, secret: &SecretPayload) -> Result<String> {
+    if meta.status != Status::Active {
+        return Err(Error::FailedPrecondition(format!(
+            "credential {} is {}; the user has to reconnect it",
+            meta.id,
+            meta.status.as_str()
+        )));
+    }
+    match secret {
+        SecretPayload::OAuth2 {
+            refresh_token: Some(refresh_token),
+            ..
+        } => Ok(refresh_token.clone()),
+        _ => Err(Error::FailedPrecondition(format!(
+            "credential {} has no refresh token to refresh with; the user has to reconnect it",
+            meta.id
+        ))),
+    }
+}
+
+/// The outcome of a flight that finished while a caller waited, read off the row.
+fn settled(
+    meta: CredentialMeta,
+    secret: SecretPayload,
+    base: Baseline,
+) -> Result<(CredentialMeta, SecretPayload)> {
+    if meta.status != Status::Active {
+        return Err(Error::FailedPrecondition(format!(
+            "credential {} needs re-authorization: it is {}",
+            meta.id,
+            meta.status.as_str()
+        )));
+    }
+    if meta.version > base.version {
+        return Ok((meta, secret));
+    }
+    // A failure was recorded: the same verdict the refresher got.
+    let reason = meta
+        .refresh
+        .last_error
+        .as_deref()
+        .unwrap_or("an earlier failure");
+    let message = format!("could not refresh credential {}: {reason}", meta.id);
+    Err(
+        if reason.starts_with(NO_PROVIDER) || reason.starts_with(CLIENT_REJECTED) {
+            Error::FailedPrecondition(format!("{message}; fix the provider's settings"))
+        } else {
+            Error::Unavailable(match meta.refresh.next_at {
+                Some(at) => format!("{message}; next attempt after {}", rfc3339(at)),
+                None => message,
+            })
+        },
+    )
+}
+
+/// A reveal of an expired access token whose refresh failed: the same code (
+/// UNAVAILABLE for a transient failure, FAILED_PRECONDITION when someone has to act),
+/// and a message that says the token has expired.
+fn expired_token_error(meta: &CredentialMeta, err: Error) -> Error {
+    let at = meta.token_expires_at.map(rfc3339).unwrap_or_default();
+    let say = |m: String| format!("the access token expired at {at} and refreshing failed: {m}");
+    match err {
+        Error::Unavailable(m) => Error::Unavailable(say(m)),
+        Error::FailedPrecondition(m) => Error::FailedPrecondition(say(m)),
+        other => other,
     }
 }
 

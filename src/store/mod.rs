@@ -52,6 +52,16 @@ pub enum Backend {
     Postgres,
 }
 
+/// What [`Store::revoke_token`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked now or before; the token as stored.
+    Revoked(ServiceToken),
+    /// Refused: it is the last working vault `admin` token.
+    LastAdmin,
+    NotFound,
+}
+
 /// Filters of a credential listing; `None` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -91,15 +101,29 @@ pub trait Store: NotificationStore + Send + Sync + 'static {
 
     /// Fails with [`StoreError::Conflict`] if the name is taken.
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
-    /// Looks a tenant up by id or by name.
-    async fn find_tenant(&self, id_or_name: &str) -> StoreResult<Option<Tenant>>;
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
+    async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// On a vault without tenants: stores `tenant` and `token` in one transaction and
+    /// returns true. False (nothing written) when any tenant exists.
+    async fn bootstrap(
+        &self,
+        tenant: &Tenant,
+        token: &ServiceToken,
+        hash: &[u8],
+    ) -> StoreResult<bool>;
 
     async fn insert_token(&self, token: &ServiceToken, hash: &[u8]) -> StoreResult<()>;
     async fn find_token_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ServiceToken>>;
+    async fn get_token(&self, id: &str) -> StoreResult<Option<ServiceToken>>;
     async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<ServiceToken>>;
-    /// Marks a token revoked (once); returns it, or `None` if there is no such token.
-    async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Option<ServiceToken>>;
+    /// Marks a token revoked (once), unless it is the last working `admin` token
+    /// (checked and written atomically, so two revocations cannot both pass).
+    async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Revocation>;
+
+    /// The key check value stored for master key `version`, storing `value` first if
+    /// there is none yet.
+    async fn key_check(&self, version: u32, value: &[u8], at: Millis) -> StoreResult<Vec<u8>>;
 
     /// Stores a new credential, upserting its end user, recording `idempotency` and
     /// `audit`, all in one transaction. [`StoreError::Conflict`] means the request id
@@ -179,21 +203,43 @@ pub trait Store: NotificationStore + Send + Sync + 'static {
     /// Active OAuth credentials due for refresh at `now` and not leased, soonest first.
     async fn due_refreshes(&self, now: Millis, limit: u32) -> StoreResult<Vec<(String, String)>>;
 
-    /// Fails with [`StoreError::Conflict`] if the slug is taken in the tenant.
-    async fn insert_provider(&self, provider: &SealedProvider) -> StoreResult<()>;
+    /// Fails with [`StoreError::Conflict`] if the slug is taken in the tenant. Every
+    /// provider write records its `audit` entry in the same transaction.
+    async fn insert_provider(
+        &self,
+        provider: &SealedProvider,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
     async fn get_provider(
         &self,
         tenant_id: &str,
         slug: &str,
     ) -> StoreResult<Option<SealedProvider>>;
     async fn list_providers(&self, tenant_id: &str) -> StoreResult<Vec<SealedProvider>>;
-    /// Compare-and-set on `expected_version`; returns whether it wrote.
+    /// Compare-and-set on `expected_version`; returns whether it wrote. In the same
+    /// transaction, the provider's credentials that are backing off after failed
+    /// refreshes become due at once (`provider.updated_at`).
     async fn update_provider(
         &self,
         provider: &SealedProvider,
         expected_version: i64,
+        audit: &AuditEntry,
     ) -> StoreResult<bool>;
-    async fn delete_provider(&self, tenant_id: &str, slug: &str) -> StoreResult<bool>;
+    async fn delete_provider(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    /// Replaces a provider's sealed client secret if it is still `old` (re-sealing
+    /// only: the settings and version stay); returns whether it wrote.
+    async fn replace_provider_secret(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
     /// Records the provider's error if none is recorded yet, writing `event` with it;
     /// returns whether this call recorded it (so the event is written once).
     async fn record_provider_error(

@@ -79,6 +79,8 @@ pub trait NotificationStore: Send + Sync {
         until: Millis,
         limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Releases `owner`'s lease of a delivery it will not attempt.
+    async fn release_delivery(&self, delivery_id: &str, owner: &str) -> StoreResult<()>;
     /// Records an attempt if `owner` still holds the lease; releases it.
     async fn record_attempt(
         &self,
@@ -454,6 +456,18 @@ impl NotificationStore for SqlStore {
             claimed.push(ClaimedDelivery { delivery, payload });
         }
         Ok(claimed)
+    }
+
+    async fn release_delivery(&self, delivery_id: &str, owner: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(delivery_id)
+        .bind(owner)
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 
     async fn record_attempt(

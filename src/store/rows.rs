@@ -76,7 +76,8 @@ pub fn tenant(row: &AnyRow) -> StoreResult<Tenant> {
     })
 }
 
-pub const TOKEN_COLUMNS: &str = "id, tenant_id, scopes, description, created_at, revoked_at";
+pub const TOKEN_COLUMNS: &str =
+    "id, tenant_id, scopes, description, created_at, revoked_at, expires_at";
 
 pub fn service_token(row: &AnyRow) -> StoreResult<ServiceToken> {
     let scopes: String = row.try_get("scopes")?;
@@ -90,6 +91,7 @@ pub fn service_token(row: &AnyRow) -> StoreResult<ServiceToken> {
         description: row.try_get("description")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 

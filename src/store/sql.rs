@@ -17,7 +17,8 @@ const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
      JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
      WHERE c.tenant_id = $1";
 use super::{
-    Backend, CredentialWrite, IdempotencyRecord, ListFilter, Store, StoreError, StoreResult,
+    Backend, CredentialWrite, IdempotencyRecord, ListFilter, Revocation, Store, StoreError,
+    StoreResult,
 };
 use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
@@ -130,6 +131,28 @@ pub(super) fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQu
         .bind(m.lapses_at())
 }
 
+fn insert_tenant_query(t: &Tenant) -> AnyQuery<'_> {
+    sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(t.created_at)
+}
+
+fn insert_token_query<'q>(t: &'q ServiceToken, hash: &'q [u8]) -> AnyQuery<'q> {
+    sqlx::query(
+        "INSERT INTO service_tokens \
+         (id, tenant_id, token_hash, scopes, description, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&t.id)
+    .bind(&t.tenant_id)
+    .bind(hash)
+    .bind(rows::scopes_text(&t.scopes))
+    .bind(&t.description)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+}
+
 pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
     sqlx::query(
         "INSERT INTO events (id, tenant_id, type, credential_id, payload, created_at) \
@@ -168,19 +191,21 @@ impl Store for SqlStore {
     }
 
     async fn insert_tenant(&self, t: &Tenant) -> StoreResult<()> {
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&t.id)
-            .bind(&t.name)
-            .bind(t.created_at)
+        insert_tenant_query(t)
             .execute(&self.write)
             .await
             .map_err(conflict_or)?;
         Ok(())
     }
 
-    async fn find_tenant(&self, id_or_name: &str) -> StoreResult<Option<Tenant>> {
-        let sql = "SELECT id, name, created_at FROM tenants WHERE id = $1 OR name = $1";
-        self.fetch_optional(sql, &[id_or_name], rows::tenant).await
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        let sql = "SELECT id, name, created_at FROM tenants WHERE id = $1";
+        self.fetch_optional(sql, &[id], rows::tenant).await
+    }
+
+    async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let sql = "SELECT id, name, created_at FROM tenants WHERE name = $1";
+        self.fetch_optional(sql, &[name], rows::tenant).await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
@@ -192,20 +217,35 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn bootstrap(&self, t: &Tenant, token: &ServiceToken, hash: &[u8]) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Two replicas bootstrapping at once: the second waits, then sees a tenant.
+            tx.execute("LOCK TABLE tenants IN EXCLUSIVE MODE").await?;
+        }
+        let any: Option<String> = sqlx::query_scalar("SELECT id FROM tenants LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if any.is_some() {
+            return Ok(false);
+        }
+        insert_tenant_query(t)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or)?;
+        insert_token_query(token, hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or)?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn insert_token(&self, t: &ServiceToken, hash: &[u8]) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO service_tokens (id, tenant_id, token_hash, scopes, description, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&t.id)
-        .bind(&t.tenant_id)
-        .bind(hash)
-        .bind(rows::scopes_text(&t.scopes))
-        .bind(&t.description)
-        .bind(t.created_at)
-        .execute(&self.write)
-        .await
-        .map_err(conflict_or)?;
+        insert_token_query(t, hash)
+            .execute(&self.write)
+            .await
+            .map_err(conflict_or)?;
         Ok(())
     }
 
@@ -218,6 +258,11 @@ impl Store for SqlStore {
         row.as_ref().map(rows::service_token).transpose()
     }
 
+    async fn get_token(&self, id: &str) -> StoreResult<Option<ServiceToken>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM service_tokens WHERE id = $1");
+        self.fetch_optional(&sql, &[id], rows::service_token).await
+    }
+
     async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<ServiceToken>> {
         let sql =
             format!("SELECT {TOKEN_COLUMNS} FROM service_tokens WHERE tenant_id = $1 ORDER BY id");
@@ -225,17 +270,64 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Option<ServiceToken>> {
+    async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Revocation> {
+        const IS_ADMIN: &str = "(' ' || scopes || ' ') LIKE '% admin %'";
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Serialise revocations of admin tokens: the "another admin remains" check
+            // below must see every concurrent revocation (SQLite has one writer).
+            let lock = format!("SELECT id FROM service_tokens WHERE {IS_ADMIN} FOR UPDATE");
+            tx.execute(lock.as_str()).await?;
+        }
         let sql = format!(
             "UPDATE service_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+             AND NOT ({IS_ADMIN} AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+                  AND NOT EXISTS (SELECT 1 FROM service_tokens o WHERE o.id <> $1 \
+                      AND (' ' || o.scopes || ' ') LIKE '% admin %' AND o.revoked_at IS NULL \
+                      AND (o.expires_at IS NULL OR o.expires_at > $2))) \
              RETURNING {TOKEN_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(id)
             .bind(at)
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref().map(rows::service_token).transpose()
+        let outcome = match row {
+            Some(row) => Revocation::Revoked(rows::service_token(&row)?),
+            None => {
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM service_tokens WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if exists.is_some() {
+                    Revocation::LastAdmin
+                } else {
+                    Revocation::NotFound
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn key_check(&self, version: u32, value: &[u8], at: Millis) -> StoreResult<Vec<u8>> {
+        let version = i64::from(version);
+        sqlx::query(
+            "INSERT INTO key_checks (version, check_value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(value)
+        .bind(at)
+        .execute(&self.write)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT check_value FROM key_checks WHERE version = $1")
+                .bind(version)
+                .fetch_one(&self.write)
+                .await?,
+        )
     }
 
     async fn insert_credential(
@@ -464,8 +556,9 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn insert_provider(&self, p: &SealedProvider) -> StoreResult<()> {
+    async fn insert_provider(&self, p: &SealedProvider, audit: &AuditEntry) -> StoreResult<()> {
         let m = &p.provider;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO oauth_providers ({PROVIDER_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -480,9 +573,11 @@ impl Store for SqlStore {
         .bind(m.version)
         .bind(m.created_at)
         .bind(m.updated_at)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_or)?;
+        insert_audit_query(audit).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -509,8 +604,10 @@ impl Store for SqlStore {
         &self,
         p: &SealedProvider,
         expected_version: i64,
+        audit: &AuditEntry,
     ) -> StoreResult<bool> {
         let m = &p.provider;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE oauth_providers SET config = $3, client_secret = $4, last_error = $5, \
              last_error_at = $6, version = $7, updated_at = $8 \
@@ -525,17 +622,66 @@ impl Store for SqlStore {
         .bind(m.version)
         .bind(m.updated_at)
         .bind(expected_version)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // The operator has looked at the provider: its credentials' back-off ends now
+        // (the version stays: this is bookkeeping, not a change of the credential).
+        sqlx::query(
+            "UPDATE credentials SET refresh_failures = 0, last_refresh_error = NULL, \
+             next_refresh_at = $3 \
+             WHERE tenant_id = $1 AND provider = $2 AND kind = 'oauth2' AND status = 'active' \
+             AND refresh_failures > 0 AND next_refresh_at > $3",
+        )
+        .bind(&m.tenant_id)
+        .bind(&m.slug)
+        .bind(m.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit_query(audit).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    async fn delete_provider(&self, tenant_id: &str, slug: &str) -> StoreResult<bool> {
+    async fn delete_provider(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM oauth_providers WHERE tenant_id = $1 AND slug = $2")
             .bind(tenant_id)
             .bind(slug)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit_query(audit).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn replace_provider_secret(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE oauth_providers SET client_secret = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND client_secret = $3",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(old)
+        .bind(new)
+        .execute(&self.write)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -4,7 +4,6 @@ use crate::clock::Millis;
 
 pub mod sender;
 pub mod signing;
-pub mod ssrf;
 
 /// A tenant's webhook endpoint (its signing secrets are sealed separately).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,9 @@
-//! One delivery attempt: POST the event with Standard Webhooks headers, and classify
-//! the answer. Redirects are not followed (a 3xx is a failure).
+//! One delivery attempt: POST the event with Standard Webhooks headers through the
+//! guarded outbound client, and classify the answer. Redirects are not followed (a 3xx
+//! is a failure).
 use std::time::Duration;
 
-use url::Host;
-
-use super::ssrf::{Guard, GuardedResolver};
+use crate::outbound::{Guard, Outbound, SendError};
 
 /// How one attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,21 +22,18 @@ pub enum Attempt {
 
 #[derive(Clone)]
 pub struct WebhookSender {
-    http: reqwest::Client,
+    outbound: Outbound,
     guard: Guard,
+    timeout: Duration,
 }
 
 impl WebhookSender {
-    pub fn new(guard: Guard, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .dns_resolver(std::sync::Arc::new(GuardedResolver(guard)))
-            .user_agent(concat!("credvault-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            // Only a broken TLS backend makes this fail; the default client still works.
-            .unwrap_or_default();
-        Self { http, guard }
+    pub fn new(outbound: Outbound, guard: Guard, timeout: Duration) -> Self {
+        Self {
+            outbound,
+            guard,
+            timeout,
+        }
     }
 
     pub async fn send(
@@ -48,38 +44,31 @@ impl WebhookSender {
         signatures: &str,
         body: String,
     ) -> Attempt {
-        let failed = |status: Option<u16>, error: String| Attempt::Failed {
-            status,
+        let failed = |error: String| Attempt::Failed {
+            status: None,
             error,
             retry_after: None,
         };
         let parsed = match self.guard.check_shape(url) {
             Ok(u) => u,
-            Err(e) => return failed(None, format!("endpoint URL {e}")),
+            Err(e) => return failed(format!("endpoint URL {e}")),
         };
-        // IP literals skip the resolver, so they are checked here.
-        let literal = match parsed.host() {
-            Some(Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if literal.is_some_and(|ip| !self.guard.address_allowed(ip)) {
-            return failed(None, "endpoint address is not allowed".into());
-        }
-        let response = self
-            .http
-            .post(parsed)
+        let request = self
+            .outbound
+            .request(reqwest::Method::POST, parsed)
             .header("content-type", "application/json")
             .header("webhook-id", msg_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signatures)
             .body(body)
-            .send()
-            .await;
-        let response = match response {
+            .build();
+        let Ok(request) = request else {
+            return failed("the request could not be built".into());
+        };
+        let response = match self.outbound.send(request, self.guard, self.timeout).await {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return failed(None, "timed out".into()),
-            Err(_) => return failed(None, "could not connect".into()),
+            Err(SendError::Shape(e)) => return failed(format!("endpoint URL {e}")),
+            Err(e) => return failed(e.to_string()),
         };
         let status = response.status().as_u16();
         match status {

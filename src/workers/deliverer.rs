@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::error::Result;
 use crate::service::{DeliveryPass, Sent, Vault};
+use crate::shutdown::Shutdown;
+use crate::webhooks::ClaimedDelivery;
 
 /// One pass that waits for its attempts (tests and operators' one-shot runs).
 pub async fn run_pass(vault: &Vault, batch: u32, concurrency: usize) -> Result<DeliveryPass> {
@@ -40,21 +43,19 @@ pub async fn run_pass(vault: &Vault, batch: u32, concurrency: usize) -> Result<D
     Ok(pass)
 }
 
-/// Claims work as slots free up, every `every`, until `stop` turns true.
-pub async fn run(
-    vault: Vault,
-    every: Duration,
-    batch: u32,
-    concurrency: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+/// Claims work as slots free up, every `every`, until `stop` turns on. On shutdown it
+/// claims nothing more, hands back the claims it has not started (their leases are
+/// released, so another replica takes them at once), and waits for the attempts in
+/// flight, each bounded by the webhook timeout.
+pub async fn run(vault: Vault, every: Duration, batch: u32, concurrency: usize, stop: Shutdown) {
+    let concurrency = concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = stop.changed() => return,
+            () = stop.wait() => break,
         }
         let free = u32::try_from(slots.available_permits())
             .unwrap_or(u32::MAX)
@@ -62,24 +63,50 @@ pub async fn run(
         if free == 0 {
             continue;
         }
-        let claimed = match vault.claim_deliveries(free).await {
+        let claimed = match vault
+            .claim_deliveries(free)
+            .instrument(tracing::info_span!("delivery_claim"))
+            .await
+        {
             Ok((_, claimed)) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming deliveries failed");
                 continue;
             }
         };
-        for delivery in claimed {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let vault = vault.clone();
-            tokio::spawn(async move {
-                let _slot = permit;
-                if let Err(e) = vault.attempt_delivery(delivery).await {
-                    tracing::warn!(error = %e, "delivery attempt failed to run");
+        let mut claimed = claimed.into_iter();
+        while let Some(delivery) = claimed.next() {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit,
+                () = stop.wait() => {
+                    release(&vault, std::iter::once(delivery).chain(claimed)).await;
+                    break;
                 }
-            });
+            };
+            let Ok(permit) = permit else { break };
+            let vault = vault.clone();
+            let span = tracing::info_span!("delivery_attempt", delivery = %delivery.delivery.id);
+            tokio::spawn(
+                async move {
+                    let _slot = permit;
+                    if let Err(e) = vault.attempt_delivery(delivery).await {
+                        tracing::warn!(error = %e, "delivery attempt failed to run");
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    }
+    // Every slot back means every attempt in flight has been recorded.
+    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
+
+/// Hands claimed deliveries back unattempted.
+async fn release(vault: &Vault, claims: impl Iterator<Item = ClaimedDelivery>) {
+    for claim in claims {
+        if let Err(e) = vault.release_delivery(&claim.delivery.id).await {
+            tracing::warn!(error = %e, delivery = %claim.delivery.id, "releasing a claim failed; its lease will lapse");
         }
     }
 }

@@ -1,14 +1,16 @@
 //! Refreshes OAuth tokens ahead of expiry: each pass takes the credentials whose
 //! refresh time has come (soonest first) and refreshes them with bounded concurrency.
 //! Single flight per credential (lease + compare-and-set) makes overlapping passes on
-//! several replicas harmless.
+//! several replicas harmless. On shutdown a pass starts nothing new and finishes the
+//! refreshes in hand, each of which releases its lease when it writes.
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::error::Result;
 use crate::service::Vault;
+use crate::shutdown::Shutdown;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +20,18 @@ pub struct Pass {
     pub failed: usize,
 }
 
+/// One whole pass (tests and operators' one-shot runs).
 pub async fn run_pass(vault: &Vault, batch: u32, concurrency: usize) -> Result<Pass> {
+    run_pass_until(vault, batch, concurrency, &Shutdown::never()).await
+}
+
+/// One pass that starts no new refresh once `stop` is on.
+pub async fn run_pass_until(
+    vault: &Vault,
+    batch: u32,
+    concurrency: usize,
+    stop: &Shutdown,
+) -> Result<Pass> {
     let due = vault.store().due_refreshes(vault.now(), batch).await?;
     let mut pass = Pass {
         claimed: due.len(),
@@ -27,6 +40,7 @@ pub async fn run_pass(vault: &Vault, batch: u32, concurrency: usize) -> Result<P
     // Owned values in the futures: borrowed ones trip the compiler's higher-ranked
     // `Send` check inside `tokio::spawn`.
     let results: Vec<_> = futures::stream::iter(due)
+        .take_while(|_| std::future::ready(!stop.is_on()))
         .map(|(tenant, id)| {
             let vault = vault.clone();
             async move {
@@ -49,22 +63,20 @@ pub async fn run_pass(vault: &Vault, batch: u32, concurrency: usize) -> Result<P
     Ok(pass)
 }
 
-/// Runs passes every `every` until `stop` turns true.
-pub async fn run(
-    vault: Vault,
-    every: Duration,
-    batch: u32,
-    concurrency: usize,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Runs passes every `every` until `stop` turns on.
+pub async fn run(vault: Vault, every: Duration, batch: u32, concurrency: usize, stop: Shutdown) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = stop.changed() => return,
+            () = stop.wait() => return,
         }
-        match run_pass(&vault, batch, concurrency).await {
+        let span = tracing::info_span!("refresh_pass");
+        match run_pass_until(&vault, batch, concurrency, &stop)
+            .instrument(span)
+            .await
+        {
             Ok(p) if p.claimed > 0 => tracing::info!(
                 claimed = p.claimed,
                 refreshed = p.refreshed,

@@ -1,21 +1,24 @@
 //! The expiry scanner: every interval, expires what has lapsed and announces what
 //! will (`credential.expiring`). Claims are fenced in the store, so every replica may
-//! run it and each event is still written once.
+//! run it and each event is still written once. A pass is one transaction: shutdown
+//! waits for the one in hand and starts no other.
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::service::Vault;
+use crate::shutdown::Shutdown;
 
-pub async fn run(vault: Vault, every: Duration, batch: u32, mut stop: watch::Receiver<bool>) {
+pub async fn run(vault: Vault, every: Duration, batch: u32, stop: Shutdown) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = stop.changed() => return,
+            () = stop.wait() => return,
         }
-        match vault.scan_expiries(batch).await {
+        let span = tracing::info_span!("expiry_scan");
+        match vault.scan_expiries(batch).instrument(span).await {
             Ok(p) if p.expired + p.warned > 0 => {
                 tracing::info!(expired = p.expired, warned = p.warned, "expiry scan")
             }

@@ -18,7 +18,7 @@ both_backends! {
             (Some("Bearer"), "malformed"),
             (Some("Bearer cvt_short"), "malformed"),
             (Some(&good[7..]), "malformed"),
-            (Some(&unknown), "invalid or revoked"),
+            (Some(&unknown), "invalid, revoked or expired"),
         ];
         for (header, expected) in cases {
             let mut c = app.client_with_header(header).await;
@@ -38,6 +38,7 @@ both_backends! {
                 tenant: "acme".into(),
                 scopes: vec!["credentials:read".into()],
                 description: "ci".into(),
+                expires_at: None,
             })
             .await
             .unwrap()
@@ -120,12 +121,14 @@ both_backends! {
             tenant: tenant.id.clone(),
             scopes: vec!["credentials:everything".into()],
             description: String::new(),
+            expires_at: None,
         };
         assert_eq!(code_of(admin.create_service_token(bad_scope).await).0, Code::InvalidArgument);
         let no_tenant = pb::CreateServiceTokenRequest {
             tenant: "nobody".into(),
             scopes: vec!["credentials:read".into()],
             description: String::new(),
+            expires_at: None,
         };
         assert_eq!(code_of(admin.create_service_token(no_tenant).await).0, Code::NotFound);
 
@@ -134,6 +137,7 @@ both_backends! {
                 tenant: tenant.id.clone(),
                 scopes: vec!["credentials:write".into(), "credentials:read".into(), "credentials:read".into()],
                 description: "billing".into(),
+                expires_at: None,
             })
             .await
             .unwrap()

@@ -360,28 +360,31 @@ both_backends! {
             async move { c.refresh_credential(pb::RefreshCredentialRequest { id }).await }
         };
 
-        // 5xx: UNAVAILABLE, still ACTIVE, and the next attempt waits for the backoff.
+        let pass = |app: &TestApp| {
+            let vault = app.vault.clone();
+            async move { credvault::workers::refresher::run_pass(&vault, 100, 4).await.unwrap() }
+        };
+        // 5xx in the background refresher: still ACTIVE, and it waits for the backoff.
+        app.clock.advance_ms(21 * MINUTE);
         fake.script(Scripted::Answer(503, "<html>down</html>".into(), None));
+        assert_eq!(pass(&app).await.failed, 1);
+        assert_eq!(pass(&app).await.claimed, 0, "backing off");
+        assert_eq!(fake.refresh_requests(), 1, "no request while backing off");
+        // RefreshCredential means now: it does not wait out the back-off.
+        assert_eq!(refresh(&mut c).await.unwrap().into_inner().version, 2);
+        assert_eq!(fake.refresh_requests(), 2);
+
+        // 429 with Retry-After: 600 s, longer than the backoff: the refresher waits it out.
+        fake.script(Scripted::Answer(429, "{}".into(), Some("600")));
         let (code, message) = code_of(refresh(&mut c).await);
         assert_eq!(code, Code::Unavailable, "{message}");
-        assert!(message.contains("HTTP 503"), "{message}");
-        let (code, message) = code_of(refresh(&mut c).await);
-        assert_eq!(code, Code::Unavailable);
-        assert!(message.contains("backing off"), "{message}");
-        assert_eq!(fake.refresh_requests(), 1, "no request while backing off");
-        app.clock.advance_ms(MINUTE);
-        assert_eq!(refresh(&mut c).await.unwrap().into_inner().version, 2);
-
-        // 429 with Retry-After: 600 s, longer than the backoff: nothing before it.
-        fake.script(Scripted::Answer(429, "{}".into(), Some("600")));
-        assert_eq!(code_of(refresh(&mut c).await).0, Code::Unavailable);
+        assert!(message.contains("HTTP 429") && message.contains("next attempt after"), "{message}");
         app.clock.advance_ms(5 * MINUTE);
-        let (code, message) = code_of(refresh(&mut c).await);
-        assert_eq!(code, Code::Unavailable);
-        assert!(message.contains("backing off"), "{message}");
+        assert_eq!(pass(&app).await.claimed, 0, "Retry-After not over yet");
         assert_eq!(fake.refresh_requests(), 3);
         app.clock.advance_ms(5 * MINUTE + 1_000);
-        assert_eq!(refresh(&mut c).await.unwrap().into_inner().version, 3);
+        assert_eq!(pass(&app).await.refreshed, 1);
+        assert_eq!(c.get_credential(get(&id)).await.unwrap().into_inner().version, 3);
 
         // A hang past the timeout, then an unparseable 200: both transient.
         app.clock.advance_ms(MINUTE);

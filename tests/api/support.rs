@@ -8,7 +8,7 @@ use credvault::proto::v1::{
     admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
     o_auth_service_client::OAuthServiceClient, webhook_service_client::WebhookServiceClient,
 };
-use credvault::service::Vault;
+use credvault::service::{Caller, NewToken, Vault};
 use credvault::{App, Config};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{AnyPool, Connection, Executor};
@@ -317,6 +317,8 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Ru
         webhook_timeout_secs: 1,
         webhook_retry_schedule_secs: vec![0, 5, 60, 60],
         webhook_allow_private_addresses: true,
+        provider_allow_private_addresses: true,
+        shutdown_grace_secs: 5,
         ..Config::default()
     };
     let config = tweak(config);
@@ -427,7 +429,15 @@ impl TestApp {
         .map(String::from);
         let (_, token) = self
             .vault
-            .create_token(&tenant.id, &scopes, "test")
+            .create_token(
+                &Caller::operator(),
+                NewToken {
+                    tenant: tenant.id.clone(),
+                    scopes: scopes.to_vec(),
+                    description: "test".into(),
+                    expires_at: None,
+                },
+            )
             .await
             .unwrap();
         TestTenant {
@@ -440,7 +450,15 @@ impl TestApp {
     pub async fn token(&self, tenant: &TestTenant, scopes: &[&str]) -> SecretString {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
         self.vault
-            .create_token(&tenant.id, &scopes, "test")
+            .create_token(
+                &Caller::operator(),
+                NewToken {
+                    tenant: tenant.id.clone(),
+                    scopes: scopes.to_vec(),
+                    description: "test".into(),
+                    expires_at: None,
+                },
+            )
             .await
             .unwrap()
             .1
