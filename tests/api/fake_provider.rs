@@ -26,6 +26,8 @@ pub enum Scripted {
     Answer(u16, String, Option<&'static str>),
     /// Answer only after this long (longer than the vault's timeout).
     Hang(Duration),
+    /// Wait this long, then answer as usual (keeps a refresh in flight).
+    Delay(Duration),
 }
 
 struct Grant {
@@ -226,6 +228,7 @@ async fn token(
             tokio::time::sleep(d).await;
             return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
         }
+        Some(Scripted::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
     if !client_ok(&headers, &form) {

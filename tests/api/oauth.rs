@@ -12,9 +12,14 @@ use crate::fixtures::*;
 use crate::support::{Client, T0, TestApp, TestTenant, browse, client_at, logs};
 
 const APP_URL: &str = "http://app.test/integrations/";
-const MINUTE: i64 = 60_000;
+pub const MINUTE: i64 = 60_000;
 
-async fn register(app: &TestApp, t: &TestTenant, fake: &FakeProvider, slug: &str) -> pb::Provider {
+pub async fn register(
+    app: &TestApp,
+    t: &TestTenant,
+    fake: &FakeProvider,
+    slug: &str,
+) -> pb::Provider {
     let mut oauth = app.oauth(&t.token).await;
     oauth
         .create_provider(pb::CreateProviderRequest {
@@ -34,7 +39,7 @@ async fn register(app: &TestApp, t: &TestTenant, fake: &FakeProvider, slug: &str
 }
 
 /// An OAuth credential whose refresh token the provider knows, expiring in `expires_in_ms`.
-async fn seed(
+pub async fn seed(
     app: &TestApp,
     c: &mut Client,
     fake: &FakeProvider,
@@ -53,7 +58,7 @@ async fn seed(
     )
 }
 
-fn access_token(r: &pb::RevealCredentialResponse) -> String {
+pub fn access_token(r: &pb::RevealCredentialResponse) -> String {
     match r.secret.as_ref().and_then(|s| s.kind.as_ref()) {
         Some(pb::secret::Kind::Oauth2(o)) => o.access_token.clone(),
         other => panic!("not an OAuth secret: {other:?}"),

@@ -69,12 +69,12 @@ pub fn logs() -> &'static LogBuffer {
 
 // ---------------------------------------------------------------- databases
 
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("CREDVAULT_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn on_ci() -> bool {
+pub fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
@@ -85,7 +85,7 @@ pub enum TestDb {
 }
 
 impl TestDb {
-    async fn create(backend: Backend) -> Option<Self> {
+    pub async fn create(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Sqlite => Some(TestDb::Sqlite(tempfile::tempdir().unwrap())),
             Backend::Postgres => {
@@ -302,26 +302,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: Tweak) -> Option<TestApp> {
 pub type Tweak = fn(Config) -> Config;
 
 async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Running {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: Some(db.url()),
-        master_keys: Some(SecretString::from(keys.to_owned())),
-        max_connections: 4,
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        allow_http_urls: true,
-        // Tests run refresh, scan and delivery passes themselves, on the manual clock.
-        refresher_interval_secs: 0,
-        scan_interval_secs: 0,
-        deliver_interval_ms: 0,
-        provider_timeout_secs: 1,
-        webhook_timeout_secs: 1,
-        webhook_retry_schedule_secs: vec![0, 5, 60, 60],
-        webhook_allow_private_addresses: true,
-        provider_allow_private_addresses: true,
-        shutdown_grace_secs: 5,
-        ..Config::default()
-    };
-    let config = tweak(config);
+    let config = test_config(db, keys, tweak);
     let app = App::build_with_clock(&config, Arc::new(clock.clone()))
         .await
         .unwrap();
@@ -343,6 +324,30 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Ru
         stop,
         server,
     }
+}
+
+/// The configuration tests run with, on `db` with `keys`, changed by `tweak`.
+pub fn test_config(db: &TestDb, keys: &str, tweak: Tweak) -> Config {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(db.url()),
+        master_keys: Some(SecretString::from(keys.to_owned())),
+        max_connections: 4,
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        allow_http_urls: true,
+        // Tests run refresh, scan and delivery passes themselves, on the manual clock.
+        refresher_interval_secs: 0,
+        scan_interval_secs: 0,
+        deliver_interval_ms: 0,
+        provider_timeout_secs: 1,
+        webhook_timeout_secs: 1,
+        webhook_retry_schedule_secs: vec![0, 5, 60, 60],
+        webhook_allow_private_addresses: true,
+        provider_allow_private_addresses: true,
+        shutdown_grace_secs: 5,
+        ..Config::default()
+    };
+    tweak(config)
 }
 
 impl TestApp {
@@ -367,6 +372,18 @@ impl TestApp {
         self.keys = keys.into();
         self.stop = Some(stop);
         self.server = Some(server);
+    }
+
+    /// Signals shutdown and waits for the server to finish; returns how long it took.
+    pub async fn shutdown(&mut self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+        started.elapsed()
     }
 
     /// Another vault instance on the same database and clock.
