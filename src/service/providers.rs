@@ -123,6 +123,25 @@ impl Vault {
         self.check_url("authorization_url", &c.authorization_url, true)?;
         self.check_url("token_url", &c.token_url, true)?;
         self.check_url("revocation_url", &c.revocation_url, false)?;
+        // The endpoints that receive the client secret and refresh tokens: an address
+        // the policy refuses is refused now (names are checked again at every send).
+        let guard = self.token_client.guard(c);
+        for (field, value) in [
+            ("token_url", &c.token_url),
+            ("revocation_url", &c.revocation_url),
+        ] {
+            if let Ok(url) = url::Url::parse(value)
+                && let Err(blocked) = guard.check_literal(&url)
+            {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "{blocked}; a vault admin can allow it with allow_private_network \
+                         (an on-premises authorization server)"
+                    ),
+                ));
+            }
+        }
         validate::scopes("default_scopes", &c.default_scopes)?;
         if !matches!(c.scope_separator.as_str(), " " | "," | "+") {
             return Err(Error::invalid(

@@ -12,6 +12,7 @@ mod idempotency;
 mod isolation;
 mod lifecycle;
 mod oauth;
+mod provider_security;
 mod postgres_tls;
 mod receiver;
 mod refresh;

@@ -501,6 +501,28 @@ impl TestApp {
         assert_eq!(done.rows_affected(), 1);
     }
 
+    /// Runs `sql` with text parameters, as someone with database access would.
+    pub async fn execute(&self, sql: &str, params: &[&str]) -> u64 {
+        let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
+        query.execute(&self.raw).await.unwrap().rows_affected()
+    }
+
+    /// The sealed client secret of every provider (one expected), and its id.
+    pub async fn provider_secret(&self) -> (String, Vec<u8>) {
+        sqlx::query_as("SELECT id, client_secret FROM oauth_providers")
+            .fetch_one(&self.raw)
+            .await
+            .unwrap()
+    }
+
+    pub async fn set_provider_secret(&self, blob: &[u8]) {
+        sqlx::query("UPDATE oauth_providers SET client_secret = $1")
+            .bind(blob)
+            .execute(&self.raw)
+            .await
+            .unwrap();
+    }
+
     pub async fn count(&self, sql: &str, id: &str) -> i64 {
         sqlx::query_scalar(sql)
             .bind(id)
@@ -537,10 +559,11 @@ impl Drop for TestApp {
     }
 }
 
-/// Runs each test body once on SQLite and once on PostgreSQL.
+/// Runs each test body once on SQLite and once on PostgreSQL; `tweak = f;` first
+/// changes the configuration of both.
 #[macro_export]
 macro_rules! both_backends {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {
+    (tweak = $tweak:expr; $(async fn $name:ident($app:ident) $body:block)*) => {
         $(mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -548,18 +571,21 @@ macro_rules! both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 #[allow(unused_mut)]
-                let mut $app = $crate::support::spawn_app($crate::support::Backend::Sqlite).await.unwrap();
+                let mut $app = $crate::support::spawn_app_with($crate::support::Backend::Sqlite, $tweak).await.unwrap();
                 $body
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 #[allow(unused_mut)]
-                let Some(mut $app) = $crate::support::spawn_app($crate::support::Backend::Postgres).await else {
+                let Some(mut $app) = $crate::support::spawn_app_with($crate::support::Backend::Postgres, $tweak).await else {
                     return;
                 };
                 $body
             }
         })*
+    };
+    ($(async fn $name:ident($app:ident) $body:block)*) => {
+        $crate::both_backends! { tweak = |c| c; $(async fn $name($app) $body)* }
     };
 }
