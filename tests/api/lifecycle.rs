@@ -11,7 +11,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::both_backends;
 use crate::fake_provider::{FakeProvider, Scripted};
-use crate::fixtures::*;
 use crate::oauth::{MINUTE, register, seed};
 use crate::support::{Backend, spawn_app_with};
 

@@ -501,6 +501,33 @@ impl TestApp {
         assert_eq!(done.rows_affected(), 1);
     }
 
+    /// Everything the database holds, as bytes to search: the SQLite file and its WAL,
+    /// or on PostgreSQL every row of every table as text.
+    pub async fn database_dump(&self) -> Vec<u8> {
+        if self.backend == Backend::Sqlite {
+            return self.db.sqlite_files().concat();
+        }
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_all(&self.raw)
+        .await
+        .unwrap();
+        let mut dump = Vec::new();
+        for table in tables {
+            let rows: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT CAST(t AS TEXT) FROM {table} t"))
+                    .fetch_all(&self.raw)
+                    .await
+                    .unwrap();
+            for row in rows {
+                dump.extend_from_slice(row.as_bytes());
+                dump.push(b'\n');
+            }
+        }
+        dump
+    }
+
     /// Runs `sql` with text parameters, as someone with database access would.
     pub async fn execute(&self, sql: &str, params: &[&str]) -> u64 {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
