@@ -19,7 +19,7 @@
 mod envelope;
 mod keyring;
 
-pub use envelope::{AadContext, key_version_of};
+pub use envelope::{AadContext, HEADER_LEN, key_version_of};
 pub use keyring::{Keyring, KeyringError, MasterKey};
 
 /// Why a blob could not be opened. None of these carry key or plaintext bytes.

@@ -87,3 +87,34 @@ impl WebhookSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host name that resolves only to loopback reads as a policy refusal in the
+    /// delivery's `last_error`, not as an outage.
+    #[tokio::test]
+    async fn a_blocked_host_name_says_so() {
+        let guard = Guard {
+            allow_http: true,
+            allow_private: false,
+        };
+        let sender = WebhookSender::new(
+            Outbound::new(None).unwrap(),
+            guard,
+            Duration::from_secs(2),
+        );
+        let attempt = sender
+            .send("http://localhost:9/hook", "evt_1", 1, "v1,x", "{}".into())
+            .await;
+        let Attempt::Failed { error, status, .. } = attempt else {
+            panic!("{attempt:?}");
+        };
+        assert_eq!(status, None);
+        assert!(
+            error.contains("blocked by the address policy") && error.contains("localhost"),
+            "{error}"
+        );
+    }
+}

@@ -20,6 +20,8 @@ pub enum Answer {
     RetryAfter(u16, &'static str),
     /// Answer 200 only after this long (past the vault's timeout).
     Hang(Duration),
+    /// Answer 500 only when the test says so (`Notify::notify_waiters`).
+    Hold(Arc<Notify>),
     Redirect,
 }
 
@@ -119,6 +121,10 @@ async fn hook(
         Answer::Hang(d) => {
             tokio::time::sleep(d).await;
             StatusCode::OK.into_response()
+        }
+        Answer::Hold(release) => {
+            release.notified().await;
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         Answer::Redirect => (
             StatusCode::FOUND,
