@@ -3,7 +3,6 @@
 //! (proptest stands in for cargo-fuzz so these run in CI on stable Rust.)
 use proptest::prelude::*;
 
-
 use crate::crypto::{AadContext, CryptoError, HEADER_LEN, Keyring, MasterKey};
 use crate::service::validate;
 

@@ -100,11 +100,8 @@ mod tests {
             allow_http: true,
             allow_private: false,
         };
-        let sender = WebhookSender::new(
-            Outbound::new(None).unwrap(),
-            guard,
-            Duration::from_secs(2),
-        );
+        let sender =
+            WebhookSender::new(Outbound::new(None).unwrap(), guard, Duration::from_secs(2));
         let attempt = sender
             .send("http://localhost:9/hook", "evt_1", 1, "v1,x", "{}".into())
             .await;
