@@ -55,6 +55,7 @@ pub enum TokenCommand {
     },
     /// Revoke a token by id; it stops working at once.
     Revoke {
+        /// The token's id (tok_…).
         id: String,
         #[command(flatten)]
         client: ClientArgs,

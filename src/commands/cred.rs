@@ -43,8 +43,10 @@ pub struct SecretArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct CreateArgs {
+    /// The end user's id in your product (for list: only theirs).
     #[arg(long)]
     user_id: String,
+    /// The end user's email (used in notifications).
     #[arg(long, default_value = "")]
     user_email: String,
     /// Human label, e.g. "Acme Salesforce".
@@ -68,7 +70,9 @@ pub struct CreateArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UpdateArgs {
+    /// The credential's id (cred_…).
     id: String,
+    /// A new human label, e.g. "Acme Salesforce".
     #[arg(long)]
     name: Option<String>,
     #[command(flatten)]
@@ -79,8 +83,10 @@ pub struct UpdateArgs {
     /// Remove all labels.
     #[arg(long, conflicts_with = "labels")]
     clear_labels: bool,
+    /// A new expiry for the credential, RFC 3339.
     #[arg(long)]
     expires_at: Option<String>,
+    /// Remove the credential's expiry.
     #[arg(long, conflicts_with = "expires_at")]
     clear_expires_at: bool,
     /// Fail (ABORTED) unless the credential is still at this version.
@@ -99,21 +105,26 @@ pub enum CredCommand {
     },
     /// Show a credential's metadata.
     Get {
+        /// The credential's id (cred_…).
         id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// List credentials' metadata, a page at a time.
     List {
+        /// The end user's id in your product (for list: only theirs).
         #[arg(long, default_value = "")]
         user_id: String,
+        /// Only credentials of this provider slug.
         #[arg(long, default_value = "")]
         provider: String,
         /// active, expired, needs_reauth or revoked.
         #[arg(long)]
         status: Option<String>,
+        /// Items per page (default 50, at most 1000).
         #[arg(long, default_value_t = 0)]
         page_size: i32,
+        /// The `next_page_token` of the previous page.
         #[arg(long, default_value = "")]
         page_token: String,
         #[command(flatten)]
@@ -121,7 +132,9 @@ pub enum CredCommand {
     },
     /// Print the decrypted secret (audited; needs credentials:reveal).
     Reveal {
+        /// The credential's id (cred_…).
         id: String,
+        /// Your request id, recorded with the reveal in the audit log.
         #[arg(long, default_value = "")]
         request_id: String,
         #[command(flatten)]
@@ -136,6 +149,7 @@ pub enum CredCommand {
     },
     /// Delete a credential and its ciphertext (OAuth: also revoke it at the provider).
     Delete {
+        /// The credential's id (cred_…).
         id: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -149,6 +163,7 @@ pub enum CredCommand {
     },
     /// Refresh an OAuth credential now.
     Refresh {
+        /// The credential's id (cred_…).
         id: String,
         #[command(flatten)]
         client: ClientArgs,

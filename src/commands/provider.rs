@@ -18,15 +18,19 @@ pub enum ProviderCommand {
         /// A catalog entry: google, microsoft, github, slack, salesforce, hubspot.
         #[arg(long, default_value = "")]
         template: String,
+        /// Your app's OAuth client id at the provider.
         #[arg(long)]
         client_id: String,
         /// The client secret (`-` reads it from stdin).
         #[arg(long, default_value = "")]
         client_secret: String,
+        /// The provider's authorization endpoint (overrides the template's).
         #[arg(long, default_value = "")]
         authorization_url: String,
+        /// The provider's token endpoint (overrides the template's).
         #[arg(long, default_value = "")]
         token_url: String,
+        /// The provider's RFC 7009 revocation endpoint (overrides the template's).
         #[arg(long, default_value = "")]
         revocation_url: String,
         /// Default scope (repeatable).
@@ -43,6 +47,7 @@ pub enum ProviderCommand {
     },
     /// Show a provider (never its client secret).
     Get {
+        /// The provider's slug, e.g. hubspot.
         slug: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -54,6 +59,7 @@ pub enum ProviderCommand {
     },
     /// Replace a provider's client secret (clears a recorded error).
     SetSecret {
+        /// The provider's slug, e.g. hubspot.
         slug: String,
         /// The new secret (`-` reads it from stdin).
         secret: String,
@@ -62,6 +68,7 @@ pub enum ProviderCommand {
     },
     /// Delete a provider.
     Delete {
+        /// The provider's slug, e.g. hubspot.
         slug: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -188,8 +195,10 @@ pub async fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
 /// `credvault cred connect`: starts a connect flow and prints the URL to open.
 #[derive(clap::Args, Debug)]
 pub struct ConnectArgs {
+    /// The end user's id in your product.
     #[arg(long)]
     user_id: String,
+    /// The end user's email (used in notifications).
     #[arg(long, default_value = "")]
     user_email: String,
     /// Provider slug.
@@ -201,8 +210,10 @@ pub struct ConnectArgs {
     /// Scope to ask for (repeatable; default: the provider's).
     #[arg(long = "scope")]
     scopes: Vec<String>,
+    /// Where the browser goes after connecting (must be on the provider's allow-list).
     #[arg(long)]
     success_url: String,
+    /// Where the browser goes when connecting fails (with `?error=<code>`).
     #[arg(long)]
     failure_url: String,
 }

@@ -11,6 +11,7 @@ use crate::ClientArgs;
 pub enum WebhookCommand {
     /// Register an endpoint; its whsec_ signing secret is printed once.
     Create {
+        /// The endpoint's https URL.
         url: String,
         /// Event type to deliver (repeatable; default: all).
         #[arg(long = "event")]
@@ -25,7 +26,9 @@ pub enum WebhookCommand {
     },
     /// Enable or disable an endpoint.
     Enable {
+        /// The endpoint's id (whk_…).
         id: String,
+        /// true to enable the endpoint, false to disable it.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         enabled: bool,
         #[command(flatten)]
@@ -33,13 +36,16 @@ pub enum WebhookCommand {
     },
     /// Delete an endpoint.
     Delete {
+        /// The endpoint's id (whk_…).
         id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Rotate an endpoint's secret; the old one also signs during the overlap.
     Rotate {
+        /// The endpoint's id (whk_…).
         id: String,
+        /// How long the old secret keeps signing beside the new one (default 24 h).
         #[arg(long, default_value_t = 86_400)]
         overlap_seconds: i64,
         #[command(flatten)]
@@ -47,8 +53,10 @@ pub enum WebhookCommand {
     },
     /// List events, oldest first.
     Events {
+        /// Items per page (default 50, at most 1000).
         #[arg(long, default_value_t = 0)]
         page_size: i32,
+        /// The `next_page_token` of the previous page.
         #[arg(long, default_value = "")]
         page_token: String,
         #[command(flatten)]
@@ -56,8 +64,10 @@ pub enum WebhookCommand {
     },
     /// List deliveries (filter with --status pending|delivered|dead, --endpoint).
     Deliveries {
+        /// Only deliveries in this state: pending, delivered or dead.
         #[arg(long)]
         status: Option<String>,
+        /// Only this endpoint's (whk_…).
         #[arg(long, default_value = "")]
         endpoint: String,
         #[command(flatten)]
@@ -65,12 +75,14 @@ pub enum WebhookCommand {
     },
     /// Send one event again to its endpoints.
     Redeliver {
+        /// The event to send again (evt_…).
         event_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Send dead letters again (of one endpoint with --endpoint, else all).
     Replay {
+        /// Only this endpoint's (whk_…).
         #[arg(long, default_value = "")]
         endpoint: String,
         #[command(flatten)]
