@@ -133,3 +133,62 @@ async fn the_drain_deadline_bounds_shutdown() {
     // `run` has returned: in `credvault serve` the process exits here, ending the call.
     stuck.abort();
 }
+
+/// A webhook attempt in flight when shutdown begins is finished and recorded (its
+/// lease released), not aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_finish_the_item_in_hand() {
+    use crate::receiver::{Answer, Receiver};
+    let mut app = spawn_app_with(Backend::Sqlite, |c| credvault::Config {
+        deliver_interval_ms: 20,
+        webhook_timeout_secs: 120,
+        shutdown_grace_secs: 60,
+        ..c
+    })
+    .await
+    .unwrap();
+    let receiver = Receiver::start().await;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    receiver.otherwise(Answer::Hold(release.clone()));
+    let t = app.tenant("acme").await;
+    app.webhooks(&t.token)
+        .await
+        .create_webhook_endpoint(pb::CreateWebhookEndpointRequest {
+            url: receiver.url(),
+            event_types: vec![],
+        })
+        .await
+        .unwrap();
+    let mut c = app.client(&t.token).await;
+    let mut req = crate::fixtures::create("ada", crate::fixtures::api_key("k"));
+    req.expires_at = Some(crate::fixtures::ts(
+        credvault::clock::Clock::now_ms(&app.clock) + 1_000,
+    ));
+    c.create_credential(req).await.unwrap();
+    app.clock.advance_ms(2_000);
+    let arrived = receiver.arrived.notified();
+    app.vault.scan_expiries(100).await.unwrap();
+    tokio::time::timeout(PATIENCE, arrived)
+        .await
+        .expect("the deliverer sent the event");
+
+    // Shutdown begins while the attempt is held open; it waits for that attempt.
+    let mut shutdown = tokio::spawn(async move {
+        app.shutdown().await;
+        app
+    });
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut shutdown).await;
+    assert!(early.is_err(), "shutdown waits for the attempt in hand");
+    release.notify_waiters();
+    let app = tokio::time::timeout(PATIENCE, shutdown)
+        .await
+        .expect("then completes")
+        .unwrap();
+    let recorded = "SELECT COUNT(*) FROM deliveries \
+                    WHERE attempts = 1 AND lease_owner IS NULL AND last_status = 500 AND id <> $1";
+    assert_eq!(
+        app.count(recorded, "").await,
+        1,
+        "the attempt was recorded and its lease released"
+    );
+}
