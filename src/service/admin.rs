@@ -116,6 +116,11 @@ impl Vault {
         }
         let tenant = self.managed_tenant(caller, &req.tenant).await?;
         let token = self.new_token(&tenant, scopes, &req.description, req.expires_at);
+        self.store_token(token).await
+    }
+
+    /// Stores a new token under the hash of a fresh secret; returns both, once.
+    async fn store_token(&self, token: ServiceToken) -> Result<(ServiceToken, SecretString)> {
         let secret = ids::new_token_secret();
         self.store
             .insert_token(
@@ -201,13 +206,6 @@ impl Vault {
     pub async fn recover_admin(&self, tenant: &str) -> Result<(ServiceToken, SecretString)> {
         let tenant = self.tenant(tenant).await?;
         let token = self.new_token(&tenant, Scope::ALL.to_vec(), "recovery admin token", None);
-        let secret = ids::new_token_secret();
-        self.store
-            .insert_token(
-                &token,
-                &ids::token_hash(secrecy::ExposeSecret::expose_secret(&secret)),
-            )
-            .await?;
-        Ok((token, secret))
+        self.store_token(token).await
     }
 }

@@ -444,34 +444,21 @@ impl TestApp {
             "webhooks:write",
         ]
         .map(String::from);
-        let (_, token) = self
-            .vault
-            .create_token(
-                &Caller::operator(),
-                NewToken {
-                    tenant: tenant.id.clone(),
-                    scopes: scopes.to_vec(),
-                    description: "test".into(),
-                    expires_at: None,
-                },
-            )
-            .await
-            .unwrap();
+        let token = self.mint(&tenant.id, scopes.to_vec()).await;
         TestTenant {
             id: tenant.id,
             token,
         }
     }
 
-    /// A token of `tenant` with only these scopes.
-    pub async fn token(&self, tenant: &TestTenant, scopes: &[&str]) -> SecretString {
-        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    /// A token of the tenant `tenant_id` with these scopes, minted by the operator.
+    async fn mint(&self, tenant_id: &str, scopes: Vec<String>) -> SecretString {
         self.vault
             .create_token(
                 &Caller::operator(),
                 NewToken {
-                    tenant: tenant.id.clone(),
-                    scopes: scopes.to_vec(),
+                    tenant: tenant_id.to_owned(),
+                    scopes,
                     description: "test".into(),
                     expires_at: None,
                 },
@@ -479,6 +466,12 @@ impl TestApp {
             .await
             .unwrap()
             .1
+    }
+
+    /// A token of `tenant` with only these scopes.
+    pub async fn token(&self, tenant: &TestTenant, scopes: &[&str]) -> SecretString {
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.mint(&tenant.id, scopes).await
     }
 
     // ------------------------------------------------------------ raw SQL
