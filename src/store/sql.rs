@@ -69,6 +69,29 @@ impl SqlStore {
         rows.iter().map(decode).collect()
     }
 
+    /// Runs `delete` (binding the tenant and the key) and, if it removed a row,
+    /// records `audit` in the same transaction; returns whether a row went.
+    async fn delete_audited(
+        &self,
+        delete: &'static str,
+        tenant_id: &str,
+        key: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(delete)
+            .bind(tenant_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit_query(audit).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`), so a transaction that reads before it writes cannot fail midway
     /// when another process writes to the same file.
@@ -464,18 +487,13 @@ impl Store for SqlStore {
         id: &str,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM credentials WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit_query(audit).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.delete_audited(
+            "DELETE FROM credentials WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            id,
+            audit,
+        )
+        .await
     }
 
     async fn insert_audit(&self, audit: &AuditEntry) -> StoreResult<()> {
@@ -651,18 +669,8 @@ impl Store for SqlStore {
         slug: &str,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM oauth_providers WHERE tenant_id = $1 AND slug = $2")
-            .bind(tenant_id)
-            .bind(slug)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit_query(audit).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(true)
+        let sql = "DELETE FROM oauth_providers WHERE tenant_id = $1 AND slug = $2";
+        self.delete_audited(sql, tenant_id, slug, audit).await
     }
 
     async fn replace_provider_secret(
