@@ -35,7 +35,7 @@ fn rewrite<R>(mut response: http::Response<R>) -> http::Response<R> {
         && headers
             .get("grpc-message")
             .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| percent_decoded(m).starts_with(TONIC_TOO_LARGE));
+            .is_some_and(|m| percent_decode(m.as_bytes()).starts_with(TONIC_TOO_LARGE));
     if too_large {
         headers.insert("grpc-status", http::HeaderValue::from_static("8"));
         headers.insert(
@@ -46,10 +46,6 @@ fn rewrite<R>(mut response: http::Response<R>) -> http::Response<R> {
         );
     }
     response
-}
-
-fn percent_decoded(value: &str) -> String {
-    percent_decode(value.as_bytes())
 }
 
 /// `grpc-message` is percent-encoded (only `%XX` escapes, per the gRPC spec).

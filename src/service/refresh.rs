@@ -64,10 +64,9 @@ enum Mode {
     /// Refresh if due, unless backing off (background refresher; reveal inside the
     /// margin while the token still works).
     IfDue,
-    /// The access token has expired: refresh now, whatever the back-off (reveal).
-    Expired,
-    /// Refresh now, whatever the back-off (`RefreshCredential`).
-    Force,
+    /// Refresh now, whatever the back-off: `RefreshCredential`, and a reveal whose
+    /// access token has expired.
+    Now,
 }
 
 /// The row as a caller found it before joining a flight: if it has moved on by the
@@ -175,7 +174,7 @@ impl Vault {
         let baseline = Baseline::of(&meta);
         if token_expired(&meta, now) {
             return self
-                .refresh_flight(&meta.tenant_id, &meta.id, Mode::Expired, Some(baseline))
+                .refresh_flight(&meta.tenant_id, &meta.id, Mode::Now, Some(baseline))
                 .await
                 .map_err(|err| expired_token_error(&meta, err));
         }
@@ -209,7 +208,7 @@ impl Vault {
             .refresh_flight(
                 &caller.tenant_id,
                 id,
-                Mode::Force,
+                Mode::Now,
                 Some(Baseline::of(&arrived)),
             )
             .await?;
