@@ -201,11 +201,7 @@ impl App {
     ) -> Result<(), AppError> {
         let (trigger, stop) = crate::shutdown::channel();
         let health = tonic_health::server::HealthReporter::new();
-        for service in SERVICES {
-            health
-                .set_service_status(service, ServingStatus::Serving)
-                .await;
-        }
+        report(&health, ServingStatus::Serving).await;
         let health_service = crate::grpc::health::service(health.clone(), stop.clone());
         let background = self.spawn_workers(&health, &stop);
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
@@ -217,11 +213,7 @@ impl App {
             async move {
                 shutdown.await;
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining");
-                for service in SERVICES {
-                    health
-                        .set_service_status(service, ServingStatus::NotServing)
-                        .await;
-                }
+                report(&health, ServingStatus::NotServing).await;
             }
         };
         let early = tokio::select! {
@@ -360,6 +352,13 @@ const SERVICES: [&str; 5] = [
     "credvault.v1.WebhookService",
 ];
 
+/// Sets every service's health status.
+async fn report(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    for service in SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
 /// Waits for the workers to finish what they hold, until `deadline`; then aborts
 /// those still running (their leases lapse and another replica takes over).
 async fn finish_workers(workers: Vec<JoinHandle<()>>, deadline: tokio::time::Instant) {
@@ -400,9 +399,7 @@ async fn watch_storage(vault: Vault, health: tonic_health::server::HealthReporte
             } else {
                 ServingStatus::NotServing
             };
-            for service in SERVICES {
-                health.set_service_status(service, status).await;
-            }
+            report(&health, status).await;
             if up {
                 tracing::info!("database reachable again: serving");
             } else {
