@@ -24,6 +24,7 @@ use crate::proto::{
         o_auth_service_server::OAuthServiceServer, webhook_service_server::WebhookServiceServer,
     },
 };
+use crate::service::links::{Connect, ConnectConfig};
 use crate::service::{Settings, Vault};
 use crate::shutdown::Shutdown;
 use crate::store::{self, StoreError};
@@ -83,13 +84,20 @@ fn secs(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
+/// Where browsers reach the HTTP listener: `public_base_url`, else the bound address.
+fn public_base(config: &Config, http: SocketAddr) -> String {
+    config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http}"))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 /// The service layer's settings from the configuration; `http` is the bound HTTP
 /// address (for the default public base URL).
 fn settings(config: &Config, http: SocketAddr) -> Result<Settings, AppError> {
-    let base = config
-        .public_base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{http}"));
+    let base = public_base(config, http);
     let mut horizons: Vec<i64> = config
         .expiry_warning_horizons_secs
         .iter()
@@ -310,7 +318,23 @@ impl App {
         }
         let http = {
             let stop = stop.clone();
-            axum::serve(self.http.0, crate::http::router(vault.clone()))
+            let connect = Connect::new(
+                vault.clone(),
+                ConnectConfig {
+                    public_base_url: public_base(&self.config, self.http.1),
+                    verify_timeout: Duration::from_secs(self.config.connect_verify_timeout_secs),
+                },
+            );
+            let page = crate::http::PageState::new(
+                connect,
+                !self.config.allow_http_urls,
+                self.config.connect_rate_limit_per_minute,
+            );
+            axum::serve(
+                self.http.0,
+                crate::http::router(page)
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
                 .with_graceful_shutdown(async move { stop.wait().await })
                 .into_future()
         };

@@ -81,6 +81,10 @@ pub struct Config {
     pub outbound_proxy: Option<String>,
     /// How long a shutdown may drain before open connections and streams are cut.
     pub shutdown_grace_secs: u64,
+    /// Form posts per minute per client IP on the hosted connect page (0: no limit).
+    pub connect_rate_limit_per_minute: u32,
+    /// Timeout of a provider's verification request on the connect page.
+    pub connect_verify_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -114,6 +118,8 @@ impl Default for Config {
             provider_allow_private_addresses: false,
             outbound_proxy: None,
             shutdown_grace_secs: 20,
+            connect_rate_limit_per_minute: 30,
+            connect_verify_timeout_secs: 10,
         }
     }
 }
@@ -209,6 +215,8 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("provider_allow_private_addresses", EnvKind::Flag),
     ("outbound_proxy", EnvKind::Text),
     ("shutdown_grace_secs", EnvKind::Number),
+    ("connect_rate_limit_per_minute", EnvKind::Number),
+    ("connect_verify_timeout_secs", EnvKind::Number),
 ];
 
 impl Config {

@@ -17,6 +17,7 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 
 pub use app::App;
 pub use config::Config;

@@ -6,6 +6,7 @@ use prost_types::Timestamp;
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::model::{CredentialMeta, Kind, SecretPayload, ServiceToken, Status, Tenant};
+use crate::oauth::forms::{AuthMode, BodyFormat, FormField, Verification};
 use crate::oauth::{ProviderConfig, SealedProvider, TokenAuthMethod};
 use crate::proto::v1 as pb;
 use crate::service::{
@@ -234,7 +235,85 @@ fn provider_settings(slug: String, c: ProviderConfig) -> pb::Provider {
         refresh_margin_seconds: c.refresh_margin_secs,
         allowed_redirect_urls: c.allowed_redirect_urls,
         allow_private_network: c.allow_private_network,
+        auth_mode: auth_mode_out(c.auth_mode).into(),
+        display_name: c.display_name,
+        logo_url: c.logo_url,
+        help_url: c.help_url,
+        fields: c.fields.into_iter().map(field_out).collect(),
+        verification: c.verification.map(verification_out),
         ..pb::Provider::default()
+    }
+}
+
+fn auth_mode(value: i32) -> Result<Option<AuthMode>> {
+    let bad = || Error::invalid("auth_mode", "is not an AuthMode value");
+    Ok(match pb::AuthMode::try_from(value).map_err(|_| bad())? {
+        pb::AuthMode::Unspecified => None,
+        pb::AuthMode::Oauth2 => Some(AuthMode::OAuth2),
+        pb::AuthMode::ApiKey => Some(AuthMode::ApiKey),
+        pb::AuthMode::Basic => Some(AuthMode::Basic),
+    })
+}
+
+fn auth_mode_out(m: AuthMode) -> pb::AuthMode {
+    match m {
+        AuthMode::OAuth2 => pb::AuthMode::Oauth2,
+        AuthMode::ApiKey => pb::AuthMode::ApiKey,
+        AuthMode::Basic => pb::AuthMode::Basic,
+    }
+}
+
+fn field_in(f: pb::FormField) -> FormField {
+    FormField {
+        name: f.name,
+        label: f.label,
+        placeholder: f.placeholder,
+        secret: f.secret,
+        pattern: f.pattern,
+        help: f.help,
+        optional: f.optional,
+    }
+}
+
+fn field_out(f: FormField) -> pb::FormField {
+    pb::FormField {
+        name: f.name,
+        label: f.label,
+        placeholder: f.placeholder,
+        secret: f.secret,
+        pattern: f.pattern,
+        help: f.help,
+        optional: f.optional,
+    }
+}
+
+fn verification_in(v: pb::Verification) -> Result<Verification> {
+    let bad = || Error::invalid("verification.body_format", "is not a BodyFormat value");
+    Ok(Verification {
+        method: v.method,
+        url: v.url,
+        headers: v.headers.into_iter().collect(),
+        body: v.body,
+        body_format: match pb::BodyFormat::try_from(v.body_format).map_err(|_| bad())? {
+            pb::BodyFormat::Unspecified | pb::BodyFormat::Json => BodyFormat::Json,
+            pb::BodyFormat::UrlEncoded => BodyFormat::UrlEncoded,
+            pb::BodyFormat::Xml => BodyFormat::Xml,
+        },
+    })
+}
+
+fn verification_out(v: Verification) -> pb::Verification {
+    pb::Verification {
+        method: v.method,
+        url: v.url,
+        headers: v.headers.into_iter().collect(),
+        body: v.body,
+        body_format: match v.body_format {
+            BodyFormat::Json => pb::BodyFormat::Json,
+            BodyFormat::UrlEncoded => pb::BodyFormat::UrlEncoded,
+            BodyFormat::Xml => pb::BodyFormat::Xml,
+        }
+        .into(),
     }
 }
 
@@ -260,6 +339,7 @@ pub fn template(name: String, config: ProviderConfig) -> pb::Provider {
 pub fn new_provider(r: pb::CreateProviderRequest) -> Result<NewProvider> {
     Ok(NewProvider {
         token_auth_method: auth_method(r.token_auth_method)?,
+        auth_mode: auth_mode(r.auth_mode)?,
         pkce: r.pkce,
         slug: r.slug,
         template: r.template,
@@ -275,6 +355,11 @@ pub fn new_provider(r: pb::CreateProviderRequest) -> Result<NewProvider> {
             refresh_margin_secs: r.refresh_margin_seconds,
             allowed_redirect_urls: r.allowed_redirect_urls,
             allow_private_network: r.allow_private_network,
+            display_name: r.display_name,
+            logo_url: r.logo_url,
+            help_url: r.help_url,
+            fields: r.fields.into_iter().map(field_in).collect(),
+            verification: r.verification.map(verification_in).transpose()?,
             ..ProviderConfig::default()
         },
     })
@@ -299,6 +384,23 @@ pub fn provider_changes(r: pb::UpdateProviderRequest) -> Result<ProviderChanges>
         allowed_redirect_urls: r.allowed_redirect_urls.map(|l| l.values),
         allow_private_network: r.allow_private_network,
         expected_version: r.expected_version,
+        display_name: r.display_name,
+        logo_url: r.logo_url,
+        help_url: r.help_url,
+        fields: r
+            .fields
+            .map(|l| l.values.into_iter().map(field_in).collect()),
+        verification: match (r.verification, r.clear_verification) {
+            (Some(_), true) => {
+                return Err(Error::invalid(
+                    "clear_verification",
+                    "cannot be combined with verification",
+                ));
+            }
+            (Some(v), false) => Some(Some(verification_in(v)?)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        },
     })
 }
 

@@ -8,6 +8,7 @@ use crate::clock::Millis;
 
 pub mod catalog;
 pub mod client;
+pub mod forms;
 pub mod redirect;
 
 /// How the client authenticates at the token endpoint.
@@ -39,6 +40,15 @@ pub struct ProviderConfig {
     pub allowed_redirect_urls: Vec<String>,
     /// The provider's endpoints may be on private addresses (an `admin` opted in).
     pub allow_private_network: bool,
+    /// How end users connect it (OAuth for providers stored before modes existed).
+    pub auth_mode: forms::AuthMode,
+    /// Shown on the hosted page; empty: the slug.
+    pub display_name: String,
+    pub logo_url: String,
+    pub help_url: String,
+    /// The form of an API-key or basic provider.
+    pub fields: Vec<forms::FormField>,
+    pub verification: Option<forms::Verification>,
 }
 
 impl Default for ProviderConfig {
@@ -57,6 +67,12 @@ impl Default for ProviderConfig {
             refresh_margin_secs: DEFAULT_REFRESH_MARGIN_SECS,
             allowed_redirect_urls: Vec::new(),
             allow_private_network: false,
+            auth_mode: forms::AuthMode::OAuth2,
+            display_name: String::new(),
+            logo_url: String::new(),
+            help_url: String::new(),
+            fields: Vec::new(),
+            verification: None,
         }
     }
 }
@@ -108,6 +124,24 @@ pub struct ConnectRequest {
     pub labels: BTreeMap<String, String>,
     pub success_redirect_url: String,
     pub failure_redirect_url: String,
+    /// Set for a flow started from a hosted connect page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkBinding>,
+    /// The redirect URI sent to the provider when it is not the vault's default
+    /// (a tenant's custom domain); the code exchange must send the same.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub redirect_uri: String,
+}
+
+/// Ties a flow to the connect link and the browser that started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkBinding {
+    pub link_id: String,
+    /// Hex SHA-256 of the nonce in the browser's cookie; checked at the callback.
+    pub browser_hash: String,
+    /// For a reconnect: the credential whose secret the flow replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_credential_id: Option<String>,
 }
 
 /// A started connect flow, looked up by the SHA-256 of its `state` parameter.

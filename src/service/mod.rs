@@ -13,9 +13,10 @@ use crate::webhooks::sender::WebhookSender;
 
 mod admin;
 mod auth;
-mod connect;
+mod oauth_flow;
 mod credentials;
 mod keys;
+pub mod links;
 mod notify;
 mod pagination;
 mod providers;
@@ -25,7 +26,7 @@ mod webhooks;
 
 pub use admin::NewToken;
 pub use auth::Caller;
-pub use connect::{CallbackOutcome, CallbackQuery, StartOAuth, Started};
+pub use oauth_flow::{CallbackOutcome, CallbackQuery, StartOAuth, Started};
 pub use credentials::{
     CredentialChanges, Deleted, ExpiryChange, ListRequest, NewCredential, Page, Revealed,
 };
@@ -104,6 +105,8 @@ pub struct Vault {
     settings: Settings,
     token_client: TokenClient,
     sender: WebhookSender,
+    /// The guarded client every outbound request goes through.
+    outbound: Outbound,
     flights: Arc<refresh::Flights>,
     /// This process's name in refresh leases.
     instance: Arc<str>,
@@ -131,7 +134,12 @@ impl Vault {
                 settings.allow_http_urls,
                 settings.provider_allow_private,
             ),
-            sender: WebhookSender::new(outbound, settings.webhook_guard, settings.webhook_timeout),
+            sender: WebhookSender::new(
+                outbound.clone(),
+                settings.webhook_guard,
+                settings.webhook_timeout,
+            ),
+            outbound,
             settings,
             flights: Arc::default(),
             instance: crate::ids::new_id("inst_").into(),
@@ -154,6 +162,27 @@ impl Vault {
                 "the database is unreachable; retry shortly".into(),
             ))
         }
+    }
+
+    /// Opens a sealed text value (a signing secret, a client secret); `what` names it
+    /// in errors.
+    pub(crate) fn open_text(
+        &self,
+        aad: &crate::crypto::AadContext<'_>,
+        blob: &[u8],
+        what: &str,
+    ) -> crate::error::Result<zeroize::Zeroizing<String>> {
+        let plain = self
+            .keyring
+            .open(aad, blob)
+            .map_err(|e| crate::error::Error::from_crypto(e, aad.credential_id))?;
+        String::from_utf8(plain.to_vec())
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| crate::error::Error::DataLoss(format!("{what} is not text")))
+    }
+
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     pub fn settings(&self) -> &Settings {

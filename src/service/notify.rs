@@ -6,7 +6,9 @@ use super::Vault;
 use crate::clock::Millis;
 use crate::error::Result;
 use crate::webhooks::sender::Attempt;
-use crate::webhooks::{AttemptRecord, ClaimedDelivery, DeliveryStatus, signing};
+use zeroize::Zeroizing;
+
+use crate::webhooks::{AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, signing};
 
 /// What one scanner pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -90,32 +92,17 @@ impl Vault {
         let d = &claimed.delivery;
         let now = self.now();
         let attempts = d.attempts + 1;
-        let endpoint = self
-            .store
-            .get_endpoint(&d.tenant_id, &d.endpoint_id)
-            .await?;
-        let attempt = match &endpoint {
-            None => Attempt::Failed {
+        let target = self.delivery_target(d, now).await?;
+        let attempt = match &target {
+            Err(reason) => Attempt::Failed {
                 status: None,
-                error: "endpoint deleted".into(),
+                error: reason.clone(),
                 retry_after: None,
             },
-            Some(e) if !e.endpoint.enabled => Attempt::Failed {
-                status: None,
-                error: format!(
-                    "endpoint disabled: {}",
-                    e.endpoint
-                        .disabled_reason
-                        .as_deref()
-                        .unwrap_or("by an operator")
-                ),
-                retry_after: None,
-            },
-            Some(e) => {
+            Ok((url, secrets)) => {
                 // webhook-timestamp is this attempt's; webhook-id stays the event id.
                 let timestamp = now.div_euclid(1000);
-                let signatures: Vec<String> = self
-                    .signing_secrets(e, now)?
+                let signatures: Vec<String> = secrets
                     .iter()
                     .filter_map(|s| {
                         signing::sign(s, &d.event_id, timestamp, claimed.payload.as_bytes())
@@ -123,7 +110,7 @@ impl Vault {
                     .collect();
                 self.sender
                     .send(
-                        &e.endpoint.url,
+                        url,
                         &d.event_id,
                         timestamp,
                         &signatures.join(" "),
@@ -132,7 +119,7 @@ impl Vault {
                     .await
             }
         };
-        let unusable = endpoint.as_ref().is_none_or(|e| !e.endpoint.enabled);
+        let unusable = target.is_err();
         let record = match attempt {
             Attempt::Delivered(status) => AttemptRecord {
                 status: DeliveryStatus::Delivered,
@@ -144,10 +131,13 @@ impl Vault {
             },
             Attempt::Gone => {
                 let reason = "the receiver answered 410 Gone";
-                self.store
-                    .disable_endpoint(&d.tenant_id, &d.endpoint_id, reason, now)
-                    .await?;
-                tracing::warn!(endpoint = %d.endpoint_id, "webhook endpoint answered 410 Gone: disabled");
+                // A link's notify_url is not an endpoint: only its delivery ends.
+                if d.url.is_none() {
+                    self.store
+                        .disable_endpoint(&d.tenant_id, &d.endpoint_id, reason, now)
+                        .await?;
+                    tracing::warn!(endpoint = %d.endpoint_id, "webhook endpoint answered 410 Gone: disabled");
+                }
                 AttemptRecord {
                     status: DeliveryStatus::Dead,
                     attempts,
@@ -199,6 +189,36 @@ impl Vault {
             tracing::warn!(delivery = %d.id, "delivery lease lapsed before the attempt was recorded");
         }
         Ok(sent)
+    }
+}
+
+/// Where a delivery goes and the secrets that sign it, or why it cannot be sent.
+type Target = std::result::Result<(String, Vec<Zeroizing<String>>), String>;
+
+impl Vault {
+    /// A registered endpoint's URL and secrets, or a link's `notify_url` with the
+    /// tenant's connect signing secrets.
+    async fn delivery_target(&self, d: &Delivery, now: Millis) -> Result<Target> {
+        if let Some(url) = &d.url {
+            let secrets = super::links::notify_secrets(self, &d.tenant_id, now).await?;
+            if secrets.is_empty() {
+                return Ok(Err("the tenant's connect signing secret is missing".into()));
+            }
+            return Ok(Ok((url.clone(), secrets)));
+        }
+        Ok(
+            match self.store.get_endpoint(&d.tenant_id, &d.endpoint_id).await? {
+                None => Err("endpoint deleted".into()),
+                Some(e) if !e.endpoint.enabled => Err(format!(
+                    "endpoint disabled: {}",
+                    e.endpoint
+                        .disabled_reason
+                        .as_deref()
+                        .unwrap_or("by an operator")
+                )),
+                Some(e) => Ok((e.endpoint.url.clone(), self.signing_secrets(&e, now)?)),
+            },
+        )
     }
 }
 

@@ -9,7 +9,10 @@ use crate::crypto::AadContext;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::Scope;
-use crate::oauth::{Provider, ProviderConfig, SealedProvider, TokenAuthMethod, catalog, redirect};
+use crate::oauth::forms::{AuthMode, FormField, Verification};
+use crate::oauth::{
+    Provider, ProviderConfig, SealedProvider, TokenAuthMethod, catalog, forms, redirect,
+};
 use crate::store::StoreError;
 
 const MAX_REDIRECT_URLS: usize = 32;
@@ -35,6 +38,7 @@ pub struct NewProvider {
     /// Whether each optional setting was given (else the template's or the default).
     pub pkce: Option<bool>,
     pub token_auth_method: Option<TokenAuthMethod>,
+    pub auth_mode: Option<AuthMode>,
     /// `Debug` prints `[REDACTED]`.
     pub client_secret: SecretString,
 }
@@ -57,6 +61,12 @@ pub struct ProviderChanges {
     pub allowed_redirect_urls: Option<Vec<String>>,
     pub allow_private_network: Option<bool>,
     pub expected_version: Option<i64>,
+    pub display_name: Option<String>,
+    pub logo_url: Option<String>,
+    pub help_url: Option<String>,
+    pub fields: Option<Vec<FormField>>,
+    /// `Some(None)` removes the verification request.
+    pub verification: Option<Option<Verification>>,
 }
 
 fn provider_not_found(slug: &str) -> Error {
@@ -119,6 +129,10 @@ impl Vault {
     }
 
     fn validate_config(&self, c: &ProviderConfig) -> Result<()> {
+        self.validate_page_settings(c)?;
+        if c.auth_mode != AuthMode::OAuth2 {
+            return Ok(());
+        }
         validate::text("client_id", &c.client_id, validate::MAX_TEXT_CHARS)?;
         self.check_url("authorization_url", &c.authorization_url, true)?;
         self.check_url("token_url", &c.token_url, true)?;
@@ -179,6 +193,25 @@ impl Vault {
         }
         for url in &c.allowed_redirect_urls {
             self.check_url("allowed_redirect_urls", url, true)?;
+        }
+        Ok(())
+    }
+
+    /// What the hosted page shows of a provider, and its form and verification.
+    fn validate_page_settings(&self, c: &ProviderConfig) -> Result<()> {
+        validate::bounded_text("display_name", &c.display_name, 100)?;
+        self.check_url("logo_url", &c.logo_url, false)?;
+        self.check_url("help_url", &c.help_url, false)?;
+        forms::check_fields(c.auth_mode, &c.fields)?;
+        if let Some(v) = &c.verification {
+            if c.auth_mode == AuthMode::OAuth2 {
+                return Err(Error::invalid(
+                    "verification",
+                    "is for API_KEY and BASIC providers (an OAuth token is verified by its exchange)",
+                ));
+            }
+            let names = forms::field_names(c.auth_mode, &c.fields);
+            forms::check_verification(v, &names, self.settings.allow_http_urls)?;
         }
         Ok(())
     }
@@ -253,6 +286,22 @@ impl Vault {
         }
         config.pkce = req.pkce.unwrap_or(config.pkce);
         config.token_auth_method = req.token_auth_method.unwrap_or(config.token_auth_method);
+        config.auth_mode = req.auth_mode.unwrap_or(config.auth_mode);
+        for (field, value) in [
+            (&mut config.display_name, given.display_name),
+            (&mut config.logo_url, given.logo_url),
+            (&mut config.help_url, given.help_url),
+        ] {
+            if !value.is_empty() {
+                *field = value;
+            }
+        }
+        if !given.fields.is_empty() {
+            config.fields = given.fields;
+        }
+        if given.verification.is_some() {
+            config.verification = given.verification;
+        }
         self.validate_config(&config)?;
         validate::bounded_text("client_secret", req.client_secret.expose_secret(), 4096)?;
 
@@ -427,6 +476,15 @@ fn apply_changes(c: &mut ProviderConfig, req: &ProviderChanges) {
     c.token_auth_method = req.token_auth_method.unwrap_or(c.token_auth_method);
     c.refresh_margin_secs = req.refresh_margin_secs.unwrap_or(c.refresh_margin_secs);
     c.allow_private_network = req.allow_private_network.unwrap_or(c.allow_private_network);
+    replace(&mut c.display_name, &req.display_name);
+    replace(&mut c.logo_url, &req.logo_url);
+    replace(&mut c.help_url, &req.help_url);
+    if let Some(v) = &req.fields {
+        c.fields.clone_from(v);
+    }
+    if let Some(v) = &req.verification {
+        c.verification.clone_from(v);
+    }
 }
 
 fn require_admin_for_private_network(caller: &Caller) -> Result<()> {

@@ -212,20 +212,7 @@ impl Vault {
         e: &SealedEndpoint,
         now: Millis,
     ) -> Result<Vec<zeroize::Zeroizing<String>>> {
-        let open = |blob: &[u8]| -> Result<zeroize::Zeroizing<String>> {
-            let plain = self
-                .keyring
-                .open(&aad_of(&e.endpoint), blob)
-                .map_err(|err| Error::from_crypto(err, &e.endpoint.id))?;
-            String::from_utf8(plain.to_vec())
-                .map(zeroize::Zeroizing::new)
-                .map_err(|_| {
-                    Error::DataLoss(format!(
-                        "webhook endpoint {} secret is not text",
-                        e.endpoint.id
-                    ))
-                })
-        };
+        let open = |blob: &[u8]| self.open_text(&aad_of(&e.endpoint), blob, "webhook endpoint secret");
         let mut secrets = vec![open(&e.secret)?];
         if let (Some(previous), Some(until)) = (&e.previous_secret, e.previous_secret_until)
             && until > now

@@ -16,12 +16,14 @@ use crate::model::{
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
 mod batch;
+mod connect;
 mod notifications;
 pub mod postgres;
 mod rows;
 mod sql;
 pub mod sqlite;
 
+pub use connect::{AttemptCount, ConnectNotice, ConnectStore, LinkFilter};
 pub use notifications::{DeliveryFilter, NotificationStore};
 pub use sql::SqlStore;
 
@@ -93,7 +95,7 @@ pub struct CredentialWrite {
 }
 
 #[async_trait]
-pub trait Store: NotificationStore + Send + Sync + 'static {
+pub trait Store: NotificationStore + ConnectStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Succeeds when the database answers.

@@ -203,7 +203,7 @@ pub fn endpoint(row: &AnyRow) -> StoreResult<SealedEndpoint> {
 }
 
 pub const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, endpoint_id, status, attempts, \
-     next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at";
+     next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at, url";
 
 pub fn delivery(row: &AnyRow) -> StoreResult<Delivery> {
     let status: String = row.try_get("status")?;
@@ -220,5 +220,6 @@ pub fn delivery(row: &AnyRow) -> StoreResult<Delivery> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         delivered_at: row.try_get("delivered_at")?,
+        url: row.try_get("url")?,
     })
 }

@@ -90,6 +90,9 @@ pub struct Delivery {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub delivered_at: Option<Millis>,
+    /// Set for a connect link's `notify_url` (then `endpoint_id` is the link's id and
+    /// the tenant's connect secret signs).
+    pub url: Option<String>,
 }
 
 /// A delivery claimed for sending, with what to send.

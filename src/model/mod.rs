@@ -2,6 +2,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod connect;
+
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -191,6 +193,10 @@ pub enum Scope {
     ProvidersWrite,
     WebhooksRead,
     WebhooksWrite,
+    /// Reads connect links.
+    ConnectRead,
+    /// Mints and revokes connect links (no access to secrets).
+    ConnectWrite,
     /// Mints, lists and revokes the tokens of its own tenant.
     TenantAdmin,
     /// The vault operator: tenants, every tenant's tokens.
@@ -204,12 +210,14 @@ text_enum!(Scope {
     ProvidersWrite = "providers:write",
     WebhooksRead = "webhooks:read",
     WebhooksWrite = "webhooks:write",
+    ConnectRead = "connect:read",
+    ConnectWrite = "connect:write",
     TenantAdmin = "tenant:admin",
     Admin = "admin",
 });
 
 impl Scope {
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 11] = [
         Scope::CredentialsRead,
         Scope::CredentialsWrite,
         Scope::CredentialsReveal,
@@ -217,6 +225,8 @@ impl Scope {
         Scope::ProvidersWrite,
         Scope::WebhooksRead,
         Scope::WebhooksWrite,
+        Scope::ConnectRead,
+        Scope::ConnectWrite,
         Scope::TenantAdmin,
         Scope::Admin,
     ];
@@ -275,12 +285,16 @@ pub const EVENT_EXPIRED: &str = "credential.expired";
 pub const EVENT_EXPIRING: &str = "credential.expiring";
 pub const EVENT_NEEDS_REAUTH: &str = "credential.needs_reauth";
 pub const EVENT_PROVIDER_MISCONFIGURED: &str = "provider.misconfigured";
+pub const EVENT_CONNECT_SUCCEEDED: &str = "connect.succeeded";
+pub const EVENT_CONNECT_FAILED: &str = "connect.failed";
 /// Every event type there is.
 pub const EVENT_TYPES: &[&str] = &[
     EVENT_EXPIRED,
     EVENT_EXPIRING,
     EVENT_NEEDS_REAUTH,
     EVENT_PROVIDER_MISCONFIGURED,
+    EVENT_CONNECT_SUCCEEDED,
+    EVENT_CONNECT_FAILED,
 ];
 
 /// RFC 3339 with milliseconds, UTC: the timestamp form of event payloads.
@@ -293,7 +307,7 @@ pub fn rfc3339(ms: Millis) -> String {
 }
 
 impl Event {
-    fn new(
+    pub(crate) fn new(
         kind: &'static str,
         tenant_id: &str,
         credential_id: Option<&str>,

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 
 use secrecy::ExposeSecret;
 
-use super::{Caller, NewCredential, Vault, validate};
+use super::{Caller, CredentialChanges, NewCredential, Vault, validate};
 use crate::clock::Millis;
 use crate::crypto::AadContext;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::SecretPayload;
-use crate::oauth::{ConnectRequest, OAuthState, StateLookup, client, redirect};
+use crate::oauth::{ConnectRequest, OAuthState, SealedProvider, StateLookup, client, redirect};
 
 /// A `StartOAuth` request as received.
 #[derive(Debug, Default)]
@@ -63,11 +63,16 @@ impl std::fmt::Debug for CallbackQuery {
 }
 
 /// What the callback answers: a redirect, or (when there is nowhere safe to
-/// redirect to) an error page with a fixed code.
+/// redirect to) an error page with a fixed code. A flow started on a connect page
+/// hands its result back to that page's link.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CallbackOutcome {
     Redirect(String),
     ErrorPage(&'static str),
+    Link {
+        state: OAuthState,
+        result: Result<String, &'static str>,
+    },
 }
 
 fn aad_of(state: &OAuthState) -> AadContext<'_> {
@@ -105,35 +110,53 @@ impl Vault {
                 ));
             }
         }
-        let scopes = if req.scopes.is_empty() {
-            config.default_scopes.clone()
-        } else {
-            req.scopes
+        let request = ConnectRequest {
+            name: req.name,
+            scopes: req.scopes,
+            labels: req.labels,
+            success_redirect_url: req.success_redirect_url,
+            failure_redirect_url: req.failure_redirect_url,
+            link: None,
+            redirect_uri: String::new(),
         };
+        self.begin_flow(&caller.tenant_id, &req.user_id, &req.user_email, &provider, request)
+            .await
+    }
 
+    /// Stores a new flow's state (hashed) and sealed PKCE verifier; returns the
+    /// provider's authorization URL. Empty `request.scopes` take the provider's
+    /// defaults.
+    pub(super) async fn begin_flow(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        user_email: &str,
+        provider: &SealedProvider,
+        mut request: ConnectRequest,
+    ) -> Result<Started> {
+        let config = &provider.provider.config;
+        if request.scopes.is_empty() {
+            request.scopes.clone_from(&config.default_scopes);
+        }
         let now = self.now();
         let state_token = ids::random_token();
         let (authorization_url, verifier) = client::authorize_url(
             config,
-            &self.settings.callback_url,
+            self.redirect_uri(&request),
             state_token.expose_secret(),
-            &scopes,
+            &request.scopes,
         )
-        .map_err(|e| Error::FailedPrecondition(format!("provider {}: {e}", req.provider)))?;
+        .map_err(|e| {
+            Error::FailedPrecondition(format!("provider {}: {e}", provider.provider.slug))
+        })?;
         let mut state = OAuthState {
             state_hash: ids::token_hash(state_token.expose_secret()),
             id: ids::new_id(ids::STATE_PREFIX),
-            tenant_id: caller.tenant_id.clone(),
-            user_id: req.user_id,
-            user_email: req.user_email,
-            provider: req.provider,
-            request: ConnectRequest {
-                name: req.name,
-                scopes,
-                labels: req.labels,
-                success_redirect_url: req.success_redirect_url,
-                failure_redirect_url: req.failure_redirect_url,
-            },
+            tenant_id: tenant_id.to_owned(),
+            user_id: user_id.to_owned(),
+            user_email: user_email.to_owned(),
+            provider: provider.provider.slug.clone(),
+            request,
             pkce_verifier: None,
             expires_at: now + self.settings.oauth_state_ttl_ms,
             used_at: None,
@@ -147,9 +170,23 @@ impl Vault {
         })
     }
 
+    fn redirect_uri<'a>(&'a self, request: &'a ConnectRequest) -> &'a str {
+        if request.redirect_uri.is_empty() {
+            &self.settings.callback_url
+        } else {
+            &request.redirect_uri
+        }
+    }
+
     /// Handles the browser's return from the provider. No token request is made
-    /// unless the state is redeemed here for the first time, unexpired.
-    pub async fn complete_oauth(&self, query: CallbackQuery) -> CallbackOutcome {
+    /// unless the state is redeemed here for the first time, unexpired, and (for a
+    /// flow started on a connect page) by the browser that started it: `browser` is
+    /// the nonce of that browser's cookie.
+    pub async fn complete_oauth(
+        &self,
+        query: CallbackQuery,
+        browser: Option<&str>,
+    ) -> CallbackOutcome {
         let Some(state_token) = query.state.filter(|s| !s.is_empty()) else {
             return CallbackOutcome::ErrorPage("missing_state");
         };
@@ -160,13 +197,20 @@ impl Vault {
         let state = match lookup {
             Ok(StateLookup::Consumed(state)) => state,
             Ok(StateLookup::Unknown) => return CallbackOutcome::ErrorPage("unknown_state"),
-            Ok(StateLookup::Expired(state)) => return failure(&state, "expired_state"),
-            Ok(StateLookup::Replayed(state)) => return failure(&state, "state_already_used"),
+            Ok(StateLookup::Expired(state)) => return failure(state, "expired_state"),
+            Ok(StateLookup::Replayed(state)) => return failure(state, "state_already_used"),
             Err(e) => {
                 tracing::error!(error = %e, "redeeming an OAuth state failed");
                 return CallbackOutcome::ErrorPage("server_error");
             }
         };
+        if let Some(binding) = &state.request.link {
+            let presented = browser.map(|nonce| hex(&ids::token_hash(nonce)));
+            if presented.as_deref() != Some(binding.browser_hash.as_str()) {
+                tracing::warn!(state = %state.id, "OAuth callback from another browser than the one that started the flow");
+                return failure(state, "browser_mismatch");
+            }
+        }
         if let Some(error) = query.error {
             // Only the one standard code is passed on; anything else the provider says
             // is not echoed into the tenant's URL.
@@ -175,20 +219,16 @@ impl Vault {
             } else {
                 "provider_error"
             };
-            return failure(&state, code);
+            return failure(state, code);
         }
         let Some(code) = query.code.filter(|c| !c.is_empty()) else {
-            return failure(&state, "missing_code");
+            return failure(state, "missing_code");
         };
         match self.finish_connect(&state, &code).await {
-            Ok(credential_id) => CallbackOutcome::Redirect(redirect::with_param(
-                &state.request.success_redirect_url,
-                "credential_id",
-                &credential_id,
-            )),
+            Ok(credential_id) => success(state, credential_id),
             Err(reason) => {
                 tracing::warn!(state = %state.id, provider = %state.provider, reason, "OAuth connect failed");
-                failure(&state, reason)
+                failure(state, reason)
             }
         }
     }
@@ -220,7 +260,7 @@ impl Vault {
             .exchange_code(
                 &provider.provider.config,
                 client_secret.as_deref().map(String::as_str),
-                &self.settings.callback_url,
+                self.redirect_uri(&state.request),
                 code,
                 verifier.as_deref(),
             )
@@ -248,6 +288,19 @@ impl Vault {
             token_id: format!("oauth:{}", state.id),
             scopes: Vec::new(),
         };
+        let link = state.request.link.as_ref();
+        if let Some(id) = link.and_then(|l| l.reconnect_credential_id.clone()) {
+            let changes = CredentialChanges {
+                id: id.clone(),
+                secret: Some(secret),
+                ..CredentialChanges::default()
+            };
+            return self
+                .update_credential(&caller, changes)
+                .await
+                .map(|_| id)
+                .map_err(|_| "store_failed");
+        }
         let request = NewCredential {
             user_id: state.user_id.clone(),
             user_email: state.user_email.clone(),
@@ -256,7 +309,8 @@ impl Vault {
             secret: Some(secret),
             labels: state.request.labels.clone(),
             expires_at: None,
-            request_id: String::new(),
+            // A link stores at most one credential, however often its flow completes.
+            request_id: link.map(|l| l.link_id.clone()).unwrap_or_default(),
         };
         self.create_credential(&caller, request)
             .await
@@ -265,7 +319,36 @@ impl Vault {
     }
 }
 
-fn failure(state: &OAuthState, code: &str) -> CallbackOutcome {
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hex SHA-256 of a browser nonce, as a [`crate::oauth::LinkBinding`] stores it.
+pub fn browser_hash(nonce: &str) -> String {
+    hex(&ids::token_hash(nonce))
+}
+
+fn success(state: OAuthState, credential_id: String) -> CallbackOutcome {
+    if state.request.link.is_some() {
+        return CallbackOutcome::Link {
+            state,
+            result: Ok(credential_id),
+        };
+    }
+    CallbackOutcome::Redirect(redirect::with_param(
+        &state.request.success_redirect_url,
+        "credential_id",
+        &credential_id,
+    ))
+}
+
+fn failure(state: OAuthState, code: &'static str) -> CallbackOutcome {
+    if state.request.link.is_some() {
+        return CallbackOutcome::Link {
+            state,
+            result: Err(code),
+        };
+    }
     CallbackOutcome::Redirect(redirect::with_param(
         &state.request.failure_redirect_url,
         "error",

@@ -1,0 +1,684 @@
+//! What the hosted page does with a link: open it, store what the user typed (after
+//! the provider's verification), run OAuth bound to the browser, and finish the link
+//! with its redirect, event and notification.
+use std::collections::BTreeMap;
+
+use super::minting::page_can_serve;
+use super::verify::Verdict;
+use super::{Connect, MAX_FAILED_ATTEMPTS};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::model::SecretPayload;
+use crate::model::connect::{
+    ConnectLink, ConnectOutcome, ConnectSettings, ConnectedCredential, LinkChange, LinkStatus,
+    LinkType, REVOKED_TOO_MANY_ATTEMPTS,
+};
+use crate::model::{AuditEntry, Event};
+use crate::oauth::forms::{AuthMode, FormField, PASSWORD_FIELD, USERNAME_FIELD, default_fields};
+use crate::oauth::{ConnectRequest, LinkBinding, OAuthState, SealedProvider, redirect};
+use crate::service::{Caller, CredentialChanges, NewCredential, oauth_flow};
+use crate::store::{AttemptCount, ConnectNotice};
+
+/// The longest value a form field takes.
+pub const MAX_FIELD_CHARS: usize = 4096;
+
+/// Why a link no longer shows its form; each has a stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    Unknown,
+    Expired,
+    Used,
+    Revoked,
+    TooManyAttempts,
+}
+
+impl Closed {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unknown => "link_not_found",
+            Self::Expired => "link_expired",
+            Self::Used => "link_used",
+            Self::Revoked => "link_revoked",
+            Self::TooManyAttempts => REVOKED_TOO_MANY_ATTEMPTS,
+        }
+    }
+
+    fn of(link: &ConnectLink, now: i64) -> Option<Self> {
+        match link.status_at(now) {
+            LinkStatus::Pending => None,
+            LinkStatus::Expired => Some(Self::Expired),
+            LinkStatus::Completed => Some(Self::Used),
+            LinkStatus::Revoked
+                if link.revoked_reason.as_deref() == Some(REVOKED_TOO_MANY_ATTEMPTS) =>
+            {
+                Some(Self::TooManyAttempts)
+            }
+            LinkStatus::Revoked => Some(Self::Revoked),
+        }
+    }
+}
+
+/// A provider as the page shows it.
+#[derive(Debug, Clone)]
+pub struct PageProvider {
+    pub slug: String,
+    pub display_name: String,
+    pub logo_url: String,
+    pub help_url: String,
+    pub auth_mode: AuthMode,
+    pub fields: Vec<FormField>,
+    /// Where an OAuth provider's consent screen is (the page's `form-action`).
+    pub authorization_url: String,
+}
+
+/// An open link with what its page shows.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub link: ConnectLink,
+    pub settings: ConnectSettings,
+    pub tenant_name: String,
+    pub providers: Vec<PageProvider>,
+}
+
+/// A field the user has to correct; `message` is a key of the page's text table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormError {
+    pub field: String,
+    pub message: &'static str,
+}
+
+/// Where a finished flow goes: the tenant's redirect URL, or the page's own result
+/// screen when the link has none.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub success: bool,
+    /// `CREATION_SUCCESS`, `RECONNECTED`, or the failure code.
+    pub status: &'static str,
+    pub credential_id: Option<String>,
+    pub redirect: Option<String>,
+    pub settings: ConnectSettings,
+    pub tenant_name: String,
+    /// The caller's opaque name (echoed in the redirect and postMessage).
+    pub name: String,
+}
+
+/// What a form post came to.
+#[derive(Debug)]
+pub enum Submitted {
+    Finished(Finished),
+    /// Fix these fields and post again.
+    Invalid(Opened, Vec<FormError>),
+    /// The provider rejected the key; `attempts_left` more tries.
+    Rejected(Opened, i64),
+    /// The provider could not be asked (timeout, 5xx): try again.
+    Unverified(Opened),
+    Closed(Closed),
+}
+
+/// What the user typed, by field name. `Debug` shows the names only, and the
+/// values are wiped from memory when dropped.
+#[derive(Default)]
+pub struct FormValues(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for FormValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Drop for FormValues {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            zeroize::Zeroize::zeroize(value);
+        }
+    }
+}
+
+impl crate::template::Values for FormValues {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl Connect {
+    /// The link behind a page token, if it still shows its form.
+    pub async fn open(&self, token: &str) -> Result<std::result::Result<Opened, Closed>> {
+        let Some(link) = self
+            .vault
+            .store
+            .find_link_by_token(&ids::token_hash(token))
+            .await?
+        else {
+            return Ok(Err(Closed::Unknown));
+        };
+        if let Some(closed) = Closed::of(&link, self.now()) {
+            return Ok(Err(closed));
+        }
+        Ok(Ok(self.opened(link).await?))
+    }
+
+    async fn opened(&self, link: ConnectLink) -> Result<Opened> {
+        let settings = self.load_settings(&link.tenant_id).await?.settings;
+        let tenant_name = self
+            .vault
+            .store
+            .get_tenant(&link.tenant_id)
+            .await?
+            .map(|t| t.name)
+            .unwrap_or_default();
+        let registered = self.vault.store.list_providers(&link.tenant_id).await?;
+        let all = link.request.providers.iter().any(|p| p == "*");
+        let mut providers: Vec<PageProvider> = registered
+            .into_iter()
+            .filter(|p| all || link.request.providers.contains(&p.provider.slug))
+            .filter(|p| page_can_serve(&p.provider.config))
+            .map(page_provider)
+            .collect();
+        if !all {
+            // The order the link asked for.
+            providers.sort_by_key(|p| link.request.providers.iter().position(|s| *s == p.slug));
+        }
+        Ok(Opened {
+            link,
+            settings,
+            tenant_name,
+            providers,
+        })
+    }
+
+    /// The token's CSRF value: tied to the link (derived from its token), so a form
+    /// can only be posted by someone who was shown it.
+    pub fn csrf_token(token: &str) -> String {
+        let digest = ids::token_hash(&format!("credvault-connect-csrf:{token}"));
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Stores what the user typed for an API-key or basic provider.
+    pub async fn submit(
+        &self,
+        token: &str,
+        provider: &str,
+        values: FormValues,
+    ) -> Result<Submitted> {
+        let opened = match self.open(token).await? {
+            Ok(opened) => opened,
+            Err(closed) => return Ok(Submitted::Closed(closed)),
+        };
+        let Some(shown) = opened.providers.iter().find(|p| p.slug == provider).cloned() else {
+            return Ok(Submitted::Finished(
+                self.fail(&opened, "provider_not_allowed").await?,
+            ));
+        };
+        if shown.auth_mode == AuthMode::OAuth2 {
+            return Ok(Submitted::Finished(
+                self.fail(&opened, "provider_not_allowed").await?,
+            ));
+        }
+        let errors = check_fields(&shown.fields, &values);
+        if !errors.is_empty() {
+            return Ok(Submitted::Invalid(opened, errors));
+        }
+        let sealed_provider = self
+            .vault
+            .store
+            .get_provider(&opened.link.tenant_id, provider)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("provider {provider} not found")))?;
+        match self.verify(&sealed_provider, &values).await {
+            Verdict::Valid | Verdict::NotConfigured => {}
+            Verdict::Unverified => return Ok(Submitted::Unverified(opened)),
+            Verdict::Rejected => return self.rejected(opened).await,
+        }
+        let (secret, labels) = split_fields(shown.auth_mode, &shown.fields, &values);
+        let display = shown.display_name.clone();
+        self.store_and_finish(opened, provider, &display, secret, labels)
+            .await
+    }
+
+    async fn rejected(&self, opened: Opened) -> Result<Submitted> {
+        let link = &opened.link;
+        let now = self.now();
+        let event = Event::connect(
+            link,
+            ConnectOutcome::Failed(REVOKED_TOO_MANY_ATTEMPTS),
+            &ConnectedCredential::default(),
+            now,
+        );
+        let notice = notice(link, &event);
+        match self
+            .vault
+            .store
+            .count_failed_attempt(&link.tenant_id, &link.id, MAX_FAILED_ATTEMPTS, now, notice)
+            .await?
+        {
+            AttemptCount::Counted(n) => Ok(Submitted::Rejected(opened, MAX_FAILED_ATTEMPTS - n)),
+            AttemptCount::Exhausted => {
+                tracing::warn!(link = %link.id, "connect link revoked after too many rejected keys");
+                Ok(Submitted::Finished(
+                    finished(&opened, Err(REVOKED_TOO_MANY_ATTEMPTS)),
+                ))
+            }
+            AttemptCount::NotPending => Ok(Submitted::Closed(Closed::Used)),
+        }
+    }
+
+    /// Creates (or for a reconnect, replaces the secret of) the credential, then
+    /// completes the link.
+    async fn store_and_finish(
+        &self,
+        opened: Opened,
+        provider: &str,
+        display_name: &str,
+        secret: SecretPayload,
+        field_labels: BTreeMap<String, String>,
+    ) -> Result<Submitted> {
+        let link = &opened.link;
+        let caller = link_caller(link);
+        let stored = match &link.request.reconnect_credential_id {
+            Some(id) => {
+                let current = self.vault.get_credential(&caller, id).await?;
+                let mut labels = current.labels.clone();
+                labels.extend(field_labels);
+                let changes = CredentialChanges {
+                    id: id.clone(),
+                    secret: Some(secret),
+                    labels: Some(labels),
+                    ..CredentialChanges::default()
+                };
+                self.vault.update_credential(&caller, changes).await
+            }
+            None => {
+                let mut labels = link.request.labels.clone();
+                labels.extend(field_labels);
+                let name = match link.request.credential_name.as_str() {
+                    "" => display_name.to_owned(),
+                    name => name.to_owned(),
+                };
+                let request = NewCredential {
+                    user_id: link.user_id.clone(),
+                    user_email: link.user_email.clone(),
+                    name,
+                    provider: provider.to_owned(),
+                    secret: Some(secret),
+                    labels,
+                    expires_at: None,
+                    // At most one credential per link, however often it is posted.
+                    request_id: link.id.to_string(),
+                };
+                self.vault.create_credential(&caller, request).await
+            }
+        };
+        let credential = match stored {
+            Ok(meta) => ConnectedCredential {
+                id: meta.id,
+                name: meta.name,
+                provider: meta.provider,
+            },
+            // The same link posted twice with different values: the first one won.
+            Err(Error::InvalidArgument { field: "request_id", .. }) => {
+                return Ok(Submitted::Closed(Closed::Used));
+            }
+            Err(e) => return Err(e),
+        };
+        self.complete(&opened, credential).await
+    }
+
+    /// Marks the link completed with its event and notification, atomically.
+    async fn complete(&self, opened: &Opened, credential: ConnectedCredential) -> Result<Submitted> {
+        let link = &opened.link;
+        let now = self.now();
+        let outcome = match link.request.link_type {
+            LinkType::Create => ConnectOutcome::Created,
+            LinkType::Reconnect => ConnectOutcome::Reconnected,
+        };
+        let event = Event::connect(link, outcome, &credential, now);
+        let change = LinkChange {
+            tenant_id: &link.tenant_id,
+            id: &link.id,
+            status: LinkStatus::Completed,
+            credential_id: Some(&credential.id),
+            revoked_reason: None,
+            at: now,
+        };
+        let audit = link_audit(link, "connect.link.complete", now);
+        let done = self
+            .vault
+            .store
+            .finish_link(&change, &audit, Some(notice(link, &event)))
+            .await?;
+        if !done {
+            // Revoked (or completed by another tab) while this post was in flight.
+            let current = self.vault.store.get_link(&link.tenant_id, &link.id).await?;
+            let same = current
+                .as_ref()
+                .and_then(|l| l.credential_id.as_deref())
+                == Some(credential.id.as_str());
+            if !same {
+                if link.request.link_type == LinkType::Create {
+                    self.vault
+                        .delete_credential(&link_caller(link), &credential.id)
+                        .await?;
+                }
+                let closed = current
+                    .and_then(|l| Closed::of(&l, now))
+                    .unwrap_or(Closed::Used);
+                return Ok(Submitted::Closed(closed));
+            }
+        }
+        Ok(Submitted::Finished(finished(opened, Ok(credential.id))))
+    }
+
+    /// A failure the user cannot fix on the page: the failure redirect, with a
+    /// `connect.failed` event. The link stays usable until it expires.
+    async fn fail(&self, opened: &Opened, code: &'static str) -> Result<Finished> {
+        let event = Event::connect(
+            &opened.link,
+            ConnectOutcome::Failed(code),
+            &ConnectedCredential::default(),
+            self.now(),
+        );
+        self.vault
+            .store
+            .insert_connect_notice(notice(&opened.link, &event))
+            .await?;
+        Ok(finished(opened, Err(code)))
+    }
+
+    /// Starts the provider's OAuth flow for a link, bound to the browser whose cookie
+    /// holds `browser_nonce`; returns the authorization URL.
+    pub async fn start_oauth(
+        &self,
+        token: &str,
+        provider: &str,
+        browser_nonce: &str,
+    ) -> Result<std::result::Result<String, Submitted>> {
+        let opened = match self.open(token).await? {
+            Ok(opened) => opened,
+            Err(closed) => return Ok(Err(Submitted::Closed(closed))),
+        };
+        let shown = opened.providers.iter().find(|p| p.slug == provider);
+        if shown.is_none_or(|p| p.auth_mode != AuthMode::OAuth2) {
+            let finished = self.fail(&opened, "provider_not_allowed").await?;
+            return Ok(Err(Submitted::Finished(finished)));
+        }
+        let sealed = self
+            .vault
+            .store
+            .get_provider(&opened.link.tenant_id, provider)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("provider {provider} not found")))?;
+        let link = &opened.link;
+        let redirect_uri = match opened.settings.custom_base_url.as_str() {
+            "" => String::new(),
+            base => format!("{}/oauth/callback", base.trim_end_matches('/')),
+        };
+        let request = ConnectRequest {
+            name: match link.request.credential_name.as_str() {
+                "" => shown.map(|p| p.display_name.clone()).unwrap_or_default(),
+                name => name.to_owned(),
+            },
+            scopes: Vec::new(),
+            labels: link.request.labels.clone(),
+            success_redirect_url: String::new(),
+            failure_redirect_url: String::new(),
+            link: Some(LinkBinding {
+                link_id: link.id.to_string(),
+                browser_hash: oauth_flow::browser_hash(browser_nonce),
+                reconnect_credential_id: link.request.reconnect_credential_id.clone(),
+            }),
+            redirect_uri,
+        };
+        let started = self
+            .vault
+            .begin_flow(&link.tenant_id, &link.user_id, &link.user_email, &sealed, request)
+            .await?;
+        Ok(Ok(started.authorization_url))
+    }
+
+    /// The end of an OAuth flow started on a link's page.
+    pub async fn finish_oauth(
+        &self,
+        state: &OAuthState,
+        result: std::result::Result<String, &'static str>,
+    ) -> Result<std::result::Result<Finished, Closed>> {
+        let Some(binding) = &state.request.link else {
+            return Ok(Err(Closed::Unknown));
+        };
+        let id = crate::model::connect::LinkId(binding.link_id.clone());
+        let Some(link) = self.vault.store.get_link(&state.tenant_id, &id).await? else {
+            return Ok(Err(Closed::Unknown));
+        };
+        let opened = self.opened(link).await?;
+        let outcome = match result {
+            Err(code) => self.fail(&opened, code).await?,
+            Ok(credential_id) => {
+                let credential = ConnectedCredential {
+                    id: credential_id,
+                    name: state.request.name.clone(),
+                    provider: state.provider.clone(),
+                };
+                match self.complete(&opened, credential).await? {
+                    Submitted::Finished(finished) => finished,
+                    Submitted::Closed(closed) => return Ok(Err(closed)),
+                    _ => unreachable!("completing a link either finishes or finds it closed"),
+                }
+            }
+        };
+        Ok(Ok(outcome))
+    }
+}
+
+fn page_provider(p: SealedProvider) -> PageProvider {
+    let c = p.provider.config;
+    PageProvider {
+        display_name: if c.display_name.is_empty() {
+            p.provider.slug.clone()
+        } else {
+            c.display_name
+        },
+        slug: p.provider.slug,
+        logo_url: c.logo_url,
+        help_url: c.help_url,
+        fields: if c.fields.is_empty() {
+            default_fields(c.auth_mode)
+        } else {
+            c.fields
+        },
+        auth_mode: c.auth_mode,
+        authorization_url: c.authorization_url,
+    }
+}
+
+/// Every field present (or optional), not too long, matching its pattern.
+fn check_fields(fields: &[FormField], values: &FormValues) -> Vec<FormError> {
+    let mut errors = Vec::new();
+    for field in fields {
+        let value = values.0.get(&field.name).map_or("", String::as_str);
+        let error = |message| FormError {
+            field: field.name.clone(),
+            message,
+        };
+        if value.trim().is_empty() {
+            if field.secret || !field.optional {
+                errors.push(error("error_required"));
+            }
+            continue;
+        }
+        if value.chars().count() > MAX_FIELD_CHARS || value.chars().any(char::is_control) {
+            errors.push(error("error_invalid"));
+            continue;
+        }
+        if !field.pattern.is_empty() && !matches_pattern(&field.pattern, value) {
+            errors.push(error("error_pattern"));
+        }
+    }
+    errors
+}
+
+fn matches_pattern(pattern: &str, value: &str) -> bool {
+    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value))
+}
+
+/// The sealed secret and the labels (non-secret fields) of a form post.
+fn split_fields(
+    mode: AuthMode,
+    fields: &[FormField],
+    values: &FormValues,
+) -> (SecretPayload, BTreeMap<String, String>) {
+    let value = |name: &str| values.0.get(name).cloned().unwrap_or_default();
+    let mut labels = BTreeMap::new();
+    for field in fields.iter().filter(|f| !f.secret) {
+        let v = value(&field.name);
+        if !v.is_empty() && !(mode == AuthMode::Basic && field.name == USERNAME_FIELD) {
+            labels.insert(field.name.clone(), v);
+        }
+    }
+    let secret = match mode {
+        AuthMode::Basic => SecretPayload::Basic {
+            username: value(USERNAME_FIELD),
+            password: value(PASSWORD_FIELD),
+        },
+        _ => SecretPayload::ApiKey {
+            key: fields
+                .iter()
+                .find(|f| f.secret)
+                .map(|f| value(&f.name))
+                .unwrap_or_default(),
+        },
+    };
+    (secret, labels)
+}
+
+/// Who acts when a link stores a credential (in audit records).
+fn link_caller(link: &ConnectLink) -> Caller {
+    Caller {
+        tenant_id: link.tenant_id.clone(),
+        token_id: format!("connect:{}", link.id),
+        scopes: Vec::new(),
+    }
+}
+
+fn link_audit(link: &ConnectLink, action: &'static str, at: i64) -> AuditEntry {
+    AuditEntry {
+        tenant_id: link.tenant_id.clone(),
+        at,
+        actor: format!("connect:{}", link.id),
+        action,
+        credential_id: link.id.to_string(),
+        request_id: String::new(),
+    }
+}
+
+fn notice<'a>(link: &'a ConnectLink, event: &'a Event) -> ConnectNotice<'a> {
+    ConnectNotice {
+        event,
+        link_id: &link.id,
+        notify_url: &link.request.notify_url,
+    }
+}
+
+/// The result of a link: the redirect (with `credential_id` or `error`, and `name`)
+/// when the link has one.
+fn finished(opened: &Opened, result: std::result::Result<String, &'static str>) -> Finished {
+    let link = &opened.link;
+    let (success, status, credential_id, base, key, value) = match &result {
+        Ok(id) => (
+            true,
+            match link.request.link_type {
+                LinkType::Create => "CREATION_SUCCESS",
+                LinkType::Reconnect => "RECONNECTED",
+            },
+            Some(id.clone()),
+            &link.request.success_redirect_url,
+            "credential_id",
+            id.as_str(),
+        ),
+        Err(code) => (
+            false,
+            *code,
+            None,
+            &link.request.failure_redirect_url,
+            "error",
+            *code,
+        ),
+    };
+    let redirect = (!base.is_empty()).then(|| {
+        let with_result = redirect::with_param(base, key, value);
+        redirect::with_param(&with_result, "name", &link.request.name)
+    });
+    Finished {
+        success,
+        status,
+        credential_id,
+        redirect,
+        settings: opened.settings.clone(),
+        tenant_name: opened.tenant_name.clone(),
+        name: link.request.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> FormValues {
+        FormValues(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn fields_are_required_bounded_and_matched_whole() {
+        let mut key = FormField::new("api_key", "API key", true);
+        key.pattern = "sk_[a-z0-9]+".into();
+        let mut region = FormField::new("region", "Region", false);
+        region.optional = true;
+        let fields = [key, region];
+        assert!(check_fields(&fields, &form(&[("api_key", "sk_abc")])).is_empty());
+        let codes = |v: &FormValues| -> Vec<&str> {
+            check_fields(&fields, v).iter().map(|e| e.message).collect()
+        };
+        assert_eq!(codes(&form(&[])), ["error_required"]);
+        assert_eq!(codes(&form(&[("api_key", "xsk_abc")])), ["error_pattern"]);
+        assert_eq!(codes(&form(&[("api_key", "sk_abc!")])), ["error_pattern"]);
+        assert_eq!(codes(&form(&[("api_key", "sk_a\nb")])), ["error_invalid"]);
+    }
+
+    #[test]
+    fn secret_fields_are_sealed_and_the_rest_are_labels() {
+        let fields = [
+            FormField::new("subdomain", "Subdomain", false),
+            FormField::new("api_key", "API key", true),
+        ];
+        let (secret, labels) = split_fields(
+            AuthMode::ApiKey,
+            &fields,
+            &form(&[("api_key", "k-1"), ("subdomain", "acme")]),
+        );
+        assert_eq!(secret, SecretPayload::ApiKey { key: "k-1".into() });
+        assert_eq!(labels.get("subdomain").map(String::as_str), Some("acme"));
+        let (secret, labels) = split_fields(
+            AuthMode::Basic,
+            &default_fields(AuthMode::Basic),
+            &form(&[("username", "ann"), ("password", "pw")]),
+        );
+        assert_eq!(
+            secret,
+            SecretPayload::Basic {
+                username: "ann".into(),
+                password: "pw".into()
+            }
+        );
+        assert!(labels.is_empty());
+    }
+
+    #[test]
+    fn form_values_never_show_in_debug() {
+        let shown = format!("{:?}", form(&[("api_key", "canary-typed")]));
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(shown.contains("api_key"));
+    }
+}
