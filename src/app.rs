@@ -14,12 +14,12 @@ use tonic_health::ServingStatus;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::grpc::limits::OversizeIsResourceExhausted;
-use crate::grpc::{AdminApi, CredentialApi, OAuthApi, WebhookApi};
+use crate::grpc::{AdminApi, ConnectApi, CredentialApi, OAuthApi, WebhookApi};
 use crate::outbound::{Guard, Outbound};
 use crate::proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
-        admin_service_server::AdminServiceServer,
+        admin_service_server::AdminServiceServer, connect_service_server::ConnectServiceServer,
         credential_service_server::CredentialServiceServer,
         o_auth_service_server::OAuthServiceServer, webhook_service_server::WebhookServiceServer,
     },
@@ -316,17 +316,17 @@ impl App {
                     .max_encoding_message_size(limit)
             };
         }
+        let connect = Connect::new(
+            vault.clone(),
+            ConnectConfig {
+                public_base_url: public_base(&self.config, self.http.1),
+                verify_timeout: Duration::from_secs(self.config.connect_verify_timeout_secs),
+            },
+        );
         let http = {
             let stop = stop.clone();
-            let connect = Connect::new(
-                vault.clone(),
-                ConnectConfig {
-                    public_base_url: public_base(&self.config, self.http.1),
-                    verify_timeout: Duration::from_secs(self.config.connect_verify_timeout_secs),
-                },
-            );
             let page = crate::http::PageState::new(
-                connect,
+                connect.clone(),
                 !self.config.allow_http_urls,
                 self.config.connect_rate_limit_per_minute,
             );
@@ -351,6 +351,7 @@ impl App {
                     CredentialApi::new(vault.clone())
                 ))
                 .add_service(limited!(AdminServiceServer, AdminApi::new(vault.clone())))
+                .add_service(limited!(ConnectServiceServer, ConnectApi::new(connect)))
                 .add_service(limited!(OAuthServiceServer, OAuthApi::new(vault.clone())))
                 .add_service(limited!(
                     WebhookServiceServer,
@@ -368,8 +369,9 @@ impl App {
 }
 
 /// Every service health checking reports on ("" is the server as a whole).
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "",
+    "credvault.v1.ConnectService",
     "credvault.v1.CredentialService",
     "credvault.v1.AdminService",
     "credvault.v1.OAuthService",

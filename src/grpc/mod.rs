@@ -6,6 +6,7 @@ use crate::model::Scope;
 use crate::service::{Caller, Vault};
 
 mod admin;
+mod connect;
 pub mod convert;
 mod credentials;
 pub mod health;
@@ -14,6 +15,7 @@ mod oauth;
 mod webhooks;
 
 pub use admin::AdminApi;
+pub use connect::ConnectApi;
 pub use credentials::CredentialApi;
 pub use oauth::OAuthApi;
 pub use webhooks::WebhookApi;

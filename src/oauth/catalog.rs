@@ -3,6 +3,7 @@
 //! for refresh tokens where the provider needs to be told.
 use std::collections::BTreeMap;
 
+use super::forms::{AuthMode, FormField, Verification};
 use super::{DEFAULT_REFRESH_MARGIN_SECS, ProviderConfig, TokenAuthMethod};
 
 struct Entry {
@@ -79,8 +80,104 @@ const CATALOG: &[Entry] = &[
     },
 ];
 
+/// An API-key provider: its form's one secret field and the request that checks a
+/// key (a read-only call documented as needing nothing but the key).
+struct KeyEntry {
+    name: &'static str,
+    display_name: &'static str,
+    help_url: &'static str,
+    label: &'static str,
+    placeholder: &'static str,
+    pattern: &'static str,
+    verify_url: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+}
+
+const KEY_CATALOG: &[KeyEntry] = &[
+    KeyEntry {
+        name: "stripe",
+        display_name: "Stripe",
+        help_url: "https://dashboard.stripe.com/apikeys",
+        label: "Secret key",
+        placeholder: "sk_live_…",
+        pattern: "(sk|rk)_(live|test)_[A-Za-z0-9]+",
+        verify_url: "https://api.stripe.com/v1/balance",
+        headers: &[("Authorization", "Bearer {{api_key}}")],
+    },
+    KeyEntry {
+        name: "openai",
+        display_name: "OpenAI",
+        help_url: "https://platform.openai.com/api-keys",
+        label: "API key",
+        placeholder: "sk-…",
+        pattern: "sk-[A-Za-z0-9_-]+",
+        verify_url: "https://api.openai.com/v1/models",
+        headers: &[("Authorization", "Bearer {{api_key}}")],
+    },
+    KeyEntry {
+        name: "sendgrid",
+        display_name: "SendGrid",
+        help_url: "https://app.sendgrid.com/settings/api_keys",
+        label: "API key",
+        placeholder: "SG.…",
+        pattern: "SG\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+",
+        verify_url: "https://api.sendgrid.com/v3/scopes",
+        headers: &[("Authorization", "Bearer {{api_key}}")],
+    },
+    KeyEntry {
+        name: "airtable",
+        display_name: "Airtable",
+        help_url: "https://airtable.com/create/tokens",
+        label: "Personal access token",
+        placeholder: "pat…",
+        pattern: "pat[A-Za-z0-9.]+",
+        verify_url: "https://api.airtable.com/v0/meta/whoami",
+        headers: &[("Authorization", "Bearer {{api_key}}")],
+    },
+    KeyEntry {
+        name: "notion",
+        display_name: "Notion",
+        help_url: "https://www.notion.so/my-integrations",
+        label: "Internal integration secret",
+        placeholder: "ntn_…",
+        pattern: "(secret_|ntn_)[A-Za-z0-9]+",
+        verify_url: "https://api.notion.com/v1/users/me",
+        headers: &[
+            ("Authorization", "Bearer {{api_key}}"),
+            ("Notion-Version", "2022-06-28"),
+        ],
+    },
+];
+
+fn key_template(e: &KeyEntry) -> ProviderConfig {
+    let mut field = FormField::new("api_key", e.label, true);
+    field.placeholder = e.placeholder.into();
+    field.pattern = e.pattern.into();
+    ProviderConfig {
+        template: e.name.into(),
+        auth_mode: AuthMode::ApiKey,
+        display_name: e.display_name.into(),
+        help_url: e.help_url.into(),
+        fields: vec![field],
+        verification: Some(Verification {
+            method: "GET".into(),
+            url: e.verify_url.into(),
+            headers: e
+                .headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Verification::default()
+        }),
+        ..ProviderConfig::default()
+    }
+}
+
 /// The catalog entry's settings, or `None` for an unknown name.
 pub fn template(name: &str) -> Option<ProviderConfig> {
+    if let Some(e) = KEY_CATALOG.iter().find(|e| e.name == name) {
+        return Some(key_template(e));
+    }
     CATALOG
         .iter()
         .find(|e| e.name == name)
@@ -104,15 +201,27 @@ pub fn template(name: &str) -> Option<ProviderConfig> {
 }
 
 pub fn names() -> impl Iterator<Item = &'static str> {
-    CATALOG.iter().map(|e| e.name)
+    CATALOG
+        .iter()
+        .map(|e| e.name)
+        .chain(KEY_CATALOG.iter().map(|e| e.name))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn every_entry_is_https_and_complete() {
+        use crate::oauth::forms::{self, AuthMode};
         for name in super::names() {
             let t = super::template(name).unwrap();
+            if t.auth_mode != AuthMode::OAuth2 {
+                forms::check_fields(t.auth_mode, &t.fields).unwrap();
+                let names = forms::field_names(t.auth_mode, &t.fields);
+                forms::check_verification(t.verification.as_ref().unwrap(), &names, false)
+                    .unwrap();
+                assert!(t.help_url.starts_with("https://"), "{name}");
+                continue;
+            }
             for url in [&t.authorization_url, &t.token_url] {
                 assert!(url.starts_with("https://"), "{name}: {url}");
             }
@@ -120,6 +229,6 @@ mod tests {
             assert!(!t.default_scopes.is_empty());
         }
         assert!(super::template("myspace").is_none());
-        assert_eq!(super::names().count(), 6);
+        assert_eq!(super::names().count(), 11);
     }
 }

@@ -3,7 +3,10 @@
 mod support;
 
 mod auth;
+mod browser;
 mod cli;
+mod connect;
+mod connect_kit;
 mod credentials;
 mod crypto;
 mod drills;

@@ -103,6 +103,34 @@ const REQUIRED: &[(&str, &[&str])] = &[
         "credvault.v1.WebhookService/WatchEvents",
         &["webhooks:read"],
     ),
+    (
+        "credvault.v1.ConnectService/CreateConnectLink",
+        &["connect:write"],
+    ),
+    (
+        "credvault.v1.ConnectService/GetConnectLink",
+        &["connect:read"],
+    ),
+    (
+        "credvault.v1.ConnectService/ListConnectLinks",
+        &["connect:read"],
+    ),
+    (
+        "credvault.v1.ConnectService/RevokeConnectLink",
+        &["connect:write"],
+    ),
+    (
+        "credvault.v1.ConnectService/GetConnectSettings",
+        &["admin", "tenant:admin"],
+    ),
+    (
+        "credvault.v1.ConnectService/SetConnectSettings",
+        &["admin", "tenant:admin"],
+    ),
+    (
+        "credvault.v1.ConnectService/RotateConnectSecret",
+        &["admin", "tenant:admin"],
+    ),
     ("credvault.v1.AdminService/CreateTenant", &["admin"]),
     ("credvault.v1.AdminService/ListTenants", &["admin"]),
     (

@@ -183,6 +183,9 @@ pub type Client = CredentialServiceClient<InterceptedService<Channel, AuthHeader
 pub type AdminClient = AdminServiceClient<InterceptedService<Channel, AuthHeader>>;
 pub type OAuthClient = OAuthServiceClient<InterceptedService<Channel, AuthHeader>>;
 pub type WebhookClient = WebhookServiceClient<InterceptedService<Channel, AuthHeader>>;
+pub type ConnectClient = credvault::proto::v1::connect_service_client::ConnectServiceClient<
+    InterceptedService<Channel, AuthHeader>,
+>;
 
 async fn channel(addr: std::net::SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
@@ -345,6 +348,9 @@ pub fn test_config(db: &TestDb, keys: &str, tweak: Tweak) -> Config {
         webhook_allow_private_addresses: true,
         provider_allow_private_addresses: true,
         shutdown_grace_secs: 5,
+        // Page tests post many times from one address; one test turns the limit on.
+        connect_rate_limit_per_minute: 0,
+        connect_verify_timeout_secs: 1,
         ..Config::default()
     };
     tweak(config)
@@ -405,6 +411,14 @@ impl TestApp {
         WebhookServiceClient::with_interceptor(self.channel().await, header)
     }
 
+    pub async fn connect(&self, token: &SecretString) -> ConnectClient {
+        let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+        credvault::proto::v1::connect_service_client::ConnectServiceClient::with_interceptor(
+            self.channel().await,
+            header,
+        )
+    }
+
     pub async fn oauth(&self, token: &SecretString) -> OAuthClient {
         let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
         OAuthServiceClient::with_interceptor(self.channel().await, header)
@@ -442,6 +456,8 @@ impl TestApp {
             "providers:write",
             "webhooks:read",
             "webhooks:write",
+            "connect:read",
+            "connect:write",
         ]
         .map(String::from);
         let token = self.mint(&tenant.id, scopes.to_vec()).await;
