@@ -49,10 +49,14 @@ impl Browser {
             "goog:chromeOptions".into(),
             serde_json::json!({
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         format!("--window-size={width},900")],
+                         "--window-size=1024,900"],
+                // A phone-sized viewport (windows cannot be made narrower than 500 px).
+                "mobileEmulation": { "deviceMetrics": { "width": width, "height": 900, "pixelRatio": 1 } },
             }),
         );
         let url = format!("http://127.0.0.1:{port}");
+        // fantoccini's rustls needs a process-wide provider when several are linked.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         for _ in 0..100 {
             if let Ok(client) = ClientBuilder::rustls()
                 .expect("rustls")
@@ -184,8 +188,10 @@ both_backends! {
         let url = mint(&app, &t.token, link_request("u1", &["crm"], &landing, "")).await;
         c.goto(&url).await.unwrap();
         assert_eq!(browser.text("button.primary").await, "Continue to Acme CRM Cloud");
-        let width: f64 = serde_json::from_value(c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap()).unwrap();
-        assert!(width <= 360.0, "no horizontal scrolling at 360 px: {width}");
+        let widths: (f64, f64) = serde_json::from_value(c.execute(
+            "return [window.innerWidth, document.documentElement.scrollWidth]", vec![]).await.unwrap()).unwrap();
+        assert_eq!(widths.0, 360.0, "a 360 px viewport");
+        assert!(widths.1 <= 360.0, "no horizontal scrolling at 360 px: {widths:?}");
         c.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
         assert_eq!(browser.text("#landed").await, "Back in the app");
         assert!(c.current_url().await.unwrap().as_str().contains("credential_id=cred_"));
