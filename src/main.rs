@@ -34,6 +34,9 @@ enum Command {
     /// Manage this tenant's OAuth providers.
     #[command(subcommand)]
     Provider(commands::provider::ProviderCommand),
+    /// Hosted connect links: mint, list, show, revoke.
+    #[command(subcommand)]
+    Connect(commands::connect::ConnectCommand),
     /// Webhook endpoints, events, deliveries and replay.
     #[command(subcommand)]
     Webhook(commands::webhook::WebhookCommand),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
             Command::Token(cmd) => commands::admin::token(cmd).await,
             Command::Cred(cmd) => commands::cred::run(cmd).await,
             Command::Provider(cmd) => commands::provider::run(cmd).await,
+            Command::Connect(cmd) => commands::connect::run(cmd).await,
             Command::Webhook(cmd) => commands::webhook::run(cmd).await,
             Command::Admin(cmd) => commands::operator::run(cmd).await,
         }

@@ -57,6 +57,19 @@ pub async fn webhooks(args: &ClientArgs) -> anyhow::Result<WebhookServiceClient<
     Ok(WebhookServiceClient::with_interceptor(channel, bearer))
 }
 
+pub async fn connect_links(
+    args: &ClientArgs,
+) -> anyhow::Result<
+    credvault::proto::v1::connect_service_client::ConnectServiceClient<Authed>,
+> {
+    let (channel, bearer) = connect(args).await?;
+    Ok(
+        credvault::proto::v1::connect_service_client::ConnectServiceClient::with_interceptor(
+            channel, bearer,
+        ),
+    )
+}
+
 pub async fn admin(args: &ClientArgs) -> anyhow::Result<AdminServiceClient<Authed>> {
     let (channel, bearer) = connect(args).await?;
     Ok(AdminServiceClient::with_interceptor(channel, bearer))

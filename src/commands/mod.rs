@@ -4,4 +4,5 @@ pub mod cred;
 pub mod operator;
 pub mod provider;
 pub mod serve;
+pub mod connect;
 pub mod webhook;

@@ -110,3 +110,36 @@ async fn serve_on_a_configured_database_does_not_bootstrap_itself() {
         "no ANSI colours when logs are not a terminal"
     );
 }
+
+/// `credvault connect link|get|list|revoke` against a running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_links_from_the_command_line() {
+    use secrecy::ExposeSecret;
+    let app = crate::support::spawn_app(crate::support::Backend::Sqlite)
+        .await
+        .unwrap();
+    let t = app.tenant("acme").await;
+    let api = crate::connect_kit::KeyApi::start().await;
+    crate::connect_kit::key_provider(&app, &t, "billing", "Billing", &api).await;
+    let run = |args: Vec<String>| {
+        let output = Command::new(env!("CARGO_BIN_EXE_credvault"))
+            .args(&args)
+            .env_clear()
+            .env("CREDVAULT_SERVER", format!("http://{}", app.addr))
+            .env("CREDVAULT_TOKEN", t.token.expose_secret())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", text(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let minted = run(args(&["connect", "link", "--user", "u1", "--provider", "billing", "--name", "me-1"]));
+    let url = minted["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("http://{}/connect/", app.http_addr)), "{url}");
+    let id = minted["id"].as_str().unwrap().to_owned();
+    assert_eq!(run(args(&["connect", "get", &id]))["status"], "pending");
+    assert_eq!(run(args(&["connect", "list", "--status", "pending"]))[0]["id"], id.as_str());
+    let revoked = run(args(&["connect", "revoke", &id]));
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(crate::support::browse(url).await.0, 410);
+}
