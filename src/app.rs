@@ -332,11 +332,10 @@ impl App {
             );
             axum::serve(
                 self.http.0,
-                crate::http::router(page)
-                    .into_make_service_with_connect_info::<SocketAddr>(),
+                crate::http::router(page).into_make_service_with_connect_info::<SocketAddr>(),
             )
-                .with_graceful_shutdown(async move { stop.wait().await })
-                .into_future()
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .into_future()
         };
         let grpc = {
             let stop = stop.clone();

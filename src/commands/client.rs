@@ -59,9 +59,7 @@ pub async fn webhooks(args: &ClientArgs) -> anyhow::Result<WebhookServiceClient<
 
 pub async fn connect_links(
     args: &ClientArgs,
-) -> anyhow::Result<
-    credvault::proto::v1::connect_service_client::ConnectServiceClient<Authed>,
-> {
+) -> anyhow::Result<credvault::proto::v1::connect_service_client::ConnectServiceClient<Authed>> {
     let (channel, bearer) = connect(args).await?;
     Ok(
         credvault::proto::v1::connect_service_client::ConnectServiceClient::with_interceptor(

@@ -5,7 +5,9 @@ use super::convert::{millis, timestamp};
 use super::{authorize, authorize_any};
 use crate::error::{Error, Result};
 use crate::model::Scope;
-use crate::model::connect::{ConnectLink, ConnectSettings, LinkStatus, LinkType, SealedConnectSettings};
+use crate::model::connect::{
+    ConnectLink, ConnectSettings, LinkStatus, LinkType, SealedConnectSettings,
+};
 use crate::proto::v1::{self as pb, connect_service_server::ConnectService};
 use crate::service::links::{Connect, NewLink};
 

@@ -16,10 +16,10 @@ use secrecy::ExposeSecret;
 use super::limit::RateLimiter;
 use super::text::Text;
 use crate::model::connect::ConnectSettings;
+use crate::oauth::forms::AuthMode;
 use crate::service::links::{
     Closed, Connect, Finished, FormError, FormValues, Opened, PageProvider, Submitted,
 };
-use crate::oauth::forms::AuthMode;
 
 /// The cookie that binds an OAuth flow to the browser that started it.
 pub const BROWSER_COOKIE: &str = "cv_browser";
@@ -190,12 +190,17 @@ pub async fn submit(
 ) -> Response {
     let mut form = match read_form(&state, &token, peer, &headers, &body) {
         Ok(form) => form,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let provider = form.0.remove("provider").unwrap_or_default();
-    let outcome = state.connect.submit(&token, &provider, form.clone_values()).await;
+    let outcome = state
+        .connect
+        .submit(&token, &provider, form.clone_values())
+        .await;
     match outcome {
-        Ok(Submitted::Finished(finished)) => finished_response(&state, &finished, &opened_origins(&finished)),
+        Ok(Submitted::Finished(finished)) => {
+            finished_response(&state, &finished, &opened_origins(&finished))
+        }
         Ok(Submitted::Closed(closed)) => closed_page(&state, closed),
         Ok(Submitted::Invalid(opened, errors)) => {
             let form_state = FormState {
@@ -249,7 +254,7 @@ pub async fn start_oauth(
 ) -> Response {
     let form = match read_form(&state, &token, peer, &headers, &body) {
         Ok(form) => form,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let provider = form.0.get("provider").cloned().unwrap_or_default();
     // The nonce this browser already holds, or a new one set with the redirect.
@@ -279,32 +284,47 @@ fn read_form(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<FormValues, Response> {
+) -> Result<FormValues, Box<Response>> {
     if !state.limiter.allow(peer.ip()) {
         let mut response = closed_like(state, "rate_limited", StatusCode::TOO_MANY_REQUESTS);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return Err(response);
+        return Err(Box::new(response));
     }
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form_type {
-        return Err(closed_like(state, "bad_request", StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        return Err(Box::new(closed_like(
+            state,
+            "bad_request",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        )));
     }
     let mut values = FormValues::default();
     for (key, value) in url::form_urlencoded::parse(body) {
         if values.0.len() >= 64 {
-            return Err(closed_like(state, "bad_request", StatusCode::BAD_REQUEST));
+            return Err(Box::new(closed_like(
+                state,
+                "bad_request",
+                StatusCode::BAD_REQUEST,
+            )));
         }
         values.0.insert(key.into_owned(), value.into_owned());
     }
     let csrf = values.0.remove("csrf").unwrap_or_default();
     let expected = Connect::csrf_token(token);
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(csrf.as_bytes(), expected.as_bytes())) {
-        return Err(closed_like(state, "bad_request", StatusCode::FORBIDDEN));
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        csrf.as_bytes(),
+        expected.as_bytes(),
+    )) {
+        return Err(Box::new(closed_like(
+            state,
+            "bad_request",
+            StatusCode::FORBIDDEN,
+        )));
     }
     Ok(values)
 }
@@ -354,7 +374,11 @@ fn form_page(
             }
             FieldView {
                 name: f.name.clone(),
-                label: if f.label.is_empty() { f.name.clone() } else { f.label.clone() },
+                label: if f.label.is_empty() {
+                    f.name.clone()
+                } else {
+                    f.label.clone()
+                },
                 placeholder: f.placeholder.clone(),
                 help: f.help.clone(),
                 secret: f.secret,
@@ -371,7 +395,14 @@ fn form_page(
     let page = FormPage {
         t,
         chrome: Chrome::new(&opened.settings, &opened.tenant_name),
-        title: t.with_provider(if reconnect { t.reconnect_title } else { t.form_title }, name),
+        title: t.with_provider(
+            if reconnect {
+                t.reconnect_title
+            } else {
+                t.form_title
+            },
+            name,
+        ),
         intro: t.with_provider(if oauth { t.oauth_intro } else { t.form_intro }, name),
         general_error: form.general_error,
         oauth,
@@ -575,15 +606,25 @@ fn secure_with_form_targets(
          img-src https: data:; form-action {}; frame-ancestors {frame_ancestors}; \
          base-uri 'none'",
         form_action.join(" "),
-        script = if nonce.is_empty() { " 'none'".to_owned() } else { nonce_source.clone() },
+        script = if nonce.is_empty() {
+            " 'none'".to_owned()
+        } else {
+            nonce_source.clone()
+        },
     );
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if frame_origins.is_empty() {
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }

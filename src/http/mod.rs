@@ -36,10 +36,7 @@ pub fn router(state: PageState) -> Router {
         .route("/oauth/callback", get(callback))
         .route("/healthz", get(|| async { "ok" }))
         .route("/connect/assets/connect.css", get(connect::stylesheet))
-        .route(
-            "/connect/{token}",
-            get(connect::show).post(connect::submit),
-        )
+        .route("/connect/{token}", get(connect::show).post(connect::submit))
         .route(
             "/connect/{token}/oauth",
             axum::routing::post(connect::start_oauth),
@@ -66,19 +63,20 @@ async fn callback(
             Err(_) => error_page("server_error"),
         },
         CallbackOutcome::ErrorPage(code) => error_page(code),
-        CallbackOutcome::Link { state: flow, result } => {
-            match state.connect.finish_oauth(&flow, result).await {
-                Ok(Ok(finished)) => {
-                    let origins = finished.settings.allowed_embedding_origins.clone();
-                    connect::finished_response(&state, &finished, &origins)
-                }
-                Ok(Err(closed)) => connect::closed_page(&state, closed),
-                Err(e) => {
-                    tracing::error!(error = %e, "finishing a connect link's OAuth flow failed");
-                    error_page("server_error")
-                }
+        CallbackOutcome::Link {
+            state: flow,
+            result,
+        } => match state.connect.finish_oauth(&flow, result).await {
+            Ok(Ok(finished)) => {
+                let origins = finished.settings.allowed_embedding_origins.clone();
+                connect::finished_response(&state, &finished, &origins)
             }
-        }
+            Ok(Err(closed)) => connect::closed_page(&state, closed),
+            Err(e) => {
+                tracing::error!(error = %e, "finishing a connect link's OAuth flow failed");
+                error_page("server_error")
+            }
+        },
     };
     // The callback URL carries the code and state: keep it out of caches and out of
     // the Referer sent to the page we redirect to.

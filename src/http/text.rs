@@ -65,7 +65,9 @@ impl Text {
     pub fn message(&self, code: &str) -> &'static str {
         match code {
             "error_required" => "This field is required.",
-            "error_invalid" => "This value is too long or contains characters that are not allowed.",
+            "error_invalid" => {
+                "This value is too long or contains characters that are not allowed."
+            }
             "error_pattern" => "This value does not have the expected format.",
             "error_rejected" => "The provider rejected these details. Check them and try again.",
             "error_unverified" => {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Event, EVENT_CONNECT_FAILED, EVENT_CONNECT_SUCCEEDED};
+use super::{EVENT_CONNECT_FAILED, EVENT_CONNECT_SUCCEEDED, Event};
 use crate::clock::Millis;
 
 pub const LINK_PREFIX: &str = "cl_";
@@ -14,11 +14,14 @@ pub const LINK_PREFIX: &str = "cl_";
 #[serde(transparent)]
 pub struct LinkId(pub String);
 
-impl LinkId {
-    pub fn new() -> Self {
+impl Default for LinkId {
+    /// A fresh id.
+    fn default() -> Self {
         Self(crate::ids::new_id(LINK_PREFIX))
     }
+}
 
+impl LinkId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -59,14 +62,9 @@ impl LinkStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Completed,
-            Self::Expired,
-            Self::Revoked,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        [Self::Pending, Self::Completed, Self::Expired, Self::Revoked]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 

@@ -217,8 +217,7 @@ mod tests {
             if t.auth_mode != AuthMode::OAuth2 {
                 forms::check_fields(t.auth_mode, &t.fields).unwrap();
                 let names = forms::field_names(t.auth_mode, &t.fields);
-                forms::check_verification(t.verification.as_ref().unwrap(), &names, false)
-                    .unwrap();
+                forms::check_verification(t.verification.as_ref().unwrap(), &names, false).unwrap();
                 assert!(t.help_url.starts_with("https://"), "{name}");
                 continue;
             }

@@ -13,11 +13,11 @@ use crate::webhooks::sender::WebhookSender;
 
 mod admin;
 mod auth;
-mod oauth_flow;
 mod credentials;
 mod keys;
 pub mod links;
 mod notify;
+mod oauth_flow;
 mod pagination;
 mod providers;
 mod refresh;
@@ -26,11 +26,11 @@ mod webhooks;
 
 pub use admin::NewToken;
 pub use auth::Caller;
-pub use oauth_flow::{CallbackOutcome, CallbackQuery, StartOAuth, Started};
 pub use credentials::{
     CredentialChanges, Deleted, ExpiryChange, ListRequest, NewCredential, Page, Revealed,
 };
 pub use notify::{DeliveryPass, ScanPass, Sent};
+pub use oauth_flow::{CallbackOutcome, CallbackQuery, StartOAuth, Started};
 pub use providers::{NewProvider, ProviderChanges, templates};
 pub use webhooks::{DEFAULT_OVERLAP_SECS, EndpointChanges};
 

@@ -207,7 +207,11 @@ impl Vault {
             return Ok(Ok((url.clone(), secrets)));
         }
         Ok(
-            match self.store.get_endpoint(&d.tenant_id, &d.endpoint_id).await? {
+            match self
+                .store
+                .get_endpoint(&d.tenant_id, &d.endpoint_id)
+                .await?
+            {
                 None => Err("endpoint deleted".into()),
                 Some(e) if !e.endpoint.enabled => Err(format!(
                     "endpoint disabled: {}",

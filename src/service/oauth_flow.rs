@@ -70,7 +70,7 @@ pub enum CallbackOutcome {
     Redirect(String),
     ErrorPage(&'static str),
     Link {
-        state: OAuthState,
+        state: Box<OAuthState>,
         result: Result<String, &'static str>,
     },
 }
@@ -119,8 +119,14 @@ impl Vault {
             link: None,
             redirect_uri: String::new(),
         };
-        self.begin_flow(&caller.tenant_id, &req.user_id, &req.user_email, &provider, request)
-            .await
+        self.begin_flow(
+            &caller.tenant_id,
+            &req.user_id,
+            &req.user_email,
+            &provider,
+            request,
+        )
+        .await
     }
 
     /// Stores a new flow's state (hashed) and sealed PKCE verifier; returns the
@@ -331,7 +337,7 @@ pub fn browser_hash(nonce: &str) -> String {
 fn success(state: OAuthState, credential_id: String) -> CallbackOutcome {
     if state.request.link.is_some() {
         return CallbackOutcome::Link {
-            state,
+            state: Box::new(state),
             result: Ok(credential_id),
         };
     }
@@ -345,7 +351,7 @@ fn success(state: OAuthState, credential_id: String) -> CallbackOutcome {
 fn failure(state: OAuthState, code: &'static str) -> CallbackOutcome {
     if state.request.link.is_some() {
         return CallbackOutcome::Link {
-            state,
+            state: Box::new(state),
             result: Err(code),
         };
     }

@@ -212,7 +212,8 @@ impl Vault {
         e: &SealedEndpoint,
         now: Millis,
     ) -> Result<Vec<zeroize::Zeroizing<String>>> {
-        let open = |blob: &[u8]| self.open_text(&aad_of(&e.endpoint), blob, "webhook endpoint secret");
+        let open =
+            |blob: &[u8]| self.open_text(&aad_of(&e.endpoint), blob, "webhook endpoint secret");
         let mut secrets = vec![open(&e.secret)?];
         if let (Some(previous), Some(until)) = (&e.previous_secret, e.previous_secret_until)
             && until > now

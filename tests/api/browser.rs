@@ -29,7 +29,10 @@ impl Browser {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists());
         let Some(path) = path else {
-            assert!(!on_ci(), "CI=true: chromedriver must be installed (apt-get install chromium-driver)");
+            assert!(
+                !on_ci(),
+                "CI=true: chromedriver must be installed (apt-get install chromium-driver)"
+            );
             eprintln!("skipped: chromedriver is not installed");
             return None;
         };
@@ -102,8 +105,18 @@ impl Browser {
     }
 }
 
-async fn mint(app: &TestApp, token: &secrecy::SecretString, req: pb::CreateConnectLinkRequest) -> String {
-    app.connect(token).await.create_connect_link(req).await.unwrap().into_inner().url
+async fn mint(
+    app: &TestApp,
+    token: &secrecy::SecretString,
+    req: pb::CreateConnectLinkRequest,
+) -> String {
+    app.connect(token)
+        .await
+        .create_connect_link(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .url
 }
 
 both_backends! {

@@ -129,16 +129,35 @@ async fn connect_links_from_the_command_line() {
             .env("CREDVAULT_TOKEN", t.token.expose_secret())
             .output()
             .unwrap();
-        assert!(output.status.success(), "{args:?}: {}", text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
     let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let minted = run(args(&["connect", "link", "--user", "u1", "--provider", "billing", "--name", "me-1"]));
+    let minted = run(args(&[
+        "connect",
+        "link",
+        "--user",
+        "u1",
+        "--provider",
+        "billing",
+        "--name",
+        "me-1",
+    ]));
     let url = minted["url"].as_str().unwrap();
-    assert!(url.starts_with(&format!("http://{}/connect/", app.http_addr)), "{url}");
+    assert!(
+        url.starts_with(&format!("http://{}/connect/", app.http_addr)),
+        "{url}"
+    );
     let id = minted["id"].as_str().unwrap().to_owned();
     assert_eq!(run(args(&["connect", "get", &id]))["status"], "pending");
-    assert_eq!(run(args(&["connect", "list", "--status", "pending"]))[0]["id"], id.as_str());
+    assert_eq!(
+        run(args(&["connect", "list", "--status", "pending"]))[0]["id"],
+        id.as_str()
+    );
     let revoked = run(args(&["connect", "revoke", &id]));
     assert_eq!(revoked["status"], "revoked");
     assert_eq!(crate::support::browse(url).await.0, 410);

@@ -36,10 +36,19 @@ async fn setup(app: &TestApp) -> Setup {
     let receiver = Receiver::start().await;
     settings(app, &t, &landing, false).await;
     key_provider(app, &t, "stripe-test", "Stripe <b>Test</b>", &api).await;
-    Setup { t, api, landing, receiver }
+    Setup {
+        t,
+        api,
+        landing,
+        receiver,
+    }
 }
 
-async fn mint(app: &TestApp, s: &Setup, req: pb::CreateConnectLinkRequest) -> pb::CreateConnectLinkResponse {
+async fn mint(
+    app: &TestApp,
+    s: &Setup,
+    req: pb::CreateConnectLinkRequest,
+) -> pb::CreateConnectLinkResponse {
     let mut c = app.connect(&s.t.token).await;
     c.create_connect_link(req).await.unwrap().into_inner()
 }

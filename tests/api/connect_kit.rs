@@ -111,7 +111,12 @@ async fn embed(RawQuery(q): RawQuery) -> Response {
 }
 
 /// Branding and allow-lists for the tenant; returns a tenant:admin token.
-pub async fn settings(app: &TestApp, t: &TestTenant, landing: &Landing, embed: bool) -> SecretString {
+pub async fn settings(
+    app: &TestApp,
+    t: &TestTenant,
+    landing: &Landing,
+    embed: bool,
+) -> SecretString {
     let admin = app.token(t, &["tenant:admin"]).await;
     let mut c = app.connect(&admin).await;
     c.set_connect_settings(pb::SetConnectSettingsRequest {
@@ -122,7 +127,11 @@ pub async fn settings(app: &TestApp, t: &TestTenant, landing: &Landing, embed: b
             privacy_url: "https://acme.example/privacy".into(),
             support_url: "https://acme.example/support".into(),
             allowed_redirect_urls: vec![landing.url("/")],
-            allowed_embedding_origins: if embed { vec![landing.origin()] } else { vec![] },
+            allowed_embedding_origins: if embed {
+                vec![landing.origin()]
+            } else {
+                vec![]
+            },
             ..Default::default()
         }),
         expected_version: None,
@@ -170,7 +179,12 @@ pub async fn key_provider(app: &TestApp, t: &TestTenant, slug: &str, display: &s
 }
 
 /// A CREATE link for `user` offering `providers`, redirecting to the landing page.
-pub fn link_request(user: &str, providers: &[&str], landing: &Landing, notify: &str) -> pb::CreateConnectLinkRequest {
+pub fn link_request(
+    user: &str,
+    providers: &[&str],
+    landing: &Landing,
+    notify: &str,
+) -> pb::CreateConnectLinkRequest {
     pb::CreateConnectLinkRequest {
         user_id: user.into(),
         user_email: format!("{user}@example.com"),
@@ -244,7 +258,8 @@ impl Page {
         let body: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        self.post_raw(path, "application/x-www-form-urlencoded", body).await
+        self.post_raw(path, "application/x-www-form-urlencoded", body)
+            .await
     }
 
     pub async fn post_raw(&mut self, path: &str, content_type: &str, body: String) -> Answer {

@@ -78,8 +78,7 @@ impl Connect {
             ("success_redirect_url", &req.success_redirect_url),
             ("failure_redirect_url", &req.failure_redirect_url),
         ] {
-            if !url.is_empty()
-                && !redirect::allowed(url, &settings.settings.allowed_redirect_urls)
+            if !url.is_empty() && !redirect::allowed(url, &settings.settings.allowed_redirect_urls)
             {
                 return Err(Error::invalid(
                     field,
@@ -100,7 +99,7 @@ impl Connect {
         let token = ids::random_token();
         let link = ConnectLink {
             tenant_id: caller.tenant_id.clone(),
-            id: LinkId::new(),
+            id: LinkId::default(),
             token_hash: ids::token_hash(token.expose_secret()),
             user_id: req.user_id,
             user_email: req.user_email,
@@ -209,8 +208,9 @@ impl Connect {
                 }
                 let mut seen = Vec::with_capacity(slugs.len());
                 for slug in slugs {
-                    validate::slug("providers", slug)
-                        .map_err(|_| Error::invalid("providers", "must be slugs, or [\"*\"] alone"))?;
+                    validate::slug("providers", slug).map_err(|_| {
+                        Error::invalid("providers", "must be slugs, or [\"*\"] alone")
+                    })?;
                     self.servable_provider(&caller.tenant_id, slug).await?;
                     if !seen.contains(slug) {
                         seen.push(slug.clone());

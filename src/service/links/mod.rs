@@ -16,12 +16,12 @@ mod page;
 mod settings;
 mod verify;
 
+pub use minting::Minted;
 pub use minting::{LinkPage, NewLink};
 pub use page::{Closed, Finished, FormError, Opened, PageProvider, Submitted};
+pub use page::{FormValues, MAX_FIELD_CHARS};
 pub use settings::DEFAULT_SECRET_OVERLAP_SECS;
 pub(in crate::service) use settings::notify_secrets;
-pub use page::{FormValues, MAX_FIELD_CHARS};
-pub use minting::Minted;
 
 /// Verifications a link survives; the next rejected one revokes it.
 pub const MAX_FAILED_ATTEMPTS: i64 = 10;

@@ -204,7 +204,12 @@ impl Connect {
             Ok(opened) => opened,
             Err(closed) => return Ok(Submitted::Closed(closed)),
         };
-        let Some(shown) = opened.providers.iter().find(|p| p.slug == provider).cloned() else {
+        let Some(shown) = opened
+            .providers
+            .iter()
+            .find(|p| p.slug == provider)
+            .cloned()
+        else {
             return Ok(Submitted::Finished(
                 self.fail(&opened, "provider_not_allowed").await?,
             ));
@@ -254,9 +259,10 @@ impl Connect {
             AttemptCount::Counted(n) => Ok(Submitted::Rejected(opened, MAX_FAILED_ATTEMPTS - n)),
             AttemptCount::Exhausted => {
                 tracing::warn!(link = %link.id, "connect link revoked after too many rejected keys");
-                Ok(Submitted::Finished(
-                    finished(&opened, Err(REVOKED_TOO_MANY_ATTEMPTS)),
-                ))
+                Ok(Submitted::Finished(finished(
+                    &opened,
+                    Err(REVOKED_TOO_MANY_ATTEMPTS),
+                )))
             }
             AttemptCount::NotPending => Ok(Submitted::Closed(Closed::Used)),
         }
@@ -315,7 +321,10 @@ impl Connect {
                 provider: meta.provider,
             },
             // The same link posted twice with different values: the first one won.
-            Err(Error::InvalidArgument { field: "request_id", .. }) => {
+            Err(Error::InvalidArgument {
+                field: "request_id",
+                ..
+            }) => {
                 return Ok(Submitted::Closed(Closed::Used));
             }
             Err(e) => return Err(e),
@@ -324,7 +333,11 @@ impl Connect {
     }
 
     /// Marks the link completed with its event and notification, atomically.
-    async fn complete(&self, opened: &Opened, credential: ConnectedCredential) -> Result<Submitted> {
+    async fn complete(
+        &self,
+        opened: &Opened,
+        credential: ConnectedCredential,
+    ) -> Result<Submitted> {
         let link = &opened.link;
         let now = self.now();
         let outcome = match link.request.link_type {
@@ -349,9 +362,7 @@ impl Connect {
         if !done {
             // Revoked (or completed by another tab) while this post was in flight.
             let current = self.vault.store.get_link(&link.tenant_id, &link.id).await?;
-            let same = current
-                .as_ref()
-                .and_then(|l| l.credential_id.as_deref())
+            let same = current.as_ref().and_then(|l| l.credential_id.as_deref())
                 == Some(credential.id.as_str());
             if !same {
                 if link.request.link_type == LinkType::Create {
@@ -430,7 +441,13 @@ impl Connect {
         };
         let started = self
             .vault
-            .begin_flow(&link.tenant_id, &link.user_id, &link.user_email, &sealed, request)
+            .begin_flow(
+                &link.tenant_id,
+                &link.user_id,
+                &link.user_email,
+                &sealed,
+                request,
+            )
             .await?;
         Ok(Ok(started.authorization_url))
     }
@@ -529,7 +546,8 @@ fn split_fields(
     let mut labels = BTreeMap::new();
     for field in fields.iter().filter(|f| !f.secret) {
         let v = value(&field.name);
-        if !v.is_empty() && !(mode == AuthMode::Basic && field.name == USERNAME_FIELD) {
+        let is_basic_user = mode == AuthMode::Basic && field.name == USERNAME_FIELD;
+        if !v.is_empty() && !is_basic_user {
             labels.insert(field.name.clone(), v);
         }
     }

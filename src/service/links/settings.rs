@@ -133,7 +133,10 @@ impl Connect {
 
     pub(super) async fn check_notify_url(&self, url: &str) -> Result<()> {
         if url.len() > 2048 {
-            return Err(Error::invalid("notify_url", "must be at most 2048 characters"));
+            return Err(Error::invalid(
+                "notify_url",
+                "must be at most 2048 characters",
+            ));
         }
         self.vault
             .settings
@@ -180,7 +183,10 @@ impl Connect {
             ("allowed_embedding_origins", &s.allowed_embedding_origins),
         ] {
             if list.len() > MAX_URLS {
-                return Err(Error::invalid(field, format!("at most {MAX_URLS} are allowed")));
+                return Err(Error::invalid(
+                    field,
+                    format!("at most {MAX_URLS} are allowed"),
+                ));
             }
         }
         for url in &s.allowed_redirect_urls {
@@ -210,9 +216,7 @@ impl Connect {
 
 /// `#rrggbb`.
 fn is_hex_colour(value: &str) -> bool {
-    value.len() == 7
-        && value.starts_with('#')
-        && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The secrets that sign a tenant's notify calls now: the current one, and the
@@ -225,7 +229,8 @@ pub(in crate::service) async fn notify_secrets(
     let Some(row) = vault.store.get_connect_settings(tenant_id).await? else {
         return Ok(Vec::new());
     };
-    let open = |blob: &[u8]| vault.open_text(&secret_aad(tenant_id), blob, "connect signing secret");
+    let open =
+        |blob: &[u8]| vault.open_text(&secret_aad(tenant_id), blob, "connect signing secret");
     let mut secrets = Vec::new();
     if let Some(secret) = &row.secret {
         secrets.push(open(secret)?);

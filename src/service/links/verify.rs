@@ -38,7 +38,8 @@ impl Connect {
         };
         let guard = Guard {
             allow_http: self.vault.settings.allow_http_urls,
-            allow_private: config.allow_private_network || self.vault.settings.provider_allow_private,
+            allow_private: config.allow_private_network
+                || self.vault.settings.provider_allow_private,
         };
         match self
             .outbound
@@ -60,11 +61,7 @@ impl Connect {
         }
     }
 
-    fn build(
-        &self,
-        v: &Verification,
-        values: &FormValues,
-    ) -> Result<reqwest::Request, BuildError> {
+    fn build(&self, v: &Verification, values: &FormValues) -> Result<reqwest::Request, BuildError> {
         let url = Template::parse(&v.url)?.render(values, Escape::UrlComponent)?;
         let url = url::Url::parse(&url).map_err(|_| BuildError::Url)?;
         let method = forms::method(&v.method).ok_or(BuildError::Method)?;
