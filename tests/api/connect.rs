@@ -56,6 +56,12 @@ async fn mint(
 both_backends! {
     async fn an_api_key_is_verified_stored_redirected_and_notified(app) {
         let s = setup(&app).await;
+        // A registered endpoint that subscribes to connect events gets them too.
+        let subscriber = Receiver::start().await;
+        app.webhooks(&s.t.token).await.create_webhook_endpoint(pb::CreateWebhookEndpointRequest {
+            url: subscriber.url(),
+            event_types: vec!["connect.succeeded".into()],
+        }).await.unwrap();
         let minted = mint(&app, &s, link_request("u1", &["stripe-test"], &s.landing, &s.receiver.url())).await;
         assert!(minted.signing_secret.starts_with("whsec_"), "the first notify link shows the secret");
         let link = minted.link.unwrap();
@@ -133,6 +139,11 @@ both_backends! {
         assert_eq!(data["userId"], "u1");
         assert_eq!(data["userEmail"], "u1@example.com");
         assert_eq!(data["provider"], "stripe-test");
+        let subscribed = subscriber.received();
+        assert_eq!(subscribed.len(), 1);
+        assert_eq!(subscribed[0].id, received[0].id, "the same event");
+        let audited = app.count("SELECT COUNT(*) FROM audit_log WHERE credential_id = $1", &link.id).await;
+        assert_eq!(audited, 2, "link creation and completion are audited");
 
         // What the user typed is nowhere but in the sealed row and the reveal.
         let dump = app.database_dump().await;
@@ -174,6 +185,20 @@ both_backends! {
         assert_eq!(expires, (now(&app) + 30 * 60_000) / 1000 * 1000, "default 30 minutes");
         let err = app.client(&writer).await.list_credentials(pb::ListCredentialsRequest::default()).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
+
+        // Under a custom domain, links are minted there.
+        let admin = app.token(&s.t, &["tenant:admin"]).await;
+        let mut settings = app.connect(&admin).await.get_connect_settings(pb::GetConnectSettingsRequest {}).await.unwrap().into_inner();
+        settings.custom_base_url = "https://connect.acme.example".into();
+        let version = settings.version;
+        app.connect(&admin).await.set_connect_settings(pb::SetConnectSettingsRequest { settings: Some(settings.clone()), expected_version: Some(version) }).await.unwrap();
+        let stale = app.connect(&admin).await.set_connect_settings(pb::SetConnectSettingsRequest { settings: Some(settings.clone()), expected_version: Some(version) }).await.unwrap_err();
+        assert_eq!(stale.code(), Code::Aborted);
+        settings.primary_color = "red;}body{display:none".into();
+        let bad = app.connect(&admin).await.set_connect_settings(pb::SetConnectSettingsRequest { settings: Some(settings), expected_version: None }).await.unwrap_err();
+        assert!(bad.message().starts_with("primary_color"), "{}", bad.message());
+        let minted = c.create_connect_link(link_request("u3", &["stripe-test"], &s.landing, "")).await.unwrap().into_inner();
+        assert!(minted.url.starts_with("https://connect.acme.example/connect/"), "{}", minted.url);
     }
 
     async fn expired_and_revoked_links_show_a_page_never_the_form(app) {
