@@ -17,6 +17,8 @@ const SECRET_BEARING: &[&str] = &[
     ".credvault.v1.CreateWebhookEndpointResponse",
     ".credvault.v1.RotateWebhookSecretResponse",
     ".credvault.v1.StartOAuthResponse",
+    ".credvault.v1.CreateConnectLinkResponse",
+    ".credvault.v1.RotateConnectSecretResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -109,3 +109,26 @@ impl fmt::Debug for v1::StartOAuthResponse {
             .finish()
     }
 }
+
+/// The URL carries the link's bearer token; the signing secret is shown once.
+impl fmt::Debug for v1::CreateConnectLinkResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateConnectLinkResponse")
+            .field("link", &self.link)
+            .field("url", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .field(
+                "signing_secret",
+                &(!self.signing_secret.is_empty()).then_some(REDACTED),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for v1::RotateConnectSecretResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotateConnectSecretResponse")
+            .field("secret", &REDACTED)
+            .finish()
+    }
+}

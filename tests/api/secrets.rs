@@ -156,8 +156,16 @@ fn secret_bearing_messages_redact_their_debug() {
         endpoint: None,
         secret: "whsec_SIGNING".into(),
     };
+    let link = pb::CreateConnectLinkResponse {
+        url: "https://vault.test/connect/LINK-TOKEN".into(),
+        signing_secret: "whsec_NOTIFY".into(),
+        ..Default::default()
+    };
+    let rotated = pb::RotateConnectSecretResponse {
+        secret: "whsec_ROTATED".into(),
+    };
     let shown = format!(
-        "{oauth:?} {reveal:?} {token:?} {started:?} {endpoint:?} {:?}",
+        "{oauth:?} {reveal:?} {token:?} {started:?} {endpoint:?} {link:?} {rotated:?} {:?}",
         create("u", api_key("key-K"))
     );
     for secret in [
@@ -169,6 +177,9 @@ fn secret_bearing_messages_redact_their_debug() {
         "key-K",
         "STATE-S",
         "whsec_SIGNING",
+        "LINK-TOKEN",
+        "whsec_NOTIFY",
+        "whsec_ROTATED",
     ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
