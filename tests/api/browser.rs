@@ -10,7 +10,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::both_backends;
 use crate::connect_kit::*;
-use crate::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
+use crate::fake_provider::FakeProvider;
 use crate::fixtures::*;
 use crate::support::{TestApp, on_ci};
 
@@ -185,16 +185,7 @@ both_backends! {
         let landing = Landing::start().await;
         let fake = FakeProvider::start().await;
         settings(&app, &t, &landing, false).await;
-        app.oauth(&t.token).await.create_provider(pb::CreateProviderRequest {
-            slug: "crm".into(),
-            display_name: "Acme CRM Cloud".into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            authorization_url: fake.url("/authorize"),
-            token_url: fake.url("/token"),
-            default_scopes: vec!["crm.read".into()],
-            ..Default::default()
-        }).await.unwrap();
+        oauth_provider(&app, &t, &fake).await;
         let c = &browser.client;
 
         // OAuth through the page, 360 px wide: consent, callback, back to the app.

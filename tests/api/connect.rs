@@ -7,7 +7,7 @@ use tonic::Code;
 
 use crate::both_backends;
 use crate::connect_kit::*;
-use crate::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
+use crate::fake_provider::FakeProvider;
 use crate::fixtures::*;
 use crate::receiver::Receiver;
 use crate::support::{TestApp, TestTenant, logs};
@@ -269,16 +269,7 @@ both_backends! {
     async fn oauth_through_the_page_is_bound_to_the_browser(app) {
         let s = setup(&app).await;
         let fake = FakeProvider::start().await;
-        app.oauth(&s.t.token).await.create_provider(pb::CreateProviderRequest {
-            slug: "crm".into(),
-            display_name: "Acme CRM Cloud".into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            authorization_url: fake.url("/authorize"),
-            token_url: fake.url("/token"),
-            default_scopes: vec!["crm.read".into()],
-            ..Default::default()
-        }).await.unwrap();
+        oauth_provider(&app, &s.t, &fake).await;
 
         for (same_browser, expected) in [(true, "credential_id="), (false, "error=browser_mismatch")] {
             let minted = mint(&app, &s, link_request("u1", &["crm", "stripe-test"], &s.landing, "")).await;

@@ -12,6 +12,7 @@ use axum::routing::get;
 use credvault::proto::v1 as pb;
 use secrecy::SecretString;
 
+use crate::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
 use crate::support::{TestApp, TestTenant};
 
 pub const GOOD_KEY: &str = "sk_test_good0canary";
@@ -172,6 +173,24 @@ pub async fn key_provider(app: &TestApp, t: &TestTenant, slug: &str, display: &s
                 headers: [("Authorization".to_owned(), "Bearer {{api_key}}".to_owned())].into(),
                 ..Default::default()
             }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// The OAuth provider `crm` ("Acme CRM Cloud") on the in-process authorization server.
+pub async fn oauth_provider(app: &TestApp, t: &TestTenant, fake: &FakeProvider) {
+    app.oauth(&t.token)
+        .await
+        .create_provider(pb::CreateProviderRequest {
+            slug: "crm".into(),
+            display_name: "Acme CRM Cloud".into(),
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            authorization_url: fake.url("/authorize"),
+            token_url: fake.url("/token"),
+            default_scopes: vec!["crm.read".into()],
             ..Default::default()
         })
         .await
