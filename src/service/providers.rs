@@ -111,7 +111,12 @@ fn legacy_aad(p: &Provider) -> AadContext<'_> {
 }
 
 impl Vault {
-    fn check_url(&self, field: &'static str, value: &str, required: bool) -> Result<()> {
+    /// An absolute http(s) URL without credentials, https unless `allow_http_urls`,
+    /// at most 2048 characters; empty only when not `required`.
+    pub(super) fn check_url(&self, field: &'static str, value: &str, required: bool) -> Result<()> {
+        if value.len() > 2048 {
+            return Err(Error::invalid(field, "must be at most 2048 characters"));
+        }
         if value.is_empty() {
             return if required {
                 Err(Error::invalid(field, "is required"))

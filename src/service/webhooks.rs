@@ -36,6 +36,28 @@ fn aad_of(e: &Endpoint) -> AadContext<'_> {
     }
 }
 
+/// A sealed signing secret and, during a rotation's overlap, the one it replaced.
+#[derive(Clone, Copy)]
+pub(super) struct RotatingSecret<'a> {
+    pub current: Option<&'a [u8]>,
+    pub previous: Option<&'a [u8]>,
+    pub previous_until: Option<Millis>,
+}
+
+/// How long a rotated-out secret keeps signing: `asked` seconds (default a day),
+/// at most a week.
+pub(super) fn overlap(asked: Option<i64>) -> Result<i64> {
+    let overlap = asked.unwrap_or(DEFAULT_OVERLAP_SECS);
+    if (0..=7 * DEFAULT_OVERLAP_SECS).contains(&overlap) {
+        Ok(overlap)
+    } else {
+        Err(Error::invalid(
+            "overlap_seconds",
+            "must be from 0 to 604800 (a week)",
+        ))
+    }
+}
+
 fn check_event_types(types: &[String]) -> Result<()> {
     for t in types {
         if !EVENT_TYPES.contains(&t.as_str()) {
@@ -49,16 +71,18 @@ fn check_event_types(types: &[String]) -> Result<()> {
 }
 
 impl Vault {
-    async fn check_endpoint_url(&self, url: &str) -> Result<()> {
+    /// A URL the webhook address policy lets notifications go to; `field` names it in
+    /// errors.
+    pub(super) async fn check_endpoint_url(&self, field: &'static str, url: &str) -> Result<()> {
         if url.len() > 2048 {
-            return Err(Error::invalid("url", "must be at most 2048 characters"));
+            return Err(Error::invalid(field, "must be at most 2048 characters"));
         }
         self.settings
             .webhook_guard
             .check(url)
             .await
             .map(|_| ())
-            .map_err(|reason| Error::invalid("url", reason))
+            .map_err(|reason| Error::invalid(field, reason))
     }
 
     pub async fn create_endpoint(
@@ -67,7 +91,7 @@ impl Vault {
         url: &str,
         event_types: Vec<String>,
     ) -> Result<(Endpoint, SecretString)> {
-        self.check_endpoint_url(url).await?;
+        self.check_endpoint_url("url", url).await?;
         check_event_types(&event_types)?;
         if self.store.list_endpoints(&caller.tenant_id).await?.len() >= MAX_ENDPOINTS_PER_TENANT {
             return Err(Error::ResourceExhausted(format!(
@@ -152,7 +176,7 @@ impl Vault {
         }
         let mut next = current.clone();
         if let Some(url) = req.url {
-            self.check_endpoint_url(&url).await?;
+            self.check_endpoint_url("url", &url).await?;
             next.endpoint.url = url;
         }
         if let Some(types) = req.event_types {
@@ -185,13 +209,7 @@ impl Vault {
         id: &str,
         overlap_secs: Option<i64>,
     ) -> Result<(SealedEndpoint, SecretString)> {
-        let overlap = overlap_secs.unwrap_or(DEFAULT_OVERLAP_SECS);
-        if !(0..=7 * DEFAULT_OVERLAP_SECS).contains(&overlap) {
-            return Err(Error::invalid(
-                "overlap_seconds",
-                "must be from 0 to 604800 (a week)",
-            ));
-        }
+        let overlap = overlap(overlap_secs)?;
         let current = self.endpoint(caller, id).await?;
         let now = self.now();
         let secret = signing::new_secret();
@@ -212,15 +230,31 @@ impl Vault {
         e: &SealedEndpoint,
         now: Millis,
     ) -> Result<Vec<zeroize::Zeroizing<String>>> {
-        let open =
-            |blob: &[u8]| self.open_text(&aad_of(&e.endpoint), blob, "webhook endpoint secret");
-        let mut secrets = vec![open(&e.secret)?];
-        if let (Some(previous), Some(until)) = (&e.previous_secret, e.previous_secret_until)
-            && until > now
-        {
-            secrets.push(open(previous)?);
-        }
-        Ok(secrets)
+        let pair = RotatingSecret {
+            current: Some(&e.secret),
+            previous: e.previous_secret.as_deref(),
+            previous_until: e.previous_secret_until,
+        };
+        self.open_rotating(&aad_of(&e.endpoint), "webhook endpoint secret", pair, now)
+    }
+
+    /// The secrets of a rotating pair that sign at `now`: the current one, and the
+    /// previous one while its overlap lasts.
+    pub(super) fn open_rotating(
+        &self,
+        aad: &AadContext<'_>,
+        what: &str,
+        pair: RotatingSecret<'_>,
+        now: Millis,
+    ) -> Result<Vec<zeroize::Zeroizing<String>>> {
+        let live_previous = pair
+            .previous
+            .filter(|_| pair.previous_until.is_some_and(|t| t > now));
+        pair.current
+            .into_iter()
+            .chain(live_previous)
+            .map(|blob| self.open_text(aad, blob, what))
+            .collect()
     }
 
     pub async fn list_events(

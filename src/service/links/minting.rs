@@ -88,7 +88,9 @@ impl Connect {
             }
         }
         if !req.notify_url.is_empty() {
-            self.check_notify_url(&req.notify_url).await?;
+            self.vault
+                .check_endpoint_url("notify_url", &req.notify_url)
+                .await?;
         }
         let signing_secret = if req.notify_url.is_empty() {
             None

@@ -7,11 +7,10 @@ use super::{Connect, secret_aad};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::model::connect::{ConnectSettings, SealedConnectSettings};
-use crate::oauth::redirect;
+use crate::service::webhooks::{self, RotatingSecret};
 use crate::service::{Caller, Vault, validate};
 use crate::webhooks::signing;
 
-pub const DEFAULT_SECRET_OVERLAP_SECS: i64 = 24 * 60 * 60;
 const MAX_URLS: usize = 32;
 
 impl Connect {
@@ -60,13 +59,7 @@ impl Connect {
         caller: &Caller,
         overlap_secs: Option<i64>,
     ) -> Result<SecretString> {
-        let overlap = overlap_secs.unwrap_or(DEFAULT_SECRET_OVERLAP_SECS);
-        if !(0..=7 * DEFAULT_SECRET_OVERLAP_SECS).contains(&overlap) {
-            return Err(Error::invalid(
-                "overlap_seconds",
-                "must be from 0 to 604800 (a week)",
-            ));
-        }
+        let overlap = webhooks::overlap(overlap_secs)?;
         let current = self.load_settings(&caller.tenant_id).await?;
         let now = self.now();
         let secret = signing::new_secret();
@@ -131,33 +124,10 @@ impl Connect {
         }
     }
 
-    pub(super) async fn check_notify_url(&self, url: &str) -> Result<()> {
-        if url.len() > 2048 {
-            return Err(Error::invalid(
-                "notify_url",
-                "must be at most 2048 characters",
-            ));
-        }
-        self.vault
-            .settings
-            .webhook_guard
-            .check(url)
-            .await
-            .map(|_| ())
-            .map_err(|reason| Error::invalid("notify_url", reason))
-    }
-
-    fn check_url(&self, field: &'static str, value: &str) -> Result<url::Url> {
-        let url = redirect::absolute(value).ok_or_else(|| {
-            Error::invalid(field, "must be an absolute http(s) URL without credentials")
-        })?;
-        if url.scheme() != "https" && !self.vault.settings.allow_http_urls {
-            return Err(Error::invalid(field, "must use https"));
-        }
-        if value.len() > 2048 {
-            return Err(Error::invalid(field, "must be at most 2048 characters"));
-        }
-        Ok(url)
+    /// An absolute http(s) URL (https unless `allow_http_urls`), parsed.
+    fn parsed_url(&self, field: &'static str, value: &str) -> Result<url::Url> {
+        self.vault.check_url(field, value, true)?;
+        url::Url::parse(value).map_err(|_| Error::invalid(field, "is not a URL"))
     }
 
     fn validate_settings(&self, s: &ConnectSettings) -> Result<()> {
@@ -168,9 +138,7 @@ impl Connect {
             ("privacy_url", &s.privacy_url),
             ("support_url", &s.support_url),
         ] {
-            if !value.is_empty() {
-                self.check_url(field, value)?;
-            }
+            self.vault.check_url(field, value, false)?;
         }
         if !s.primary_color.is_empty() && !is_hex_colour(&s.primary_color) {
             return Err(Error::invalid(
@@ -190,10 +158,10 @@ impl Connect {
             }
         }
         for url in &s.allowed_redirect_urls {
-            self.check_url("allowed_redirect_urls", url)?;
+            self.vault.check_url("allowed_redirect_urls", url, true)?;
         }
         for origin in &s.allowed_embedding_origins {
-            let url = self.check_url("allowed_embedding_origins", origin)?;
+            let url = self.parsed_url("allowed_embedding_origins", origin)?;
             if url.origin().ascii_serialization() != origin.trim_end_matches('/') {
                 return Err(Error::invalid(
                     "allowed_embedding_origins",
@@ -202,7 +170,7 @@ impl Connect {
             }
         }
         if !s.custom_base_url.is_empty() {
-            let url = self.check_url("custom_base_url", &s.custom_base_url)?;
+            let url = self.parsed_url("custom_base_url", &s.custom_base_url)?;
             if url.query().is_some() || url.fragment().is_some() {
                 return Err(Error::invalid(
                     "custom_base_url",
@@ -229,18 +197,12 @@ pub(in crate::service) async fn notify_secrets(
     let Some(row) = vault.store.get_connect_settings(tenant_id).await? else {
         return Ok(Vec::new());
     };
-    let open =
-        |blob: &[u8]| vault.open_text(&secret_aad(tenant_id), blob, "connect signing secret");
-    let mut secrets = Vec::new();
-    if let Some(secret) = &row.secret {
-        secrets.push(open(secret)?);
-    }
-    if let (Some(previous), Some(until)) = (&row.previous_secret, row.previous_secret_until)
-        && until > now
-    {
-        secrets.push(open(previous)?);
-    }
-    Ok(secrets)
+    let pair = RotatingSecret {
+        current: row.secret.as_deref(),
+        previous: row.previous_secret.as_deref(),
+        previous_until: row.previous_secret_until,
+    };
+    vault.open_rotating(&secret_aad(tenant_id), "connect signing secret", pair, now)
 }
 
 #[cfg(test)]
