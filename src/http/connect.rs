@@ -18,7 +18,7 @@ use super::text::Text;
 use crate::model::connect::ConnectSettings;
 use crate::oauth::forms::AuthMode;
 use crate::service::links::{
-    Closed, Connect, Finished, FormError, FormValues, Opened, PageProvider, Submitted,
+    Closed, Connect, Ended, Finished, FormError, FormValues, Opened, PageProvider, Submitted,
 };
 
 /// The cookie that binds an OAuth flow to the browser that started it.
@@ -193,55 +193,44 @@ pub async fn submit(
         Err(response) => return *response,
     };
     let provider = form.0.remove("provider").unwrap_or_default();
-    let outcome = state
-        .connect
-        .submit(&token, &provider, form.clone_values())
-        .await;
-    match outcome {
-        Ok(Submitted::Finished(finished)) => {
-            finished_response(&state, &finished, &opened_origins(&finished))
-        }
-        Ok(Submitted::Closed(closed)) => closed_page(&state, closed),
-        Ok(Submitted::Invalid(opened, errors)) => {
-            let form_state = FormState {
-                values: Some(&form),
-                errors: &errors,
-                general_error: Some(state.text.error_summary.to_owned()),
-            };
-            with_status(
+    let t = state.text;
+    // Anything but the end of the flow shows the form again, with what to fix.
+    let (opened, errors, message, status) =
+        match state.connect.submit(&token, &provider, &form).await {
+            Ok(Submitted::Ended(ended)) => return ended_response(&state, ended),
+            Ok(Submitted::Invalid(opened, errors)) => (
+                opened,
+                errors,
+                t.error_summary.to_owned(),
                 StatusCode::UNPROCESSABLE_ENTITY,
-                render_form(&state, &opened, &token, &provider, form_state),
-            )
-        }
-        Ok(Submitted::Rejected(opened, left)) => {
-            let message = format!(
-                "{} {}",
-                state.text.message("error_rejected"),
-                state.text.attempts_left.replace("{n}", &left.to_string())
-            );
-            let form_state = FormState {
-                values: Some(&form),
-                errors: &[],
-                general_error: Some(message),
-            };
-            with_status(
+            ),
+            Ok(Submitted::Rejected(opened, left)) => (
+                opened,
+                Vec::new(),
+                format!(
+                    "{} {}",
+                    t.message("error_rejected"),
+                    t.attempts_left.replace("{n}", &left.to_string())
+                ),
                 StatusCode::UNPROCESSABLE_ENTITY,
-                render_form(&state, &opened, &token, &provider, form_state),
-            )
-        }
-        Ok(Submitted::Unverified(opened)) => {
-            let form_state = FormState {
-                values: Some(&form),
-                errors: &[],
-                general_error: Some(state.text.message("error_unverified").to_owned()),
-            };
-            with_status(
+            ),
+            Ok(Submitted::Unverified(opened)) => (
+                opened,
+                Vec::new(),
+                t.message("error_unverified").to_owned(),
                 StatusCode::SERVICE_UNAVAILABLE,
-                render_form(&state, &opened, &token, &provider, form_state),
-            )
-        }
-        Err(e) => server_error(&state, &e),
-    }
+            ),
+            Err(e) => return server_error(&state, &e),
+        };
+    let form_state = FormState {
+        values: Some(&form),
+        errors: &errors,
+        general_error: Some(message),
+    };
+    with_status(
+        status,
+        render_form(&state, &opened, &token, &provider, form_state),
+    )
 }
 
 #[tracing::instrument(name = "connect.oauth", skip_all)]
@@ -263,18 +252,14 @@ pub async fn start_oauth(
         None => (crate::ids::random_token().expose_secret().to_owned(), true),
     };
     let mut response = match state.connect.start_oauth(&token, &provider, &nonce).await {
-        Ok(Ok(url)) => see_other(&url),
-        Ok(Err(Submitted::Finished(finished))) => {
-            finished_response(&state, &finished, &opened_origins(&finished))
-        }
-        Ok(Err(Submitted::Closed(closed))) => closed_page(&state, closed),
-        Ok(Err(_)) => server_error(&state, &"unexpected outcome"),
+        Ok(Ok(url)) => secure(see_other(&url), &[], "", &[]),
+        Ok(Err(ended)) => ended_response(&state, ended),
         Err(e) => server_error(&state, &e),
     };
     if new_cookie {
         set_browser_cookie(&state, &nonce, &mut response);
     }
-    secure(response, &[], "")
+    response
 }
 
 /// The form of a post, after the rate limit, content type and CSRF checks.
@@ -286,7 +271,7 @@ fn read_form(
     body: &Bytes,
 ) -> Result<FormValues, Box<Response>> {
     if !state.limiter.allow(peer.ip()) {
-        let mut response = closed_like(state, "rate_limited", StatusCode::TOO_MANY_REQUESTS);
+        let mut response = failure_page(state, "rate_limited", StatusCode::TOO_MANY_REQUESTS);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
@@ -297,7 +282,7 @@ fn read_form(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form_type {
-        return Err(Box::new(closed_like(
+        return Err(Box::new(failure_page(
             state,
             "bad_request",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -306,7 +291,7 @@ fn read_form(
     let mut values = FormValues::default();
     for (key, value) in url::form_urlencoded::parse(body) {
         if values.0.len() >= 64 {
-            return Err(Box::new(closed_like(
+            return Err(Box::new(failure_page(
                 state,
                 "bad_request",
                 StatusCode::BAD_REQUEST,
@@ -320,7 +305,7 @@ fn read_form(
         csrf.as_bytes(),
         expected.as_bytes(),
     )) {
-        return Err(Box::new(closed_like(
+        return Err(Box::new(failure_page(
             state,
             "bad_request",
             StatusCode::FORBIDDEN,
@@ -329,20 +314,16 @@ fn read_form(
     Ok(values)
 }
 
-impl FormValues {
-    fn clone_values(&self) -> FormValues {
-        FormValues(self.0.clone())
-    }
-}
-
 fn picker_page(state: &PageState, opened: &Opened) -> Response {
+    let chrome = Chrome::new(&opened.settings, &opened.tenant_name);
+    let nonce = chrome.nonce.clone();
     let page = PickerPage {
         t: state.text,
-        chrome: Chrome::new(&opened.settings, &opened.tenant_name),
+        chrome,
         title: state.text.picker_title,
         providers: &opened.providers,
     };
-    render(page, StatusCode::OK, opened)
+    opened_page(page.render(), &nonce, opened)
 }
 
 fn form_page(
@@ -392,9 +373,11 @@ fn form_page(
             }
         })
         .collect();
+    let chrome = Chrome::new(&opened.settings, &opened.tenant_name);
+    let nonce = chrome.nonce.clone();
     let page = FormPage {
         t,
-        chrome: Chrome::new(&opened.settings, &opened.tenant_name),
+        chrome,
         title: t.with_provider(
             if reconnect {
                 t.reconnect_title
@@ -414,7 +397,7 @@ fn form_page(
         help_url: &provider.help_url,
         show_back: opened.providers.len() > 1,
     };
-    render(page, StatusCode::OK, opened)
+    opened_page(page.render(), &nonce, opened)
 }
 
 fn render_form(
@@ -430,15 +413,21 @@ fn render_form(
     }
 }
 
-/// The origins a page may post its result to and be framed by.
-fn opened_origins(finished: &Finished) -> Vec<String> {
-    finished.settings.allowed_embedding_origins.clone()
+/// Where a flow that ended goes: its redirect or result screen, or the page of a
+/// link that no longer works.
+pub fn ended_response(state: &PageState, ended: Ended) -> Response {
+    match ended {
+        Ended::Finished(finished) => finished_response(state, &finished),
+        Ended::Closed(closed) => closed_page(state, closed),
+    }
 }
 
-/// A 303 to the tenant's redirect, or the page's own result screen.
-pub fn finished_response(state: &PageState, finished: &Finished, origins: &[String]) -> Response {
+/// A 303 to the tenant's redirect, or the page's own result screen, which posts the
+/// result to the embedding origins (the origins that may frame it).
+fn finished_response(state: &PageState, finished: &Finished) -> Response {
+    let origins = &finished.settings.allowed_embedding_origins;
     if let Some(url) = &finished.redirect {
-        return secure(see_other(url), origins, "");
+        return secure(see_other(url), origins, "", &[]);
     }
     let t = state.text;
     let (title, body) = if finished.success {
@@ -446,9 +435,11 @@ pub fn finished_response(state: &PageState, finished: &Finished, origins: &[Stri
     } else {
         (t.failure_title, t.message(finished.status).to_owned())
     };
+    let chrome = Chrome::new(&finished.settings, &finished.tenant_name);
+    let nonce = chrome.nonce.clone();
     let page = ResultPage {
         t,
-        chrome: Chrome::new(&finished.settings, &finished.tenant_name),
+        chrome,
         title: title.to_owned(),
         body,
         success: finished.success,
@@ -462,11 +453,7 @@ pub fn finished_response(state: &PageState, finished: &Finished, origins: &[Stri
     } else {
         StatusCode::BAD_REQUEST
     };
-    let nonce = page.chrome.nonce.clone();
-    match page.render() {
-        Ok(html) => secure(html_response(status, html), origins, &nonce),
-        Err(e) => server_error(state, &e),
-    }
+    html_page(page.render(), status, &nonce, origins, &[])
 }
 
 /// The page of a link that no longer shows its form.
@@ -475,16 +462,28 @@ pub fn closed_page(state: &PageState, closed: Closed) -> Response {
         Closed::Unknown => StatusCode::NOT_FOUND,
         _ => StatusCode::GONE,
     };
-    closed_like(state, closed.code(), status)
+    message_page(state, state.text.closed_title, closed.code(), status)
 }
 
-/// A failure screen with a fixed code, without tenant branding.
-fn closed_like(state: &PageState, code: &'static str, status: StatusCode) -> Response {
+/// A failure screen with a fixed code (never request input), without tenant
+/// branding: refused posts, server errors, OAuth callbacks that lead nowhere.
+pub fn failure_page(state: &PageState, code: &'static str, status: StatusCode) -> Response {
+    message_page(state, state.text.failure_title, code, status)
+}
+
+fn message_page(
+    state: &PageState,
+    title: &str,
+    code: &'static str,
+    status: StatusCode,
+) -> Response {
     let t = state.text;
+    let chrome = Chrome::plain();
+    let nonce = chrome.nonce.clone();
     let page = ResultPage {
         t,
-        chrome: Chrome::plain(),
-        title: t.closed_title.to_owned(),
+        chrome,
+        title: title.to_owned(),
         body: t.message(code).to_owned(),
         success: false,
         status: code.to_owned(),
@@ -492,60 +491,55 @@ fn closed_like(state: &PageState, code: &'static str, status: StatusCode) -> Res
         name: String::new(),
         origins: String::new(),
     };
-    let nonce = page.chrome.nonce.clone();
-    match page.render() {
-        Ok(html) => secure(html_response(status, html), &[], &nonce),
-        Err(_) => (status, code).into_response(),
-    }
+    html_page(page.render(), status, &nonce, &[], &[])
 }
 
 fn server_error(state: &PageState, error: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %error, "connect page failed");
-    closed_like(state, "server_error", StatusCode::INTERNAL_SERVER_ERROR)
+    failure_page(state, "server_error", StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn render<T: Template + HasNonce>(page: T, status: StatusCode, opened: &Opened) -> Response {
-    let nonce = page.nonce().to_owned();
-    let origins = &opened.settings.allowed_embedding_origins;
-    let mut form_targets: Vec<String> = [
+/// A picker or form page of an open link. Its forms may lead to the link's redirect
+/// origins and to the OAuth providers' consent screens (Chromium applies
+/// `form-action` to the redirects that follow a post).
+fn opened_page(html: askama::Result<String>, nonce: &str, opened: &Opened) -> Response {
+    let redirects = [
         &opened.link.request.success_redirect_url,
         &opened.link.request.failure_redirect_url,
-    ]
-    .iter()
-    .filter_map(|u| origin_of(u))
-    .collect();
-    form_targets.extend(
-        opened
-            .providers
-            .iter()
-            .filter(|p| p.auth_mode == AuthMode::OAuth2)
-            .filter_map(|p| origin_of(&p.authorization_url)),
-    );
-    match page.render() {
-        Ok(html) => {
-            let response = html_response(status, html);
-            secure_with_form_targets(response, origins, &nonce, &form_targets)
-        }
+    ];
+    let consents = opened
+        .providers
+        .iter()
+        .filter(|p| p.auth_mode == AuthMode::OAuth2)
+        .map(|p| &p.sealed.provider.config.authorization_url);
+    let form_targets: Vec<String> = redirects
+        .into_iter()
+        .chain(consents)
+        .filter_map(|u| origin_of(u))
+        .collect();
+    let frame_origins = &opened.settings.allowed_embedding_origins;
+    html_page(html, StatusCode::OK, nonce, frame_origins, &form_targets)
+}
+
+/// A rendered page with the security headers.
+fn html_page(
+    html: askama::Result<String>,
+    status: StatusCode,
+    nonce: &str,
+    frame_origins: &[String],
+    form_targets: &[String],
+) -> Response {
+    match html {
+        Ok(html) => secure(
+            html_response(status, html),
+            frame_origins,
+            nonce,
+            form_targets,
+        ),
         Err(e) => {
             tracing::error!(error = %e, "rendering the connect page failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "server_error").into_response()
         }
-    }
-}
-
-trait HasNonce {
-    fn nonce(&self) -> &str;
-}
-
-impl HasNonce for PickerPage<'_> {
-    fn nonce(&self) -> &str {
-        &self.chrome.nonce
-    }
-}
-
-impl HasNonce for FormPage<'_> {
-    fn nonce(&self) -> &str {
-        &self.chrome.nonce
     }
 }
 
@@ -565,7 +559,7 @@ fn with_status(status: StatusCode, mut response: Response) -> Response {
     response
 }
 
-fn see_other(url: &str) -> Response {
+pub fn see_other(url: &str) -> Response {
     match HeaderValue::from_str(url) {
         Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error").into_response(),
@@ -578,12 +572,9 @@ fn origin_of(url: &str) -> Option<String> {
     origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
-/// The security headers of every page response.
-pub fn secure(response: Response, frame_origins: &[String], nonce: &str) -> Response {
-    secure_with_form_targets(response, frame_origins, nonce, &[])
-}
-
-fn secure_with_form_targets(
+/// The security headers of every page response: `nonce` opens the page's own style
+/// and script, `form_targets` are origins its forms may lead to.
+fn secure(
     mut response: Response,
     frame_origins: &[String],
     nonce: &str,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 
 use crate::service::links::Connect;
@@ -58,23 +58,18 @@ async fn callback(
         .complete_oauth(query, browser.as_deref())
         .await;
     let mut response = match outcome {
-        CallbackOutcome::Redirect(url) => match HeaderValue::from_str(&url) {
-            Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
-            Err(_) => error_page("server_error"),
-        },
-        CallbackOutcome::ErrorPage(code) => error_page(code),
+        CallbackOutcome::Redirect(url) => connect::see_other(&url),
+        CallbackOutcome::ErrorPage(code) => {
+            connect::failure_page(&state, code, StatusCode::BAD_REQUEST)
+        }
         CallbackOutcome::Link {
             state: flow,
             result,
         } => match state.connect.finish_oauth(&flow, result).await {
-            Ok(Ok(finished)) => {
-                let origins = finished.settings.allowed_embedding_origins.clone();
-                connect::finished_response(&state, &finished, &origins)
-            }
-            Ok(Err(closed)) => connect::closed_page(&state, closed),
+            Ok(ended) => connect::ended_response(&state, ended),
             Err(e) => {
                 tracing::error!(error = %e, "finishing a connect link's OAuth flow failed");
-                error_page("server_error")
+                connect::failure_page(&state, "server_error", StatusCode::INTERNAL_SERVER_ERROR)
             }
         },
     };
@@ -87,16 +82,4 @@ async fn callback(
         HeaderValue::from_static("no-referrer"),
     );
     response
-}
-
-/// A page for flows that cannot be redirected anywhere. `code` is one of a fixed set
-/// of identifiers, never request input.
-fn error_page(code: &'static str) -> Response {
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connection failed</title></head>\
-         <body><h1>This connection could not be completed</h1>\
-         <p>Error: <code>{code}</code>. Start the connection again from the application.</p>\
-         </body></html>"
-    );
-    (StatusCode::BAD_REQUEST, Html(body)).into_response()
 }

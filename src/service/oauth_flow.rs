@@ -211,7 +211,7 @@ impl Vault {
             }
         };
         if let Some(binding) = &state.request.link {
-            let presented = browser.map(|nonce| hex(&ids::token_hash(nonce)));
+            let presented = browser.map(browser_hash);
             if presented.as_deref() != Some(binding.browser_hash.as_str()) {
                 tracing::warn!(state = %state.id, "OAuth callback from another browser than the one that started the flow");
                 return failure(state, "browser_mismatch");
@@ -325,13 +325,9 @@ impl Vault {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The hex SHA-256 of a browser nonce, as a [`crate::oauth::LinkBinding`] stores it.
 pub fn browser_hash(nonce: &str) -> String {
-    hex(&ids::token_hash(nonce))
+    ids::token_hash_hex(nonce)
 }
 
 fn success(state: OAuthState, credential_id: String) -> CallbackOutcome {

@@ -18,9 +18,8 @@ mod verify;
 
 pub use minting::Minted;
 pub use minting::{LinkPage, NewLink};
-pub use page::{Closed, Finished, FormError, Opened, PageProvider, Submitted};
+pub use page::{Closed, Ended, Finished, FormError, Opened, PageProvider, Submitted};
 pub use page::{FormValues, MAX_FIELD_CHARS};
-pub use settings::DEFAULT_SECRET_OVERLAP_SECS;
 pub(in crate::service) use settings::notify_secrets;
 
 /// Verifications a link survives; the next rejected one revokes it.

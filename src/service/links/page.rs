@@ -8,12 +8,12 @@ use super::verify::Verdict;
 use super::{Connect, MAX_FAILED_ATTEMPTS};
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::model::Event;
 use crate::model::SecretPayload;
 use crate::model::connect::{
     ConnectLink, ConnectOutcome, ConnectSettings, ConnectedCredential, LinkChange, LinkStatus,
     LinkType, REVOKED_TOO_MANY_ATTEMPTS,
 };
-use crate::model::{AuditEntry, Event};
 use crate::oauth::forms::{AuthMode, FormField, PASSWORD_FIELD, USERNAME_FIELD, default_fields};
 use crate::oauth::{ConnectRequest, LinkBinding, OAuthState, SealedProvider, redirect};
 use crate::service::{Caller, CredentialChanges, NewCredential, oauth_flow};
@@ -67,8 +67,8 @@ pub struct PageProvider {
     pub help_url: String,
     pub auth_mode: AuthMode,
     pub fields: Vec<FormField>,
-    /// Where an OAuth provider's consent screen is (the page's `form-action`).
-    pub authorization_url: String,
+    /// The registry row (its verification request, its OAuth client).
+    pub sealed: SealedProvider,
 }
 
 /// An open link with what its page shows.
@@ -102,17 +102,24 @@ pub struct Finished {
     pub name: String,
 }
 
+/// How a link's flow ended: with a result (a redirect or the result screen), or on
+/// a link that no longer works.
+#[derive(Debug)]
+pub enum Ended {
+    Finished(Box<Finished>),
+    Closed(Closed),
+}
+
 /// What a form post came to.
 #[derive(Debug)]
 pub enum Submitted {
-    Finished(Finished),
+    Ended(Ended),
     /// Fix these fields and post again.
     Invalid(Opened, Vec<FormError>),
     /// The provider rejected the key; `attempts_left` more tries.
     Rejected(Opened, i64),
     /// The provider could not be asked (timeout, 5xx): try again.
     Unverified(Opened),
-    Closed(Closed),
 }
 
 /// What the user typed, by field name. `Debug` shows the names only, and the
@@ -189,8 +196,7 @@ impl Connect {
     /// The token's CSRF value: tied to the link (derived from its token), so a form
     /// can only be posted by someone who was shown it.
     pub fn csrf_token(token: &str) -> String {
-        let digest = ids::token_hash(&format!("credvault-connect-csrf:{token}"));
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        ids::token_hash_hex(&format!("credvault-connect-csrf:{token}"))
     }
 
     /// Stores what the user typed for an API-key or basic provider.
@@ -198,46 +204,32 @@ impl Connect {
         &self,
         token: &str,
         provider: &str,
-        values: FormValues,
+        values: &FormValues,
     ) -> Result<Submitted> {
         let opened = match self.open(token).await? {
             Ok(opened) => opened,
-            Err(closed) => return Ok(Submitted::Closed(closed)),
+            Err(closed) => return Ok(Submitted::Ended(Ended::Closed(closed))),
         };
-        let Some(shown) = opened
+        let shown = opened
             .providers
             .iter()
-            .find(|p| p.slug == provider)
-            .cloned()
-        else {
-            return Ok(Submitted::Finished(
-                self.fail(&opened, "provider_not_allowed").await?,
-            ));
+            .find(|p| p.slug == provider && p.auth_mode != AuthMode::OAuth2)
+            .cloned();
+        let Some(shown) = shown else {
+            let failed = self.fail(&opened, "provider_not_allowed").await?;
+            return Ok(Submitted::Ended(Ended::Finished(Box::new(failed))));
         };
-        if shown.auth_mode == AuthMode::OAuth2 {
-            return Ok(Submitted::Finished(
-                self.fail(&opened, "provider_not_allowed").await?,
-            ));
-        }
-        let errors = check_fields(&shown.fields, &values);
+        let errors = check_values(&shown.fields, values);
         if !errors.is_empty() {
             return Ok(Submitted::Invalid(opened, errors));
         }
-        let sealed_provider = self
-            .vault
-            .store
-            .get_provider(&opened.link.tenant_id, provider)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("provider {provider} not found")))?;
-        match self.verify(&sealed_provider, &values).await {
-            Verdict::Valid | Verdict::NotConfigured => {}
+        match self.verify(&shown.sealed, values).await {
+            Verdict::Valid => {}
             Verdict::Unverified => return Ok(Submitted::Unverified(opened)),
             Verdict::Rejected => return self.rejected(opened).await,
         }
-        let (secret, labels) = split_fields(shown.auth_mode, &shown.fields, &values);
-        let display = shown.display_name.clone();
-        self.store_and_finish(opened, provider, &display, secret, labels)
-            .await
+        let (secret, labels) = split_fields(shown.auth_mode, &shown.fields, values);
+        self.store_and_finish(opened, &shown, secret, labels).await
     }
 
     async fn rejected(&self, opened: Opened) -> Result<Submitted> {
@@ -259,12 +251,10 @@ impl Connect {
             AttemptCount::Counted(n) => Ok(Submitted::Rejected(opened, MAX_FAILED_ATTEMPTS - n)),
             AttemptCount::Exhausted => {
                 tracing::warn!(link = %link.id, "connect link revoked after too many rejected keys");
-                Ok(Submitted::Finished(finished(
-                    &opened,
-                    Err(REVOKED_TOO_MANY_ATTEMPTS),
-                )))
+                let failed = finished(&opened, Err(REVOKED_TOO_MANY_ATTEMPTS));
+                Ok(Submitted::Ended(Ended::Finished(Box::new(failed))))
             }
-            AttemptCount::NotPending => Ok(Submitted::Closed(Closed::Used)),
+            AttemptCount::NotPending => Ok(Submitted::Ended(Ended::Closed(Closed::Used))),
         }
     }
 
@@ -273,8 +263,7 @@ impl Connect {
     async fn store_and_finish(
         &self,
         opened: Opened,
-        provider: &str,
-        display_name: &str,
+        provider: &PageProvider,
         secret: SecretPayload,
         field_labels: BTreeMap<String, String>,
     ) -> Result<Submitted> {
@@ -297,14 +286,14 @@ impl Connect {
                 let mut labels = link.request.labels.clone();
                 labels.extend(field_labels);
                 let name = match link.request.credential_name.as_str() {
-                    "" => display_name.to_owned(),
+                    "" => provider.display_name.clone(),
                     name => name.to_owned(),
                 };
                 let request = NewCredential {
                     user_id: link.user_id.clone(),
                     user_email: link.user_email.clone(),
                     name,
-                    provider: provider.to_owned(),
+                    provider: provider.slug.clone(),
                     secret: Some(secret),
                     labels,
                     expires_at: None,
@@ -325,19 +314,15 @@ impl Connect {
                 field: "request_id",
                 ..
             }) => {
-                return Ok(Submitted::Closed(Closed::Used));
+                return Ok(Submitted::Ended(Ended::Closed(Closed::Used)));
             }
             Err(e) => return Err(e),
         };
-        self.complete(&opened, credential).await
+        Ok(Submitted::Ended(self.complete(&opened, credential).await?))
     }
 
     /// Marks the link completed with its event and notification, atomically.
-    async fn complete(
-        &self,
-        opened: &Opened,
-        credential: ConnectedCredential,
-    ) -> Result<Submitted> {
+    async fn complete(&self, opened: &Opened, credential: ConnectedCredential) -> Result<Ended> {
         let link = &opened.link;
         let now = self.now();
         let outcome = match link.request.link_type {
@@ -353,7 +338,12 @@ impl Connect {
             revoked_reason: None,
             at: now,
         };
-        let audit = link_audit(link, "connect.link.complete", now);
+        let audit = self.vault.audit(
+            &link_caller(link),
+            "connect.link.complete",
+            link.id.as_str(),
+            "",
+        );
         let done = self
             .vault
             .store
@@ -373,10 +363,13 @@ impl Connect {
                 let closed = current
                     .and_then(|l| Closed::of(&l, now))
                     .unwrap_or(Closed::Used);
-                return Ok(Submitted::Closed(closed));
+                return Ok(Ended::Closed(closed));
             }
         }
-        Ok(Submitted::Finished(finished(opened, Ok(credential.id))))
+        Ok(Ended::Finished(Box::new(finished(
+            opened,
+            Ok(credential.id),
+        ))))
     }
 
     /// A failure the user cannot fix on the page: the failure redirect, with a
@@ -402,22 +395,19 @@ impl Connect {
         token: &str,
         provider: &str,
         browser_nonce: &str,
-    ) -> Result<std::result::Result<String, Submitted>> {
+    ) -> Result<std::result::Result<String, Ended>> {
         let opened = match self.open(token).await? {
             Ok(opened) => opened,
-            Err(closed) => return Ok(Err(Submitted::Closed(closed))),
+            Err(closed) => return Ok(Err(Ended::Closed(closed))),
         };
-        let shown = opened.providers.iter().find(|p| p.slug == provider);
-        if shown.is_none_or(|p| p.auth_mode != AuthMode::OAuth2) {
-            let finished = self.fail(&opened, "provider_not_allowed").await?;
-            return Ok(Err(Submitted::Finished(finished)));
-        }
-        let sealed = self
-            .vault
-            .store
-            .get_provider(&opened.link.tenant_id, provider)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("provider {provider} not found")))?;
+        let shown = opened
+            .providers
+            .iter()
+            .find(|p| p.slug == provider && p.auth_mode == AuthMode::OAuth2);
+        let Some(shown) = shown else {
+            let failed = self.fail(&opened, "provider_not_allowed").await?;
+            return Ok(Err(Ended::Finished(Box::new(failed))));
+        };
         let link = &opened.link;
         let redirect_uri = match opened.settings.custom_base_url.as_str() {
             "" => String::new(),
@@ -425,7 +415,7 @@ impl Connect {
         };
         let request = ConnectRequest {
             name: match link.request.credential_name.as_str() {
-                "" => shown.map(|p| p.display_name.clone()).unwrap_or_default(),
+                "" => shown.display_name.clone(),
                 name => name.to_owned(),
             },
             scopes: Vec::new(),
@@ -445,7 +435,7 @@ impl Connect {
                 &link.tenant_id,
                 &link.user_id,
                 &link.user_email,
-                &sealed,
+                &shown.sealed,
                 request,
             )
             .await?;
@@ -457,57 +447,52 @@ impl Connect {
         &self,
         state: &OAuthState,
         result: std::result::Result<String, &'static str>,
-    ) -> Result<std::result::Result<Finished, Closed>> {
+    ) -> Result<Ended> {
         let Some(binding) = &state.request.link else {
-            return Ok(Err(Closed::Unknown));
+            return Ok(Ended::Closed(Closed::Unknown));
         };
         let id = crate::model::connect::LinkId(binding.link_id.clone());
         let Some(link) = self.vault.store.get_link(&state.tenant_id, &id).await? else {
-            return Ok(Err(Closed::Unknown));
+            return Ok(Ended::Closed(Closed::Unknown));
         };
         let opened = self.opened(link).await?;
-        let outcome = match result {
-            Err(code) => self.fail(&opened, code).await?,
+        match result {
+            Err(code) => Ok(Ended::Finished(Box::new(self.fail(&opened, code).await?))),
             Ok(credential_id) => {
                 let credential = ConnectedCredential {
                     id: credential_id,
                     name: state.request.name.clone(),
                     provider: state.provider.clone(),
                 };
-                match self.complete(&opened, credential).await? {
-                    Submitted::Finished(finished) => finished,
-                    Submitted::Closed(closed) => return Ok(Err(closed)),
-                    _ => unreachable!("completing a link either finishes or finds it closed"),
-                }
+                self.complete(&opened, credential).await
             }
-        };
-        Ok(Ok(outcome))
+        }
     }
 }
 
 fn page_provider(p: SealedProvider) -> PageProvider {
-    let c = p.provider.config;
+    let c = &p.provider.config;
     PageProvider {
         display_name: if c.display_name.is_empty() {
             p.provider.slug.clone()
         } else {
-            c.display_name
+            c.display_name.clone()
         },
-        slug: p.provider.slug,
-        logo_url: c.logo_url,
-        help_url: c.help_url,
+        slug: p.provider.slug.clone(),
+        logo_url: c.logo_url.clone(),
+        help_url: c.help_url.clone(),
         fields: if c.fields.is_empty() {
             default_fields(c.auth_mode)
         } else {
-            c.fields
+            c.fields.clone()
         },
         auth_mode: c.auth_mode,
-        authorization_url: c.authorization_url,
+        sealed: p,
     }
 }
 
 /// Every field present (or optional), not too long, matching its pattern.
-fn check_fields(fields: &[FormField], values: &FormValues) -> Vec<FormError> {
+fn check_values(fields: &[FormField], values: &FormValues) -> Vec<FormError> {
     let mut errors = Vec::new();
     for field in fields {
         let value = values.0.get(&field.name).map_or("", String::as_str);
@@ -573,17 +558,6 @@ fn link_caller(link: &ConnectLink) -> Caller {
         tenant_id: link.tenant_id.clone(),
         token_id: format!("connect:{}", link.id),
         scopes: Vec::new(),
-    }
-}
-
-fn link_audit(link: &ConnectLink, action: &'static str, at: i64) -> AuditEntry {
-    AuditEntry {
-        tenant_id: link.tenant_id.clone(),
-        at,
-        actor: format!("connect:{}", link.id),
-        action,
-        credential_id: link.id.to_string(),
-        request_id: String::new(),
     }
 }
 
@@ -655,9 +629,9 @@ mod tests {
         let mut region = FormField::new("region", "Region", false);
         region.optional = true;
         let fields = [key, region];
-        assert!(check_fields(&fields, &form(&[("api_key", "sk_abc")])).is_empty());
+        assert!(check_values(&fields, &form(&[("api_key", "sk_abc")])).is_empty());
         let codes = |v: &FormValues| -> Vec<&str> {
-            check_fields(&fields, v).iter().map(|e| e.message).collect()
+            check_values(&fields, v).iter().map(|e| e.message).collect()
         };
         assert_eq!(codes(&form(&[])), ["error_required"]);
         assert_eq!(codes(&form(&[("api_key", "xsk_abc")])), ["error_pattern"]);

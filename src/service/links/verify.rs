@@ -11,9 +11,7 @@ use crate::template::{Escape, Template, TemplateError};
 /// What the provider said of the typed values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// The provider has no verification request.
-    NotConfigured,
-    /// 2xx.
+    /// 2xx, or the provider has no verification request.
     Valid,
     /// 401 or 403: the provider refused the key.
     Rejected,
@@ -25,7 +23,7 @@ impl Connect {
     pub(super) async fn verify(&self, provider: &SealedProvider, values: &FormValues) -> Verdict {
         let config = &provider.provider.config;
         let Some(verification) = &config.verification else {
-            return Verdict::NotConfigured;
+            return Verdict::Valid;
         };
         let request = match self.build(verification, values) {
             Ok(request) => request,
