@@ -188,8 +188,11 @@ impl Connect {
                     "must be the user the credential to reconnect belongs to",
                 ));
             }
-            self.servable_provider(&caller.tenant_id, &credential.provider)
-                .await?;
+            self.check_servable(
+                &caller.tenant_id,
+                std::slice::from_ref(&credential.provider),
+            )
+            .await?;
             return Ok(vec![credential.provider]);
         }
         if !req.reconnect_credential_id.is_empty() {
@@ -208,40 +211,41 @@ impl Connect {
                 if slugs.len() > 100 {
                     return Err(Error::invalid("providers", "at most 100 are allowed"));
                 }
-                let mut seen = Vec::with_capacity(slugs.len());
+                let mut seen: Vec<String> = Vec::with_capacity(slugs.len());
                 for slug in slugs {
                     validate::slug("providers", slug).map_err(|_| {
                         Error::invalid("providers", "must be slugs, or [\"*\"] alone")
                     })?;
-                    self.servable_provider(&caller.tenant_id, slug).await?;
                     if !seen.contains(slug) {
                         seen.push(slug.clone());
                     }
                 }
+                self.check_servable(&caller.tenant_id, &seen).await?;
                 Ok(seen)
             }
         }
     }
 
-    /// A provider the page can offer: registered, and for OAuth with a client id.
-    async fn servable_provider(&self, tenant_id: &str, slug: &str) -> Result<()> {
-        let provider = self
-            .vault
-            .store
-            .get_provider(tenant_id, slug)
-            .await?
-            .ok_or_else(|| {
-                Error::FailedPrecondition(format!(
-                    "provider {slug} is not registered (CreateProvider)"
-                ))
-            })?;
-        if page_can_serve(&provider.provider.config) {
-            Ok(())
-        } else {
-            Err(Error::FailedPrecondition(format!(
-                "provider {slug} is OAuth and has no client_id: the page cannot start its flow"
-            )))
+    /// Every slug names a provider the page can offer: registered, and for OAuth
+    /// with a client id (one read of the tenant's registry).
+    async fn check_servable(&self, tenant_id: &str, slugs: &[String]) -> Result<()> {
+        let registered = self.vault.store.list_providers(tenant_id).await?;
+        for slug in slugs {
+            let provider = registered
+                .iter()
+                .find(|p| p.provider.slug == *slug)
+                .ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "provider {slug} is not registered (CreateProvider)"
+                    ))
+                })?;
+            if !page_can_serve(&provider.provider.config) {
+                return Err(Error::FailedPrecondition(format!(
+                    "provider {slug} is OAuth and has no client_id: the page cannot start its flow"
+                )));
+            }
         }
+        Ok(())
     }
 
     pub async fn get_link(&self, caller: &Caller, id: &str) -> Result<ConnectLink> {
