@@ -252,30 +252,28 @@ impl Vault {
                 return Ok((meta, secret));
             }
             let refresh_token = refreshable(&meta, &secret)?;
-            let lease = self
+            let leased = self
                 .store
                 .acquire_refresh_lease(
                     tenant_id,
                     id,
+                    meta.version,
                     &self.instance,
                     now,
                     now + self.settings.refresh_lease_ms,
                 )
                 .await?;
-            match lease {
-                Some(version) if version == meta.version => {}
-                Some(_) => continue,
-                None => {
-                    // Another replica is refreshing: wait for its result, bounded.
-                    if Instant::now() + poll > deadline {
-                        return Err(Error::Unavailable(format!(
-                            "credential {id} is being refreshed elsewhere; retry shortly"
-                        )));
-                    }
-                    tokio::time::sleep(poll).await;
-                    poll = (poll * 2).min(Duration::from_millis(250));
-                    continue;
+            if !leased {
+                // Another replica is refreshing, or just finished (the row moved since
+                // it was read): wait for its result, bounded, and re-read.
+                if Instant::now() + poll > deadline {
+                    return Err(Error::Unavailable(format!(
+                        "credential {id} is being refreshed elsewhere; retry shortly"
+                    )));
                 }
+                tokio::time::sleep(poll).await;
+                poll = (poll * 2).min(Duration::from_millis(250));
+                continue;
             }
             match self.call_provider(&meta, &refresh_token).await {
                 Ok((tokens, margin_ms)) => {

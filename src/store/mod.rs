@@ -180,17 +180,19 @@ pub trait Store: NotificationStore + ConnectStore + Send + Sync + 'static {
 
     async fn insert_audit(&self, audit: &AuditEntry) -> StoreResult<()>;
 
-    /// Takes the refresh lease of an active credential if nobody holds it, the
-    /// holder's lease ran out by `now`, or `owner` holds it already; returns the row's
-    /// version when taken.
+    /// Takes the refresh lease of an active credential still at `version` if nobody
+    /// holds it, the holder's lease ran out by `now`, or `owner` holds it already;
+    /// returns whether it was taken. A row that moved on is never leased, so a caller
+    /// that read an older version cannot hold a lease it will not use.
     async fn acquire_refresh_lease(
         &self,
         tenant_id: &str,
         id: &str,
+        version: i64,
         owner: &str,
         now: Millis,
         until: Millis,
-    ) -> StoreResult<Option<i64>>;
+    ) -> StoreResult<bool>;
     /// Records a failed refresh (and releases the lease) if the row is still at
     /// `version`. Not a change of the credential: the version stays.
     async fn record_refresh_failure(

@@ -513,25 +513,26 @@ impl Store for SqlStore {
         &self,
         tenant_id: &str,
         id: &str,
+        version: i64,
         owner: &str,
         now: Millis,
         until: Millis,
-    ) -> StoreResult<Option<i64>> {
-        let version = sqlx::query_scalar(
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
             "UPDATE credentials SET refresh_lease_owner = $3, refresh_lease_until = $4 \
-             WHERE tenant_id = $1 AND id = $2 AND status = 'active' \
+             WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND version = $6 \
              AND (refresh_lease_until IS NULL OR refresh_lease_until <= $5 \
-                  OR refresh_lease_owner = $3) \
-             RETURNING version",
+                  OR refresh_lease_owner = $3)",
         )
         .bind(tenant_id)
         .bind(id)
         .bind(owner)
         .bind(until)
         .bind(now)
-        .fetch_optional(&self.write)
+        .bind(version)
+        .execute(&self.write)
         .await?;
-        Ok(version)
+        Ok(done.rows_affected() == 1)
     }
 
     async fn record_refresh_failure(

@@ -258,11 +258,10 @@ both_backends! {
 
         // Worker A takes the lease, then stalls past it.
         let now = app.clock.now();
-        let version = store.acquire_refresh_lease(&t.id, &id, "worker-a", now, now + MINUTE).await.unwrap();
-        assert_eq!(version, Some(1));
+        assert!(store.acquire_refresh_lease(&t.id, &id, 1, "worker-a", now, now + MINUTE).await.unwrap());
         let stale = store.get_sealed(&t.id, &id).await.unwrap().unwrap();
         // While A's lease is live nobody else may take it.
-        assert_eq!(store.acquire_refresh_lease(&t.id, &id, "worker-b", now, now + MINUTE).await.unwrap(), None);
+        assert!(!store.acquire_refresh_lease(&t.id, &id, 1, "worker-b", now, now + MINUTE).await.unwrap());
         app.clock.advance_ms(MINUTE + 1);
 
         // B refreshes through the API once A's lease has lapsed.
@@ -278,6 +277,12 @@ both_backends! {
         assert!(!store.update_credential(&write, None, &[]).await.unwrap());
         let after = c.reveal_credential(reveal(&id)).await.unwrap().into_inner();
         assert_eq!(access_token(&after), newest, "the newer token survives");
+
+        // A caller that read the row before B's refresh cannot lease it now (it would
+        // hold a lease it never uses, stalling the next refresh for the lease's length).
+        let now = app.clock.now();
+        assert!(!store.acquire_refresh_lease(&t.id, &id, 1, "worker-c", now, now + MINUTE).await.unwrap());
+        assert!(store.acquire_refresh_lease(&t.id, &id, 2, "worker-d", now, now + MINUTE).await.unwrap());
     }
 
     async fn invalid_grant_needs_reauth_once_and_emits_an_event(app) {
