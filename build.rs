@@ -19,6 +19,9 @@ const SECRET_BEARING: &[&str] = &[
     ".credvault.v1.StartOAuthResponse",
     ".credvault.v1.CreateConnectLinkResponse",
     ".credvault.v1.RotateConnectSecretResponse",
+    ".credvault.v1.LoginRequestTemplate",
+    ".credvault.v1.ForgotPasswordTemplate",
+    ".credvault.v1.AuthenticateRequest",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -14,19 +14,26 @@ use tonic_health::ServingStatus;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::grpc::limits::OversizeIsResourceExhausted;
-use crate::grpc::{AdminApi, ConnectApi, CredentialApi, OAuthApi, WebhookApi};
+use crate::grpc::{
+    AdminApi, ConnectApi, CredentialApi, ExternalAuthApi, OAuthApi, UserApi, WebhookApi,
+};
 use crate::outbound::{Guard, Outbound};
 use crate::proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
         admin_service_server::AdminServiceServer, connect_service_server::ConnectServiceServer,
         credential_service_server::CredentialServiceServer,
-        o_auth_service_server::OAuthServiceServer, webhook_service_server::WebhookServiceServer,
+        external_auth_service_server::ExternalAuthServiceServer,
+        o_auth_service_server::OAuthServiceServer, user_service_server::UserServiceServer,
+        webhook_service_server::WebhookServiceServer,
     },
 };
+use crate::service::external_auth::ExternalAuth;
 use crate::service::links::{Connect, ConnectConfig};
+use crate::service::users::Users;
 use crate::service::{Settings, Vault};
 use crate::shutdown::Shutdown;
+use crate::store::LockoutPolicy;
 use crate::store::{self, StoreError};
 use crate::workers;
 
@@ -316,6 +323,7 @@ impl App {
                     .max_encoding_message_size(limit)
             };
         }
+        let external_auth = ExternalAuth::new(vault.clone(), LockoutPolicy::default());
         let connect = Connect::new(
             vault.clone(),
             ConnectConfig {
@@ -351,6 +359,14 @@ impl App {
                 ))
                 .add_service(limited!(AdminServiceServer, AdminApi::new(vault.clone())))
                 .add_service(limited!(ConnectServiceServer, ConnectApi::new(connect)))
+                .add_service(limited!(
+                    ExternalAuthServiceServer,
+                    ExternalAuthApi::new(external_auth)
+                ))
+                .add_service(limited!(
+                    UserServiceServer,
+                    UserApi::new(Users::new(vault.clone()))
+                ))
                 .add_service(limited!(OAuthServiceServer, OAuthApi::new(vault.clone())))
                 .add_service(limited!(
                     WebhookServiceServer,
@@ -368,12 +384,14 @@ impl App {
 }
 
 /// Every service health checking reports on ("" is the server as a whole).
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 8] = [
     "",
     "credvault.v1.ConnectService",
     "credvault.v1.CredentialService",
     "credvault.v1.AdminService",
+    "credvault.v1.ExternalAuthService",
     "credvault.v1.OAuthService",
+    "credvault.v1.UserService",
     "credvault.v1.WebhookService",
 ];
 

@@ -132,3 +132,47 @@ impl fmt::Debug for v1::RotateConnectSecretResponse {
             .finish()
     }
 }
+
+/// Header names are shown; their values (often an API key to the tenant's own auth
+/// system) are not.
+fn header_names(headers: &std::collections::HashMap<String, String>) -> Vec<&str> {
+    let mut names: Vec<&str> = headers.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names
+}
+
+impl fmt::Debug for v1::LoginRequestTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequestTemplate")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("format", &self.format)
+            .field("header_names", &header_names(&self.headers))
+            .field("body", &self.body)
+            .field("auth_type", &self.auth_type)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for v1::ForgotPasswordTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForgotPasswordTemplate")
+            .field("url", &self.url)
+            .field("header_names", &header_names(&self.headers))
+            .finish()
+    }
+}
+
+impl fmt::Debug for v1::AuthenticateRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthenticateRequest")
+            .field("connector_id", &self.connector_id)
+            .field("user_id", &self.user_id)
+            .field("email", &self.email)
+            .field("password", &REDACTED)
+            .field("device", &self.device)
+            .field("request_id", &self.request_id)
+            .finish()
+    }
+}

@@ -9,15 +9,19 @@ mod admin;
 mod connect;
 pub mod convert;
 mod credentials;
+mod external_auth;
 pub mod health;
 pub mod limits;
 mod oauth;
+mod users;
 mod webhooks;
 
 pub use admin::AdminApi;
 pub use connect::ConnectApi;
 pub use credentials::CredentialApi;
+pub use external_auth::ExternalAuthApi;
 pub use oauth::OAuthApi;
+pub use users::UserApi;
 pub use webhooks::WebhookApi;
 
 /// Authenticates the request's bearer token and checks `scope`.

@@ -1,37 +1,18 @@
 //! Hosted connect: links minted for one end user, and a tenant's page settings.
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-
-use serde::{Deserialize, Serialize};
 
 use super::{EVENT_CONNECT_FAILED, EVENT_CONNECT_SUCCEEDED, Event};
 use crate::clock::Millis;
 
 pub const LINK_PREFIX: &str = "cl_";
 
-/// A connect link's id (`cl_…`); not its bearer token, which is never stored.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct LinkId(pub String);
-
-impl Default for LinkId {
-    /// A fresh id.
-    fn default() -> Self {
-        Self(crate::ids::new_id(LINK_PREFIX))
-    }
-}
-
-impl LinkId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for LinkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+super::id_newtype!(
+    /// A connect link's id (`cl_…`); not its bearer token, which is never stored.
+    LinkId,
+    LINK_PREFIX
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -2,7 +2,41 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// A newtype for an id with a prefix; `default()` is a fresh id.
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $name:ident, $prefix:expr) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl Default for $name {
+            /// A fresh id.
+            fn default() -> Self {
+                Self(crate::ids::new_id($prefix))
+            }
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use id_newtype;
+
 pub mod connect;
+pub mod external_auth;
+pub mod users;
 
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -195,6 +229,15 @@ pub enum Scope {
     WebhooksWrite,
     /// Reads connect links.
     ConnectRead,
+    /// Reads end users.
+    UsersRead,
+    /// Registers, updates and deletes end users (deleting one deletes their
+    /// credentials).
+    UsersWrite,
+    /// Configures external auth connectors.
+    AuthAdmin,
+    /// Passes end users' logins through a connector.
+    AuthLogin,
     /// Mints and revokes connect links (no access to secrets).
     ConnectWrite,
     /// Mints, lists and revokes the tokens of its own tenant.
@@ -212,12 +255,16 @@ text_enum!(Scope {
     WebhooksWrite = "webhooks:write",
     ConnectRead = "connect:read",
     ConnectWrite = "connect:write",
+    UsersRead = "users:read",
+    UsersWrite = "users:write",
+    AuthAdmin = "auth:admin",
+    AuthLogin = "auth:login",
     TenantAdmin = "tenant:admin",
     Admin = "admin",
 });
 
 impl Scope {
-    pub const ALL: [Scope; 11] = [
+    pub const ALL: [Scope; 15] = [
         Scope::CredentialsRead,
         Scope::CredentialsWrite,
         Scope::CredentialsReveal,
@@ -227,6 +274,10 @@ impl Scope {
         Scope::WebhooksWrite,
         Scope::ConnectRead,
         Scope::ConnectWrite,
+        Scope::UsersRead,
+        Scope::UsersWrite,
+        Scope::AuthAdmin,
+        Scope::AuthLogin,
         Scope::TenantAdmin,
         Scope::Admin,
     ];
@@ -267,6 +318,9 @@ pub struct AuditEntry {
     pub action: &'static str,
     pub credential_id: String,
     pub request_id: String,
+    /// JSON with what else the record needs (a login's user, device and outcome);
+    /// empty for most records. Never a secret.
+    pub detail: String,
 }
 
 /// An outbox row: written in the same transaction as the change it reports, and
@@ -287,6 +341,9 @@ pub const EVENT_NEEDS_REAUTH: &str = "credential.needs_reauth";
 pub const EVENT_PROVIDER_MISCONFIGURED: &str = "provider.misconfigured";
 pub const EVENT_CONNECT_SUCCEEDED: &str = "connect.succeeded";
 pub const EVENT_CONNECT_FAILED: &str = "connect.failed";
+pub const EVENT_USER_AUTHENTICATED: &str = "user.authenticated";
+pub const EVENT_USER_AUTH_FAILED: &str = "user.authentication_failed";
+pub const EVENT_USER_LOCKED_OUT: &str = "user.locked_out";
 /// Every event type there is.
 pub const EVENT_TYPES: &[&str] = &[
     EVENT_EXPIRED,
@@ -295,6 +352,9 @@ pub const EVENT_TYPES: &[&str] = &[
     EVENT_PROVIDER_MISCONFIGURED,
     EVENT_CONNECT_SUCCEEDED,
     EVENT_CONNECT_FAILED,
+    EVENT_USER_AUTHENTICATED,
+    EVENT_USER_AUTH_FAILED,
+    EVENT_USER_LOCKED_OUT,
 ];
 
 /// RFC 3339 with milliseconds, UTC: the timestamp form of event payloads.

@@ -62,25 +62,7 @@ pub fn default_fields(mode: AuthMode) -> Vec<FormField> {
     }
 }
 
-/// The body format of a templated request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BodyFormat {
-    #[default]
-    Json,
-    UrlEncoded,
-    Xml,
-}
-
-impl BodyFormat {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::Json => "application/json",
-            Self::UrlEncoded => "application/x-www-form-urlencoded",
-            Self::Xml => "application/xml",
-        }
-    }
-}
+pub use crate::template::request::BodyFormat;
 
 /// A request that checks a typed key before it is stored. Every text may hold
 /// `{{field}}` placeholders (see [`crate::template`]).
@@ -97,18 +79,9 @@ pub struct Verification {
 /// Names the hosted page's own form uses; a provider field may not take them.
 const RESERVED_FIELD_NAMES: &[&str] = &["csrf", "provider"];
 const MAX_FIELDS: usize = 16;
-const MAX_HEADERS: usize = 20;
-/// Headers a verification may not set: the client sets them from the request.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "content-type",
-];
 
 use crate::error::{Error, Result};
-use crate::template::{Escape, Template};
+use crate::template::request::{FieldNames, RequestTemplate};
 
 /// The fields a provider's form has: its own, or the mode's defaults.
 pub fn field_names(mode: AuthMode, fields: &[FormField]) -> Vec<String> {
@@ -216,78 +189,34 @@ pub fn method(name: &str) -> Option<http::Method> {
 /// is literal (a value can never choose where the request goes).
 pub fn check_verification(v: &Verification, fields: &[String], allow_http: bool) -> Result<()> {
     let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-    let parse = |field: &'static str, text: &str| -> Result<Template> {
-        let template = Template::parse(text).map_err(|e| Error::invalid(field, e.to_string()))?;
-        template
-            .check_names(&names)
-            .map_err(|e| Error::invalid(field, format!("{e}; use the form's field names")))?;
-        Ok(template)
-    };
     let Some(method) = method(&v.method) else {
         return Err(Error::invalid(
             "verification.method",
             "must be GET, HEAD or POST",
         ));
     };
-    bounded("verification.url", &v.url, 2048)?;
-    let url = parse("verification.url", &v.url)?;
-    let literal = url.literal_prefix();
-    let host_is_literal = literal == v.url
-        || literal
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.contains(['/', '?']));
-    let sample: std::collections::BTreeMap<String, String> =
-        fields.iter().map(|f| (f.clone(), "x".to_owned())).collect();
-    let rendered = url
-        .render(&sample, Escape::UrlComponent)
-        .map_err(|e| Error::invalid("verification.url", e.to_string()))?;
-    let parsed = url::Url::parse(&rendered).ok().filter(|u| {
-        u.host_str().is_some()
-            && u.username().is_empty()
-            && u.password().is_none()
-            && (u.scheme() == "https" || (allow_http && u.scheme() == "http"))
-    });
-    if !host_is_literal || parsed.is_none() {
-        return Err(Error::invalid(
-            "verification.url",
-            "must be an absolute https URL whose scheme and host are written out \
-             (placeholders only in the path and query)",
-        ));
-    }
-    if v.headers.len() > MAX_HEADERS {
-        return Err(Error::invalid(
-            "verification.headers",
-            format!("at most {MAX_HEADERS} are allowed"),
-        ));
-    }
-    for (name, value) in &v.headers {
-        let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
-        if !valid || RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(Error::invalid(
-                "verification.headers",
-                "names must be valid header names other than Host, Content-Length, \
-                 Transfer-Encoding, Connection and Content-Type",
-            ));
+    v.request(&method).check(
+        FieldNames {
+            url: "verification.url",
+            headers: "verification.headers",
+            body: "verification.body",
+        },
+        &names,
+        allow_http,
+    )
+}
+
+impl Verification {
+    /// The request as a template, sent with `method`.
+    pub fn request<'a>(&'a self, method: &'a http::Method) -> RequestTemplate<'a> {
+        RequestTemplate {
+            method,
+            url: &self.url,
+            headers: &self.headers,
+            body: &self.body,
+            format: self.body_format,
         }
-        bounded("verification.headers", value, 4096)?;
-        parse("verification.headers", value)?;
     }
-    if !v.body.is_empty() {
-        if method != http::Method::POST {
-            return Err(Error::invalid(
-                "verification.body",
-                "is only sent with POST",
-            ));
-        }
-        if v.body.len() > 8192 {
-            return Err(Error::invalid(
-                "verification.body",
-                "must be at most 8192 bytes",
-            ));
-        }
-        parse("verification.body", &v.body)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -177,6 +177,21 @@ impl Vault {
             action,
             credential_id: credential_id.to_owned(),
             request_id: request_id.to_owned(),
+            detail: String::new(),
+        }
+    }
+
+    /// Emails are unique per tenant: a credential may not give its user another
+    /// user's email.
+    async fn check_email_free(&self, tenant_id: &str, user_id: &str, email: &str) -> Result<()> {
+        if email.is_empty() {
+            return Ok(());
+        }
+        match self.store.find_user_by_email(tenant_id, email).await? {
+            Some(other) if other.user_id != user_id => Err(Error::AlreadyExists(format!(
+                "user_email: {email} is registered to another user of this tenant"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -197,6 +212,8 @@ impl Vault {
         validate_expiry("expires_at", req.expires_at, now)?;
         validate::bounded_text("request_id", &req.request_id, validate::MAX_TEXT_CHARS)?;
         let plaintext = secret_plaintext(secret)?;
+        self.check_email_free(&caller.tenant_id, &req.user_id, &req.user_email)
+            .await?;
 
         let meta = CredentialMeta {
             tenant_id: caller.tenant_id.clone(),

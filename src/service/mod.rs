@@ -14,6 +14,7 @@ use crate::webhooks::sender::WebhookSender;
 mod admin;
 mod auth;
 mod credentials;
+pub mod external_auth;
 mod keys;
 pub mod links;
 mod notify;
@@ -21,6 +22,7 @@ mod oauth_flow;
 mod pagination;
 mod providers;
 mod refresh;
+pub mod users;
 pub mod validate;
 mod webhooks;
 

@@ -13,6 +13,11 @@ pub fn encode(last_id: &str) -> String {
 
 /// The id to continue after, checked to be an id with `prefix`.
 pub fn decode(token: &str, prefix: &str) -> Result<Option<String>> {
+    decode_with(token, |id| ids::is_well_formed(id, prefix))
+}
+
+/// The key to continue after, checked by `valid` (for keys that are not our ids).
+pub fn decode_with(token: &str, valid: impl Fn(&str) -> bool) -> Result<Option<String>> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -25,7 +30,7 @@ pub fn decode(token: &str, prefix: &str) -> Result<Option<String>> {
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let id = text.strip_prefix("v1:").ok_or_else(bad)?;
-    if !ids::is_well_formed(id, prefix) {
+    if !valid(id) {
         return Err(bad());
     }
     Ok(Some(id.to_owned()))

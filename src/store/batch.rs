@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{bind_meta, conflict_or, insert_audit_query};
 use super::{IdempotencyRecord, StoreError, StoreResult};
+use crate::model::users::email_key;
 use crate::model::{AuditEntry, SealedCredential};
 
 /// Jobs committed together at most.
@@ -119,9 +120,13 @@ async fn commit_batch(write: &AnyPool, batch: &[Queued]) -> Result<Vec<JobResult
 const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency_keys \
      (tenant_id, request_id, fingerprint, key_version, credential_id, created_at)";
 const UPSERT_END_USER: &str =
-    "INSERT INTO end_users (tenant_id, user_id, email, created_at, updated_at)";
+    "INSERT INTO end_users (tenant_id, user_id, email, created_at, updated_at, email_key)";
+/// A new email replaces the one on file (and claims its key: a key another user holds
+/// fails the write, which the service checks for first).
 const ON_END_USER_CONFLICT: &str = "ON CONFLICT (tenant_id, user_id) DO UPDATE \
-     SET email = COALESCE(excluded.email, end_users.email), updated_at = excluded.updated_at \
+     SET email = COALESCE(excluded.email, end_users.email), \
+     email_key = COALESCE(excluded.email_key, end_users.email_key), \
+     updated_at = excluded.updated_at \
      RETURNING email";
 /// `$1`..`$15` are bound by `bind_meta`; then user_id, provider, created_at, secret.
 const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (tenant_id, id, name, kind, status, labels, \
@@ -150,12 +155,13 @@ async fn insert_credential_rows(
         .await?;
     }
     let row = sqlx::query(&format!(
-        "{UPSERT_END_USER} VALUES ($1, $2, $3, $4, $4) {ON_END_USER_CONFLICT}"
+        "{UPSERT_END_USER} VALUES ($1, $2, $3, $4, $4, $5) {ON_END_USER_CONFLICT}"
     ))
     .bind(&m.tenant_id)
     .bind(&m.user_id)
     .bind(&m.user_email)
     .bind(m.created_at)
+    .bind(m.user_email.as_deref().map(email_key))
     .fetch_one(&mut **tx)
     .await?;
     bind_meta(sqlx::query(INSERT_CREDENTIAL), m)
@@ -179,7 +185,7 @@ pub(super) async fn create_in_one_statement(
     let a = &job.audit;
     let idempotency = if job.idempotency.is_some() {
         format!(
-            "idem AS ({INSERT_IDEMPOTENCY} VALUES ($25, $26, $27, $28, $29, $30) RETURNING 1), "
+            "idem AS ({INSERT_IDEMPOTENCY} VALUES ($26, $27, $28, $29, $30, $31) RETURNING 1), "
         )
     } else {
         String::new()
@@ -189,7 +195,7 @@ pub(super) async fn create_in_one_statement(
          cred AS ({INSERT_CREDENTIAL} RETURNING 1), \
          audit AS (INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id) \
                    VALUES ($1, $21, $22, $23, $2, $24) RETURNING 1), \
-         usr AS ({UPSERT_END_USER} VALUES ($1, $16, $20, $18, $18) {ON_END_USER_CONFLICT}) \
+         usr AS ({UPSERT_END_USER} VALUES ($1, $16, $20, $18, $18, $25) {ON_END_USER_CONFLICT}) \
          SELECT email FROM usr"
     );
     let mut query = bind_meta(sqlx::query(&sql), m)
@@ -201,7 +207,8 @@ pub(super) async fn create_in_one_statement(
         .bind(a.at)
         .bind(&a.actor)
         .bind(a.action)
-        .bind(&a.request_id);
+        .bind(&a.request_id)
+        .bind(m.user_email.as_deref().map(email_key));
     if let Some(r) = &job.idempotency {
         query = query
             .bind(&r.tenant_id)

@@ -17,15 +17,19 @@ use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
 mod batch;
 mod connect;
+mod external_auth;
 mod notifications;
 pub mod postgres;
 mod rows;
 mod sql;
 pub mod sqlite;
+mod users;
 
 pub use connect::{AttemptCount, ConnectNotice, ConnectStore, LinkFilter};
+pub use external_auth::{AuthStore, LockoutPolicy};
 pub use notifications::{DeliveryFilter, NotificationStore};
 pub use sql::SqlStore;
+pub use users::{Linked, UserStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,7 +99,9 @@ pub struct CredentialWrite {
 }
 
 #[async_trait]
-pub trait Store: NotificationStore + ConnectStore + Send + Sync + 'static {
+pub trait Store:
+    NotificationStore + ConnectStore + UserStore + AuthStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
 
     /// Succeeds when the database answers.

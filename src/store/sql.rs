@@ -71,7 +71,7 @@ impl SqlStore {
 
     /// Runs `delete` (binding the tenant and the key) and, if it removed a row,
     /// records `audit` in the same transaction; returns whether a row went.
-    async fn delete_audited(
+    pub(super) async fn delete_audited(
         &self,
         delete: &'static str,
         tenant_id: &str,
@@ -191,8 +191,8 @@ pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
 
 pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
     sqlx::query(
-        "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&a.tenant_id)
     .bind(a.at)
@@ -200,6 +200,7 @@ pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
     .bind(a.action)
     .bind(&a.credential_id)
     .bind(&a.request_id)
+    .bind(&a.detail)
 }
 
 #[async_trait]

@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod auth_kit;
 mod browser;
 mod cli;
 mod connect;
@@ -10,6 +11,7 @@ mod connect_kit;
 mod credentials;
 mod crypto;
 mod drills;
+mod external_auth;
 mod fake_provider;
 mod fixtures;
 mod idempotency;
@@ -23,5 +25,6 @@ mod refresh;
 mod scopes;
 mod secrets;
 mod tokens;
+mod users;
 mod validation;
 mod webhooks;

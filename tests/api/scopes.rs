@@ -131,6 +131,39 @@ const REQUIRED: &[(&str, &[&str])] = &[
         "credvault.v1.ConnectService/RotateConnectSecret",
         &["admin", "tenant:admin"],
     ),
+    ("credvault.v1.UserService/RegisterUser", &["users:write"]),
+    ("credvault.v1.UserService/GetUser", &["users:read"]),
+    ("credvault.v1.UserService/ListUsers", &["users:read"]),
+    ("credvault.v1.UserService/UpdateUser", &["users:write"]),
+    ("credvault.v1.UserService/DeleteUser", &["users:write"]),
+    (
+        "credvault.v1.ExternalAuthService/CreateConnector",
+        &["auth:admin"],
+    ),
+    (
+        "credvault.v1.ExternalAuthService/UpdateConnector",
+        &["auth:admin"],
+    ),
+    (
+        "credvault.v1.ExternalAuthService/GetConnector",
+        &["auth:admin"],
+    ),
+    (
+        "credvault.v1.ExternalAuthService/ListConnectors",
+        &["auth:admin"],
+    ),
+    (
+        "credvault.v1.ExternalAuthService/DeleteConnector",
+        &["auth:admin"],
+    ),
+    (
+        "credvault.v1.ExternalAuthService/Authenticate",
+        &["auth:login"],
+    ),
+    (
+        "credvault.v1.ExternalAuthService/ForgotPassword",
+        &["auth:login"],
+    ),
     ("credvault.v1.AdminService/CreateTenant", &["admin"]),
     ("credvault.v1.AdminService/ListTenants", &["admin"]),
     (

@@ -12,7 +12,7 @@ use crate::support::{T0, logs};
 
 /// Every form in which `canary` could appear in bytes: raw, hex, and base64 at each
 /// of the three alignments (standard and URL-safe alphabets).
-fn encodings(canary: &str) -> Vec<Vec<u8>> {
+pub fn encodings(canary: &str) -> Vec<Vec<u8>> {
     let raw = canary.as_bytes();
     let mut forms = vec![raw.to_vec(), hex(raw, false), hex(raw, true)];
     for k in 0..3usize {
@@ -41,7 +41,7 @@ fn hex(bytes: &[u8], upper: bool) -> Vec<u8> {
         .into_bytes()
 }
 
-fn assert_absent(place: &str, haystack: &[u8], canaries: &[String]) {
+pub fn assert_absent(place: &str, haystack: &[u8], canaries: &[String]) {
     for canary in canaries {
         for form in encodings(canary) {
             assert!(

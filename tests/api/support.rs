@@ -186,6 +186,12 @@ pub type WebhookClient = WebhookServiceClient<InterceptedService<Channel, AuthHe
 pub type ConnectClient = credvault::proto::v1::connect_service_client::ConnectServiceClient<
     InterceptedService<Channel, AuthHeader>,
 >;
+pub type UserClient = credvault::proto::v1::user_service_client::UserServiceClient<
+    InterceptedService<Channel, AuthHeader>,
+>;
+pub type AuthClient = credvault::proto::v1::external_auth_service_client::ExternalAuthServiceClient<
+    InterceptedService<Channel, AuthHeader>,
+>;
 
 async fn channel(addr: std::net::SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
@@ -419,6 +425,19 @@ impl TestApp {
         )
     }
 
+    pub async fn users(&self, token: &SecretString) -> UserClient {
+        let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+        credvault::proto::v1::user_service_client::UserServiceClient::with_interceptor(
+            self.channel().await,
+            header,
+        )
+    }
+
+    pub async fn external_auth(&self, token: &SecretString) -> AuthClient {
+        let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+        credvault::proto::v1::external_auth_service_client::ExternalAuthServiceClient::with_interceptor(self.channel().await, header)
+    }
+
     pub async fn oauth(&self, token: &SecretString) -> OAuthClient {
         let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
         OAuthServiceClient::with_interceptor(self.channel().await, header)
@@ -458,6 +477,10 @@ impl TestApp {
             "webhooks:write",
             "connect:read",
             "connect:write",
+            "users:read",
+            "users:write",
+            "auth:admin",
+            "auth:login",
         ]
         .map(String::from);
         let token = self.mint(&tenant.id, scopes.to_vec()).await;
@@ -624,4 +647,13 @@ macro_rules! both_backends {
     ($(async fn $name:ident($app:ident) $body:block)*) => {
         $crate::both_backends! { tweak = |c| c; $(async fn $name($app) $body)* }
     };
+}
+
+/// An ExternalAuthService client of the server at `addr` (a peer replica's).
+pub async fn external_auth_at(addr: std::net::SocketAddr, token: &SecretString) -> AuthClient {
+    let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+    credvault::proto::v1::external_auth_service_client::ExternalAuthServiceClient::with_interceptor(
+        channel(addr).await,
+        header,
+    )
 }

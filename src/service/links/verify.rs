@@ -4,9 +4,9 @@
 use super::Connect;
 use super::page::FormValues;
 use crate::oauth::SealedProvider;
-use crate::oauth::forms::{self, BodyFormat, Verification};
+use crate::oauth::forms::{self, Verification};
 use crate::outbound::Guard;
-use crate::template::{Escape, Template, TemplateError};
+use crate::template::request::BuildError;
 
 /// What the provider said of the typed values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,35 +60,10 @@ impl Connect {
     }
 
     fn build(&self, v: &Verification, values: &FormValues) -> Result<reqwest::Request, BuildError> {
-        let url = Template::parse(&v.url)?.render(values, Escape::UrlComponent)?;
-        let url = url::Url::parse(&url).map_err(|_| BuildError::Url)?;
-        let method = forms::method(&v.method).ok_or(BuildError::Method)?;
-        let mut builder = self.outbound.request(method.clone(), url);
-        for (name, value) in &v.headers {
-            let value = Template::parse(value)?.render(values, Escape::HeaderValue)?;
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        if method == reqwest::Method::POST && !v.body.is_empty() {
-            let escape = match v.body_format {
-                BodyFormat::Json => Escape::JsonString,
-                BodyFormat::UrlEncoded => Escape::FormField,
-                BodyFormat::Xml => Escape::XmlText,
-            };
-            let body = Template::parse(&v.body)?.render(values, escape)?;
-            builder = builder
-                .header("content-type", v.body_format.content_type())
-                .body(body.as_bytes().to_vec());
-        }
-        builder.build().map_err(|_| BuildError::Url)
+        let method = forms::method(&v.method).ok_or(BuildError::Url)?;
+        v.request(&method)
+            .build(values, |method, url| self.outbound.request(method, url))?
+            .build()
+            .map_err(|_| BuildError::Url)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum BuildError {
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    #[error("the rendered URL is not valid")]
-    Url,
-    #[error("unsupported method")]
-    Method,
 }

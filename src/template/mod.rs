@@ -10,6 +10,8 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+pub mod request;
+
 /// Where a rendered value lands, and so how it is escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escape {
@@ -35,6 +37,8 @@ pub enum TemplateError {
     BadName(String),
     #[error("placeholder `{{{{{0}}}}}` is not known here")]
     Unknown(String),
+    #[error("placeholder `{{{{{name}}}}}` at byte {at} is not known here")]
+    NotAllowed { name: String, at: usize },
     /// The value (never shown) of this placeholder holds a character refused where
     /// it stands.
     #[error("the value of `{{{{{0}}}}}` contains a line break or control character")]
@@ -44,7 +48,8 @@ pub enum TemplateError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Placeholder(String),
+    /// A name, and the byte offset of its `{{` in the template's text.
+    Placeholder(String, usize),
 }
 
 /// A parsed template.
@@ -88,7 +93,7 @@ impl Template {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(TemplateError::BadName(after[..end].to_owned()));
             }
-            parts.push(Part::Placeholder(name.to_owned()));
+            parts.push(Part::Placeholder(name.to_owned(), offset + start));
             let consumed = start + 2 + end + 2;
             offset += consumed;
             rest = &rest[consumed..];
@@ -101,16 +106,24 @@ impl Template {
 
     /// The placeholder names, in order of appearance (with repeats).
     pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.placeholders_at().map(|(name, _)| name)
+    }
+
+    /// The placeholder names with the byte offset where each stands.
+    pub fn placeholders_at(&self) -> impl Iterator<Item = (&str, usize)> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Placeholder(name) => Some(name.as_str()),
+            Part::Placeholder(name, at) => Some((name.as_str(), *at)),
             Part::Text(_) => None,
         })
     }
 
-    /// Refuses placeholders not in `known`.
+    /// Refuses placeholders not in `known`, saying where the first one stands.
     pub fn check_names(&self, known: &[&str]) -> Result<(), TemplateError> {
-        match self.placeholders().find(|n| !known.contains(n)) {
-            Some(unknown) => Err(TemplateError::Unknown(unknown.to_owned())),
+        match self.placeholders_at().find(|(n, _)| !known.contains(n)) {
+            Some((name, at)) => Err(TemplateError::NotAllowed {
+                name: name.to_owned(),
+                at,
+            }),
             None => Ok(()),
         }
     }
@@ -129,7 +142,7 @@ impl Template {
             .iter()
             .map(|p| match p {
                 Part::Text(t) => t.clone(),
-                Part::Placeholder(n) => format!("{{{{{n}}}}}"),
+                Part::Placeholder(n, _) => format!("{{{{{n}}}}}"),
             })
             .collect()
     }
@@ -145,7 +158,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
-                Part::Placeholder(name) => {
+                Part::Placeholder(name, _) => {
                     let value = values
                         .get(name)
                         .ok_or_else(|| TemplateError::Unknown(name.clone()))?;
@@ -231,7 +244,10 @@ mod tests {
         assert!(t.check_names(&["api_key", "USERID"]).is_ok());
         assert_eq!(
             t.check_names(&["api_key"]),
-            Err(TemplateError::Unknown("USERID".into()))
+            Err(TemplateError::NotAllowed {
+                name: "USERID".into(),
+                at: 23
+            })
         );
         assert_eq!(t.source(), "Bearer {{api_key}} for {{USERID}}{{api_key}}");
         assert_eq!(

@@ -1,0 +1,292 @@
+//! External auth: connectors (their configuration sealed) and the failure counters
+//! behind lockouts, kept in the database so every replica sees the same counts.
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::sql::{conflict_or, insert_audit_query, insert_event_query};
+use super::{SqlStore, StoreResult};
+use crate::clock::Millis;
+use crate::model::external_auth::{ConnectorId, SealedConnector};
+use crate::model::{AuditEntry, Event};
+
+const CONNECTOR_COLUMNS: &str = "tenant_id, id, name, config, version, created_at, updated_at";
+
+/// How failures turn into lockouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failures before the first lockout.
+    pub threshold: i64,
+    /// The first lockout; each further failure doubles it …
+    pub base_ms: Millis,
+    /// … up to this.
+    pub max_ms: Millis,
+    /// Failures older than this are forgotten.
+    pub window_ms: Millis,
+}
+
+impl LockoutPolicy {
+    /// How long `failures` failures lock the subject out (0: not at all).
+    pub fn lock_ms(&self, failures: i64) -> Millis {
+        if failures < self.threshold {
+            return 0;
+        }
+        let doublings = u32::try_from(failures - self.threshold)
+            .unwrap_or(u32::MAX)
+            .min(32);
+        self.base_ms
+            .saturating_mul(1_i64 << doublings.min(62))
+            .min(self.max_ms)
+    }
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            threshold: 5,
+            base_ms: 60_000,
+            max_ms: 3_600_000,
+            window_ms: 3_600_000,
+        }
+    }
+}
+
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    /// [`super::StoreError::Conflict`] when the name is taken in the tenant.
+    async fn insert_connector(&self, c: &SealedConnector, audit: &AuditEntry) -> StoreResult<()>;
+    async fn get_connector(
+        &self,
+        tenant_id: &str,
+        id: &ConnectorId,
+    ) -> StoreResult<Option<SealedConnector>>;
+    /// In name order.
+    async fn list_connectors(&self, tenant_id: &str) -> StoreResult<Vec<SealedConnector>>;
+    /// Compare-and-set on `expected_version`; returns whether it wrote.
+    async fn update_connector(
+        &self,
+        c: &SealedConnector,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    async fn delete_connector(
+        &self,
+        tenant_id: &str,
+        id: &ConnectorId,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+
+    /// The latest `locked_until` after `now` among `subjects`, if any is locked.
+    async fn locked_until(
+        &self,
+        tenant_id: &str,
+        subjects: &[&str],
+        now: Millis,
+    ) -> StoreResult<Option<Millis>>;
+    /// Counts a failure of `subject` (forgetting failures older than the policy's
+    /// window) and locks it if the count calls for it; returns the lock's end, if any.
+    async fn count_failure(
+        &self,
+        tenant_id: &str,
+        subject: &str,
+        now: Millis,
+        policy: &LockoutPolicy,
+    ) -> StoreResult<Option<Millis>>;
+    /// Forgets `subject`'s failures (after a successful login).
+    async fn clear_failures(&self, tenant_id: &str, subject: &str) -> StoreResult<()>;
+    /// The audit record and the event of one login attempt, together.
+    async fn record_login(&self, audit: &AuditEntry, event: &Event) -> StoreResult<()>;
+}
+
+fn connector(row: &AnyRow) -> StoreResult<SealedConnector> {
+    Ok(SealedConnector {
+        tenant_id: row.try_get("tenant_id")?,
+        id: ConnectorId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        config: row.try_get("config")?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl AuthStore for SqlStore {
+    async fn insert_connector(&self, c: &SealedConnector, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&format!(
+            "INSERT INTO auth_connectors ({CONNECTOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&c.tenant_id)
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(&c.config)
+        .bind(c.version)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        insert_audit_query(audit).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_connector(
+        &self,
+        tenant_id: &str,
+        id: &ConnectorId,
+    ) -> StoreResult<Option<SealedConnector>> {
+        let sql = format!(
+            "SELECT {CONNECTOR_COLUMNS} FROM auth_connectors WHERE tenant_id = $1 AND id = $2"
+        );
+        self.fetch_optional(&sql, &[tenant_id, id.as_str()], connector)
+            .await
+    }
+
+    async fn list_connectors(&self, tenant_id: &str) -> StoreResult<Vec<SealedConnector>> {
+        let sql = format!(
+            "SELECT {CONNECTOR_COLUMNS} FROM auth_connectors WHERE tenant_id = $1 ORDER BY name"
+        );
+        self.fetch_all(&sql, &[tenant_id], connector).await
+    }
+
+    async fn update_connector(
+        &self,
+        c: &SealedConnector,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE auth_connectors SET name = $3, config = $4, version = $5, updated_at = $6 \
+             WHERE tenant_id = $1 AND id = $2 AND version = $7",
+        )
+        .bind(&c.tenant_id)
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(&c.config)
+        .bind(c.version)
+        .bind(c.updated_at)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit_query(audit).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_connector(
+        &self,
+        tenant_id: &str,
+        id: &ConnectorId,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        self.delete_audited(
+            "DELETE FROM auth_connectors WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            id.as_str(),
+            audit,
+        )
+        .await
+    }
+
+    async fn locked_until(
+        &self,
+        tenant_id: &str,
+        subjects: &[&str],
+        now: Millis,
+    ) -> StoreResult<Option<Millis>> {
+        let marks: Vec<String> = (0..subjects.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT MAX(locked_until) AS until FROM auth_failures \
+             WHERE tenant_id = $1 AND locked_until > $2 AND subject IN ({})",
+            marks.join(", ")
+        );
+        let query = subjects
+            .iter()
+            .fold(sqlx::query(&sql).bind(tenant_id).bind(now), |q, s| {
+                q.bind(*s)
+            });
+        let row = query.fetch_one(&self.read).await?;
+        Ok(row.try_get("until")?)
+    }
+
+    async fn count_failure(
+        &self,
+        tenant_id: &str,
+        subject: &str,
+        now: Millis,
+        policy: &LockoutPolicy,
+    ) -> StoreResult<Option<Millis>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "INSERT INTO auth_failures (tenant_id, subject, failures, locked_until, updated_at) \
+             VALUES ($1, $2, 1, 0, $3) ON CONFLICT (tenant_id, subject) DO UPDATE SET \
+             failures = CASE WHEN auth_failures.updated_at < $4 THEN 1 \
+                             ELSE auth_failures.failures + 1 END, \
+             updated_at = $3 RETURNING failures, locked_until",
+        )
+        .bind(tenant_id)
+        .bind(subject)
+        .bind(now)
+        .bind(now - policy.window_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let failures: i64 = row.try_get("failures")?;
+        let lock_ms = policy.lock_ms(failures);
+        if lock_ms == 0 {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let until = now + lock_ms;
+        sqlx::query(
+            "UPDATE auth_failures SET locked_until = $3 \
+             WHERE tenant_id = $1 AND subject = $2 AND locked_until < $3",
+        )
+        .bind(tenant_id)
+        .bind(subject)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(until))
+    }
+
+    async fn clear_failures(&self, tenant_id: &str, subject: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM auth_failures WHERE tenant_id = $1 AND subject = $2")
+            .bind(tenant_id)
+            .bind(subject)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_login(&self, audit: &AuditEntry, event: &Event) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        insert_audit_query(audit).execute(&mut *tx).await?;
+        insert_event_query(event).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockouts_double_from_the_threshold_up_to_the_cap() {
+        let p = LockoutPolicy::default();
+        assert_eq!(p.lock_ms(4), 0);
+        assert_eq!(p.lock_ms(5), 60_000);
+        assert_eq!(p.lock_ms(6), 120_000);
+        assert_eq!(p.lock_ms(10), 1_920_000);
+        assert_eq!(p.lock_ms(11), 3_600_000);
+        assert_eq!(p.lock_ms(i64::MAX), 3_600_000);
+    }
+}
