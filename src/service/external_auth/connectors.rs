@@ -168,7 +168,7 @@ fn check_rules(rules: &[ErrorRule]) -> Result<()> {
 
 impl ExternalAuth {
     /// Fills defaults and checks every setting; nothing is stored unless all pass.
-    async fn check(&self, caller: &Caller, spec: &mut ConnectorSpec) -> Result<()> {
+    fn check(&self, caller: &Caller, spec: &mut ConnectorSpec) -> Result<()> {
         validate::text("name", &spec.name, validate::MAX_TEXT_CHARS)?;
         let allow_http = self.vault.settings.allow_http_urls;
         let c = &mut spec.config;
@@ -258,7 +258,7 @@ impl ExternalAuth {
         caller: &Caller,
         mut spec: ConnectorSpec,
     ) -> Result<Connector> {
-        self.check(caller, &mut spec).await?;
+        self.check(caller, &mut spec)?;
         let existing = self.vault.store.list_connectors(&caller.tenant_id).await?;
         if existing.len() >= MAX_CONNECTORS {
             return Err(Error::ResourceExhausted(format!(
@@ -296,7 +296,7 @@ impl ExternalAuth {
         expected_version: Option<i64>,
     ) -> Result<Connector> {
         let current = self.connector(&caller.tenant_id, id).await?;
-        self.check(caller, &mut spec).await?;
+        self.check(caller, &mut spec)?;
         let expected = expected_version.unwrap_or(current.version);
         let next = Connector {
             name: spec.name,

@@ -474,21 +474,21 @@ impl ExternalAuth {
         match sent {
             Sent::Answered(answer, took) => {
                 tracing::debug!(connector = %connector.id, status = answer.status, took_ms = took.as_millis() as u64, "login answered");
-                if self
-                    .breakers
-                    .record(&connector.id, answer.status >= 500, now)
-                {
-                    tracing::warn!(connector = %connector.id, "circuit opened: the connector's endpoint keeps failing");
-                }
+                self.record_upstream(connector, answer.status >= 500, now);
                 Some(answer)
             }
             Sent::CircuitOpen | Sent::Unbuildable => None,
             Sent::Unanswered => {
-                if self.breakers.record(&connector.id, true, now) {
-                    tracing::warn!(connector = %connector.id, "circuit opened: the connector's endpoint keeps failing");
-                }
+                self.record_upstream(connector, true, now);
                 None
             }
+        }
+    }
+
+    /// Tells the circuit breaker how a request went, logging when the circuit opens.
+    fn record_upstream(&self, connector: &Connector, failed: bool, now: Millis) {
+        if self.breakers.record(&connector.id, failed, now) {
+            tracing::warn!(connector = %connector.id, "circuit opened: the connector's endpoint keeps failing");
         }
     }
 
