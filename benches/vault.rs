@@ -10,13 +10,20 @@
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
-//! and raw sqlx statements of the same row size for the store.
-use std::sync::Arc;
+//! and raw sqlx statements of the same row size for the store. `Authenticate` runs
+//! against an in-process fake auth endpoint that times its own handler; the
+//! "vault overhead" rows are each call's total minus that endpoint time.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use credvault::clock::SystemClock;
 use credvault::model::SecretPayload;
-use credvault::proto::v1::{self as pb, credential_service_client::CredentialServiceClient};
+use credvault::proto::v1::{
+    self as pb, credential_service_client::CredentialServiceClient,
+    external_auth_service_client::ExternalAuthServiceClient,
+    user_service_client::UserServiceClient,
+};
 use credvault::service::{Caller, NewCredential};
 use credvault::{App, Config};
 use hdrhistogram::Histogram;
@@ -46,7 +53,18 @@ impl Interceptor for Bearer {
     }
 }
 
-type Client = CredentialServiceClient<InterceptedService<Channel, Bearer>>;
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// One connection's clients.
+#[derive(Clone)]
+struct Clients {
+    creds: CredentialServiceClient<Authed>,
+    health: tonic_health::pb::health_client::HealthClient<Channel>,
+    auth: ExternalAuthServiceClient<Authed>,
+}
+
+/// Users the Authenticate calls sign in as.
+const AUTH_USERS: usize = 100;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Rpc {
@@ -54,10 +72,17 @@ enum Rpc {
     Create,
     Reveal,
     List,
+    Authenticate,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 4] = [Rpc::Check, Rpc::Create, Rpc::Reveal, Rpc::List];
+    const ALL: [Rpc; 5] = [
+        Rpc::Check,
+        Rpc::Create,
+        Rpc::Reveal,
+        Rpc::List,
+        Rpc::Authenticate,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -65,6 +90,7 @@ impl Rpc {
             Rpc::Create => "CreateCredential",
             Rpc::Reveal => "RevealCredential",
             Rpc::List => "ListCredentials (50)",
+            Rpc::Authenticate => "Authenticate (total)",
         }
     }
 }
@@ -83,6 +109,10 @@ struct Server {
     addr: std::net::SocketAddr,
     token: SecretString,
     ids: Vec<String>,
+    /// The connector the Authenticate calls go through.
+    connector: String,
+    /// The fake auth endpoint's handler time per call (by call number), in µs.
+    endpoint: Endpoint,
     database_url: String,
     _dir: tempfile::TempDir,
     drop_db: Option<String>,
@@ -129,7 +159,102 @@ async fn start(backend: &'static str) -> Server {
                 .id,
         );
     }
+    server.connector = auth_setup(&server).await;
     server
+}
+
+/// A fake customer auth endpoint: answers every login 200 with a user id, and
+/// records how long its handler took for each call (the `call` field it is sent).
+#[derive(Clone, Default)]
+struct Endpoint {
+    url: String,
+    took_us: Arc<Mutex<HashMap<u64, u64>>>,
+}
+
+impl Endpoint {
+    async fn start() -> Self {
+        use axum::routing::post;
+        let took_us: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+        let seen = took_us.clone();
+        let app = axum::Router::new().route(
+            "/login",
+            post(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let started = Instant::now();
+                    let login: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    let call = login["call"]
+                        .as_str()
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    let answer = format!(
+                        "{{\"id\":\"ext-{}\"}}",
+                        login["email"].as_str().unwrap_or("")
+                    );
+                    seen.lock().unwrap().insert(call, micros(started.elapsed()));
+                    ([("content-type", "application/json")], answer)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/login", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, took_us }
+    }
+
+    /// The handler time of call `n`, once.
+    fn took(&self, n: u64) -> u64 {
+        self.took_us
+            .lock()
+            .unwrap()
+            .remove(&n)
+            .expect("the endpoint saw the call")
+    }
+}
+
+/// Registers the users and creates the connector (JSON, the call number passed in
+/// `{{DEVICENAME}}`) the Authenticate calls use; returns its id.
+async fn auth_setup(server: &Server) -> String {
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer = Bearer(server.token.clone());
+    let mut users = UserServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    for i in 0..AUTH_USERS {
+        users
+            .register_user(pb::RegisterUserRequest {
+                user_id: format!("auth-user-{i}"),
+                email: format!("auth-user-{i}@example.com"),
+                external_id: String::new(),
+            })
+            .await
+            .expect("register");
+    }
+    let connector = pb::Connector {
+        name: "bench".into(),
+        authentication: Some(pb::LoginRequestTemplate {
+            url: server.endpoint.url.clone(),
+            method: "POST".into(),
+            format: pb::BodyFormat::Json.into(),
+            body:
+                r#"{"email":"{{USEREMAIL}}","password":"{{USERPASSWORD}}","call":"{{DEVICENAME}}"}"#
+                    .into(),
+            ..Default::default()
+        }),
+        allow_private_network: true,
+        ..Default::default()
+    };
+    ExternalAuthServiceClient::with_interceptor(channel, bearer)
+        .create_connector(pb::CreateConnectorRequest {
+            connector: Some(connector),
+        })
+        .await
+        .expect("connector")
+        .into_inner()
+        .id
 }
 
 async fn drop_database(server: &Server) {
@@ -193,6 +318,8 @@ async fn start_empty(backend: &'static str) -> (Server, credvault::service::Vaul
         addr,
         token,
         ids: Vec::new(),
+        connector: String::new(),
+        endpoint: Endpoint::start().await,
         database_url,
         _dir: dir,
         drop_db,
@@ -200,13 +327,7 @@ async fn start_empty(backend: &'static str) -> (Server, credvault::service::Vaul
     (server, vault)
 }
 
-async fn clients(
-    server: &Server,
-    n: usize,
-) -> Vec<(
-    Client,
-    tonic_health::pb::health_client::HealthClient<Channel>,
-)> {
+async fn clients(server: &Server, n: usize) -> Vec<Clients> {
     let mut out = Vec::new();
     for _ in 0..n {
         let channel = Channel::from_shared(format!("http://{}", server.addr))
@@ -214,32 +335,24 @@ async fn clients(
             .connect()
             .await
             .unwrap();
-        out.push((
-            CredentialServiceClient::with_interceptor(
-                channel.clone(),
-                Bearer(server.token.clone()),
-            ),
-            tonic_health::pb::health_client::HealthClient::new(channel),
-        ));
+        let bearer = Bearer(server.token.clone());
+        out.push(Clients {
+            creds: CredentialServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
+            auth: ExternalAuthServiceClient::with_interceptor(channel, bearer),
+        });
     }
     out
 }
 
-async fn call(
-    rpc: Rpc,
-    c: &mut (
-        Client,
-        tonic_health::pb::health_client::HealthClient<Channel>,
-    ),
-    ids: &[String],
-    n: usize,
-) {
+/// Makes call `n` of `rpc`; for Authenticate, returns the endpoint's time in µs.
+async fn call(rpc: Rpc, c: &mut Clients, server: &Target, n: usize) -> Option<u64> {
     let ok = match rpc {
-        Rpc::Check => {
-            c.1.check(tonic_health::pb::HealthCheckRequest::default())
-                .await
-                .is_ok()
-        }
+        Rpc::Check => c
+            .health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .is_ok(),
         Rpc::Create => {
             let secret = pb::Secret {
                 kind: Some(pb::secret::Kind::ApiKey(pb::ApiKeySecret {
@@ -253,24 +366,93 @@ async fn call(
                 secret: Some(secret),
                 ..Default::default()
             };
-            c.0.create_credential(req).await.is_ok()
+            c.creds.create_credential(req).await.is_ok()
         }
         Rpc::Reveal => {
             let req = pb::RevealCredentialRequest {
-                id: ids[n % ids.len()].clone(),
+                id: server.ids[n % server.ids.len()].clone(),
                 request_id: String::new(),
             };
-            c.0.reveal_credential(req).await.is_ok()
+            c.creds.reveal_credential(req).await.is_ok()
         }
         Rpc::List => {
             let req = pb::ListCredentialsRequest {
                 page_size: 50,
                 ..Default::default()
             };
-            c.0.list_credentials(req).await.is_ok()
+            c.creds.list_credentials(req).await.is_ok()
+        }
+        Rpc::Authenticate => {
+            let req = pb::AuthenticateRequest {
+                connector_id: server.connector.clone(),
+                email: format!("auth-user-{}@example.com", n % AUTH_USERS),
+                password: format!("pw-{n}"),
+                device: Some(pb::Device {
+                    os: "bench".into(),
+                    name: n.to_string(),
+                    ip: "203.0.113.7".into(),
+                }),
+                ..Default::default()
+            };
+            let outcome = c.auth.authenticate(req).await;
+            assert!(
+                outcome.as_ref().is_ok_and(|o| o.get_ref().authenticated),
+                "Authenticate failed during the benchmark: {outcome:?}"
+            );
+            return Some(server.endpoint.took(n as u64));
         }
     };
     assert!(ok, "{rpc:?} failed during the benchmark");
+    None
+}
+
+/// What the calls need of the server (shared by the concurrent tasks).
+struct Target {
+    ids: Vec<String>,
+    connector: String,
+    endpoint: Endpoint,
+}
+
+impl Server {
+    fn target(&self) -> Arc<Target> {
+        Arc::new(Target {
+            ids: self.ids.clone(),
+            connector: self.connector.clone(),
+            endpoint: self.endpoint.clone(),
+        })
+    }
+}
+
+/// Latencies of every call, and for Authenticate the vault's share of each.
+struct Measured {
+    total: Histogram<u64>,
+    overhead: Histogram<u64>,
+    per_sec: f64,
+}
+
+impl Measured {
+    fn new() -> Self {
+        Self {
+            total: histogram(),
+            overhead: histogram(),
+            per_sec: 0.0,
+        }
+    }
+
+    fn record(&mut self, took: Duration, endpoint_us: Option<u64>) {
+        let total = micros(took);
+        self.total.record(total).unwrap();
+        if let Some(endpoint) = endpoint_us {
+            self.overhead
+                .record(total.saturating_sub(endpoint).max(1))
+                .unwrap();
+        }
+    }
+
+    fn add(&mut self, other: &Measured) {
+        self.total.add(&other.total).unwrap();
+        self.overhead.add(&other.overhead).unwrap();
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -281,49 +463,50 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
-async fn sequential(server: &Server, rpc: Rpc, requests: usize) -> (Histogram<u64>, f64) {
+async fn sequential(server: &Server, rpc: Rpc, requests: usize) -> Measured {
     let mut c = clients(server, 1).await.remove(0);
+    let target = server.target();
     for n in 0..requests / 10 {
-        call(rpc, &mut c, &server.ids, n).await; // warm-up
+        call(rpc, &mut c, &target, n).await; // warm-up
     }
-    let mut h = histogram();
+    let mut m = Measured::new();
     let start = Instant::now();
     for n in 0..requests {
         let t = Instant::now();
-        call(rpc, &mut c, &server.ids, 1_000_000 + n).await;
-        h.record(micros(t.elapsed())).unwrap();
+        let endpoint = call(rpc, &mut c, &target, 1_000_000 + n).await;
+        m.record(t.elapsed(), endpoint);
     }
-    let rate = requests as f64 / start.elapsed().as_secs_f64();
-    (h, rate)
+    m.per_sec = requests as f64 / start.elapsed().as_secs_f64();
+    m
 }
 
-async fn concurrent(server: &Server, rpc: Rpc, seconds: u64) -> (Histogram<u64>, f64) {
+async fn concurrent(server: &Server, rpc: Rpc, seconds: u64) -> Measured {
     let pool = clients(server, CONNECTIONS).await;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     let tasks: Vec<_> = (0..IN_FLIGHT)
         .map(|t| {
             let mut c = pool[t % CONNECTIONS].clone();
-            let ids = server.ids.clone();
+            let target = server.target();
             tokio::spawn(async move {
-                let mut h = histogram();
+                let mut m = Measured::new();
                 let mut n = 10_000_000 * (t + 1);
                 while Instant::now() < deadline {
                     let started = Instant::now();
-                    call(rpc, &mut c, &ids, n).await;
-                    h.record(micros(started.elapsed())).unwrap();
+                    let endpoint = call(rpc, &mut c, &target, n).await;
+                    m.record(started.elapsed(), endpoint);
                     n += 1;
                 }
-                h
+                m
             })
         })
         .collect();
-    let mut all = histogram();
+    let mut all = Measured::new();
     for task in tasks {
-        all.add(task.await.unwrap()).unwrap();
+        all.add(&task.await.unwrap());
     }
-    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
-    (all, rate)
+    all.per_sec = all.total.len() as f64 / start.elapsed().as_secs_f64();
+    all
 }
 
 /// Raw sqlx on the same database and settings: insert and point-select rows the size
@@ -402,24 +585,22 @@ async fn bench_backend(backend: &'static str, requests: usize, seconds: u64) -> 
             let pool = AnyPool::connect(&server.database_url).await.unwrap();
             pool.execute("ANALYZE").await.unwrap();
         }
-        let (h, rate) = sequential(&server, rpc, requests).await;
-        rows.push(Row {
-            backend,
-            what: rpc.name().into(),
-            mode: "sequential",
-            p50_us: h.value_at_quantile(0.5),
-            p99_us: h.value_at_quantile(0.99),
-            per_sec: rate,
-        });
-        let (h, rate) = concurrent(&server, rpc, seconds).await;
-        rows.push(Row {
-            backend,
-            what: rpc.name().into(),
-            mode: "64 in flight",
-            p50_us: h.value_at_quantile(0.5),
-            p99_us: h.value_at_quantile(0.99),
-            per_sec: rate,
-        });
+        let sequential = sequential(&server, rpc, requests).await;
+        let concurrent = concurrent(&server, rpc, seconds).await;
+        for (mode, m) in [("sequential", &sequential), ("64 in flight", &concurrent)] {
+            let row = |what: &str, h: &Histogram<u64>| Row {
+                backend,
+                what: what.into(),
+                mode,
+                p50_us: h.value_at_quantile(0.5),
+                p99_us: h.value_at_quantile(0.99),
+                per_sec: m.per_sec,
+            };
+            rows.push(row(rpc.name(), &m.total));
+            if rpc == Rpc::Authenticate {
+                rows.push(row("Authenticate (vault overhead)", &m.overhead));
+            }
+        }
         eprintln!("{backend}: {} done", rpc.name());
     }
     rows.extend(store_baseline(&server, backend, requests).await);
@@ -654,7 +835,7 @@ async fn scaling(backend: &'static str, sizes: &[u64]) -> Vec<String> {
         // Peak RSS while serving reveals at 64 in flight (load generator included).
         let mut server = server;
         server.ids = due;
-        let (_, reveals_per_sec) = concurrent(&server, Rpc::Reveal, 3).await;
+        let reveals_per_sec = concurrent(&server, Rpc::Reveal, 3).await.per_sec;
         let (_, peak) = rss_kib();
         eprintln!(
             "{backend} {n}: {reveals_per_sec:.0} reveals/s, peak RSS {} MiB",

@@ -326,6 +326,7 @@ impl App {
         let external_auth = ExternalAuth::new(vault.clone(), LockoutPolicy::default());
         let connect = Connect::new(
             vault.clone(),
+            external_auth.clone(),
             ConnectConfig {
                 public_base_url: public_base(&self.config, self.http.1),
                 verify_timeout: Duration::from_secs(self.config.connect_verify_timeout_secs),

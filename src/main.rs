@@ -40,6 +40,12 @@ enum Command {
     /// Webhook endpoints, events, deliveries and replay.
     #[command(subcommand)]
     Webhook(commands::webhook::WebhookCommand),
+    /// End users: register, show, list, update, delete (with their credentials).
+    #[command(subcommand)]
+    User(commands::user::UserCommand),
+    /// External auth: connectors to your own REST auth system.
+    #[command(subcommand)]
+    Auth(commands::auth::AuthCommand),
     /// Offline operator commands on the database itself (bootstrap, recover).
     #[command(subcommand)]
     Admin(commands::operator::AdminCommand),
@@ -84,6 +90,8 @@ fn main() -> ExitCode {
             Command::Provider(cmd) => commands::provider::run(cmd).await,
             Command::Connect(cmd) => commands::connect::run(cmd).await,
             Command::Webhook(cmd) => commands::webhook::run(cmd).await,
+            Command::User(cmd) => commands::user::run(cmd).await,
+            Command::Auth(cmd) => commands::auth::run(cmd).await,
             Command::Admin(cmd) => commands::operator::run(cmd).await,
         }
     });

@@ -6,8 +6,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use credvault::proto::v1::{
-    admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
-    o_auth_service_client::OAuthServiceClient, webhook_service_client::WebhookServiceClient,
+    admin_service_client::AdminServiceClient, connect_service_client::ConnectServiceClient,
+    credential_service_client::CredentialServiceClient,
+    external_auth_service_client::ExternalAuthServiceClient,
+    o_auth_service_client::OAuthServiceClient, user_service_client::UserServiceClient,
+    webhook_service_client::WebhookServiceClient,
 };
 
 use crate::ClientArgs;
@@ -42,35 +45,24 @@ async fn connect(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
     Ok((channel, Bearer(value)))
 }
 
-pub async fn credentials(args: &ClientArgs) -> anyhow::Result<CredentialServiceClient<Authed>> {
-    let (channel, bearer) = connect(args).await?;
-    Ok(CredentialServiceClient::with_interceptor(channel, bearer))
+/// `pub async fn $name(args) -> $client<Authed>`: a client of one service.
+macro_rules! service_client {
+    ($($name:ident => $client:ident),* $(,)?) => {$(
+        pub async fn $name(args: &ClientArgs) -> anyhow::Result<$client<Authed>> {
+            let (channel, bearer) = connect(args).await?;
+            Ok($client::with_interceptor(channel, bearer))
+        }
+    )*};
 }
 
-pub async fn oauth(args: &ClientArgs) -> anyhow::Result<OAuthServiceClient<Authed>> {
-    let (channel, bearer) = connect(args).await?;
-    Ok(OAuthServiceClient::with_interceptor(channel, bearer))
-}
-
-pub async fn webhooks(args: &ClientArgs) -> anyhow::Result<WebhookServiceClient<Authed>> {
-    let (channel, bearer) = connect(args).await?;
-    Ok(WebhookServiceClient::with_interceptor(channel, bearer))
-}
-
-pub async fn connect_links(
-    args: &ClientArgs,
-) -> anyhow::Result<credvault::proto::v1::connect_service_client::ConnectServiceClient<Authed>> {
-    let (channel, bearer) = connect(args).await?;
-    Ok(
-        credvault::proto::v1::connect_service_client::ConnectServiceClient::with_interceptor(
-            channel, bearer,
-        ),
-    )
-}
-
-pub async fn admin(args: &ClientArgs) -> anyhow::Result<AdminServiceClient<Authed>> {
-    let (channel, bearer) = connect(args).await?;
-    Ok(AdminServiceClient::with_interceptor(channel, bearer))
+service_client! {
+    credentials => CredentialServiceClient,
+    oauth => OAuthServiceClient,
+    webhooks => WebhookServiceClient,
+    connect_links => ConnectServiceClient,
+    admin => AdminServiceClient,
+    users => UserServiceClient,
+    external_auth => ExternalAuthServiceClient,
 }
 
 /// A gRPC error as one readable line.

@@ -7,6 +7,8 @@ use credvault::proto::v1 as pb;
 use super::client::{self, print_json, status, time, timestamp};
 use crate::ClientArgs;
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ConnectCommand {
     /// Mint a link for one end user and print its URL (hand it to that user only).
@@ -41,6 +43,9 @@ pub enum ConnectCommand {
         /// Name of the credential the link creates.
         #[arg(long, default_value = "")]
         credential_name: String,
+        /// The user first signs in through this connector (ac_…) as --user.
+        #[arg(long, default_value = "")]
+        sign_in_connector: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -85,6 +90,8 @@ fn link_json(l: &pb::ConnectLink) -> serde_json::Value {
         "expires_at": time(l.expires_at.as_ref()),
         "created_at": time(l.created_at.as_ref()),
         "revoked_reason": l.revoked_reason,
+        "require_sign_in_connector": l.require_sign_in_connector,
+        "signed_in": l.signed_in,
     })
 }
 
@@ -111,6 +118,7 @@ pub async fn run(cmd: ConnectCommand) -> anyhow::Result<()> {
             notify_url,
             name,
             credential_name,
+            sign_in_connector,
             client,
         } => {
             let mut c = client::connect_links(&client).await?;
@@ -132,6 +140,7 @@ pub async fn run(cmd: ConnectCommand) -> anyhow::Result<()> {
                 name,
                 credential_name,
                 labels: Default::default(),
+                require_sign_in_connector: sign_in_connector,
             };
             let r = c
                 .create_connect_link(request)

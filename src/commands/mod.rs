@@ -1,8 +1,10 @@
 pub mod admin;
+pub mod auth;
 pub mod client;
 pub mod connect;
 pub mod cred;
 pub mod operator;
 pub mod provider;
 pub mod serve;
+pub mod user;
 pub mod webhook;

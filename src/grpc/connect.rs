@@ -78,6 +78,8 @@ fn link_out(l: ConnectLink, now: i64) -> pb::ConnectLink {
         completed_at: l.completed_at.map(timestamp),
         revoked_at: l.revoked_at.map(timestamp),
         revoked_reason: l.revoked_reason.unwrap_or_default(),
+        require_sign_in_connector: r.sign_in_connector.unwrap_or_default(),
+        signed_in: l.signed_in_browser.is_some(),
     }
 }
 
@@ -134,6 +136,7 @@ impl ConnectService for ConnectApi {
             name: r.name,
             credential_name: r.credential_name,
             labels: r.labels.into_iter().collect(),
+            require_sign_in_connector: r.require_sign_in_connector,
         };
         let minted = self.connect.create_link(&caller, new).await?;
         let expires_at = Some(timestamp(minted.link.expires_at));

@@ -1,5 +1,7 @@
-//! The hosted connect page: `GET /connect/<token>` (provider picker, then a form or
-//! a "Continue to …" button), `POST /connect/<token>` (store what was typed),
+//! The hosted connect page: `GET /connect/<token>` (the sign-in form if the link
+//! requires one, then the provider picker, then a form or a "Continue to …" button),
+//! `POST /connect/<token>/sign-in` (sign this browser in through the link's
+//! connector), `POST /connect/<token>` (store what was typed),
 //! `POST /connect/<token>/oauth` (start OAuth bound to this browser). Pages are
 //! server-rendered from compile-time, auto-escaping templates and work without
 //! JavaScript; every response carries a strict CSP and `no-store`.
@@ -12,13 +14,17 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
 
 use super::limit::RateLimiter;
 use super::text::Text;
 use crate::model::connect::ConnectSettings;
+use crate::model::external_auth::{Device, SignInPage};
 use crate::oauth::forms::AuthMode;
+use crate::service::external_auth::{LOCKED_OUT, LoginOutcome, UPSTREAM_UNAVAILABLE};
 use crate::service::links::{
-    Closed, Connect, Ended, Finished, FormError, FormValues, Opened, PageProvider, Submitted,
+    Closed, Connect, Ended, Finished, FormError, FormValues, Opened, PageProvider, SignInForm,
+    SignInStep, SignedIn, Submitted,
 };
 
 /// The cookie that binds an OAuth flow to the browser that started it.
@@ -76,6 +82,21 @@ struct PickerPage<'a> {
     chrome: Chrome,
     title: &'a str,
     providers: &'a [PageProvider],
+}
+
+#[derive(Template)]
+#[template(path = "connect/sign_in.html")]
+struct SignInView<'a> {
+    t: &'static Text,
+    chrome: Chrome,
+    title: String,
+    intro: String,
+    error: Option<String>,
+    action: String,
+    csrf: String,
+    username_label: &'a str,
+    identifier: &'a str,
+    page: &'a SignInPage,
 }
 
 /// One input of the form as rendered.
@@ -158,12 +179,18 @@ pub async fn show(
     Query(pick): Query<PickQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let opened = match state.connect.open(&token).await {
+    let browser = browser_nonce(&headers);
+    let opened = match state.connect.open(&token, browser.as_deref()).await {
         Ok(Ok(opened)) => opened,
         Ok(Err(closed)) => return closed_page(&state, closed),
         Err(e) => return server_error(&state, &e),
     };
     tracing::Span::current().record("link", tracing::field::display(&opened.link.id));
+    if let Some(step) = &opened.sign_in {
+        let mut response = sign_in_page(&state, &opened, &token, step, None, None);
+        ensure_browser_cookie(&state, &headers, &mut response);
+        return response;
+    }
     let chosen = pick
         .provider
         .as_deref()
@@ -194,34 +221,38 @@ pub async fn submit(
     };
     let provider = form.0.remove("provider").unwrap_or_default();
     let t = state.text;
+    let browser = browser_nonce(&headers);
+    let submitted = state
+        .connect
+        .submit(&token, browser.as_deref(), &provider, &form)
+        .await;
     // Anything but the end of the flow shows the form again, with what to fix.
-    let (opened, errors, message, status) =
-        match state.connect.submit(&token, &provider, &form).await {
-            Ok(Submitted::Ended(ended)) => return ended_response(&state, ended),
-            Ok(Submitted::Invalid(opened, errors)) => (
-                opened,
-                errors,
-                t.error_summary.to_owned(),
-                StatusCode::UNPROCESSABLE_ENTITY,
+    let (opened, errors, message, status) = match submitted {
+        Ok(Submitted::Ended(ended)) => return ended_response(&state, ended),
+        Ok(Submitted::Invalid(opened, errors)) => (
+            opened,
+            errors,
+            t.error_summary.to_owned(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Ok(Submitted::Rejected(opened, left)) => (
+            opened,
+            Vec::new(),
+            format!(
+                "{} {}",
+                t.message("error_rejected"),
+                t.attempts_left.replace("{n}", &left.to_string())
             ),
-            Ok(Submitted::Rejected(opened, left)) => (
-                opened,
-                Vec::new(),
-                format!(
-                    "{} {}",
-                    t.message("error_rejected"),
-                    t.attempts_left.replace("{n}", &left.to_string())
-                ),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            ),
-            Ok(Submitted::Unverified(opened)) => (
-                opened,
-                Vec::new(),
-                t.message("error_unverified").to_owned(),
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-            Err(e) => return server_error(&state, &e),
-        };
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Ok(Submitted::Unverified(opened)) => (
+            opened,
+            Vec::new(),
+            t.message("error_unverified").to_owned(),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        Err(e) => return server_error(&state, &e),
+    };
     let form_state = FormState {
         values: Some(&form),
         errors: &errors,
@@ -246,11 +277,7 @@ pub async fn start_oauth(
         Err(response) => return *response,
     };
     let provider = form.0.get("provider").cloned().unwrap_or_default();
-    // The nonce this browser already holds, or a new one set with the redirect.
-    let (nonce, new_cookie) = match browser_nonce(&headers) {
-        Some(nonce) => (nonce, false),
-        None => (crate::ids::random_token().expose_secret().to_owned(), true),
-    };
+    let (nonce, new_cookie) = browser_or_new(&headers);
     let mut response = match state.connect.start_oauth(&token, &provider, &nonce).await {
         Ok(Ok(url)) => secure(see_other(&url), &[], "", &[]),
         Ok(Err(ended)) => ended_response(&state, ended),
@@ -260,6 +287,88 @@ pub async fn start_oauth(
         set_browser_cookie(&state, &nonce, &mut response);
     }
     response
+}
+
+#[tracing::instrument(name = "connect.sign_in_post", skip_all)]
+pub async fn sign_in(
+    State(state): State<PageState>,
+    Path(token): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut form = match read_form(&state, &token, peer, &headers, &body) {
+        Ok(form) => form,
+        Err(response) => return *response,
+    };
+    let (nonce, new_cookie) = browser_or_new(&headers);
+    let identifier = form.0.remove("identifier").unwrap_or_default();
+    let typed = SignInForm {
+        identifier: identifier.clone(),
+        password: Zeroizing::new(form.0.remove("password").unwrap_or_default()),
+        device: Device {
+            os: String::new(),
+            name: user_agent(&headers),
+            ip: peer.ip().to_string(),
+        },
+    };
+    let mut response = match state.connect.sign_in(&token, &nonce, typed).await {
+        Ok(SignedIn::Done) => secure(see_other(&format!("/connect/{token}")), &[], "", &[]),
+        Ok(SignedIn::Refused(opened, outcome)) => {
+            refused_sign_in(&state, &opened, &token, &identifier, &outcome)
+        }
+        Ok(SignedIn::Ended(ended)) => ended_response(&state, ended),
+        Err(e) => server_error(&state, &e),
+    };
+    if new_cookie {
+        set_browser_cookie(&state, &nonce, &mut response);
+    }
+    response
+}
+
+/// The sign-in form again, with the login's (mapped) message: 429 with
+/// `Retry-After` when locked out, 503 when the tenant's system is unavailable.
+fn refused_sign_in(
+    state: &PageState,
+    opened: &Opened,
+    token: &str,
+    identifier: &str,
+    outcome: &LoginOutcome,
+) -> Response {
+    let Some(step) = &opened.sign_in else {
+        return see_other(&format!("/connect/{token}"));
+    };
+    let message = match outcome.message.as_str() {
+        "" => state.text.message(&outcome.error_code).to_owned(),
+        message => message.to_owned(),
+    };
+    let status = match outcome.error_code.as_str() {
+        LOCKED_OUT => StatusCode::TOO_MANY_REQUESTS,
+        UPSTREAM_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let page = sign_in_page(state, opened, token, step, Some(identifier), Some(message));
+    let mut response = with_status(status, page);
+    if let Some(at) = outcome.retry_at {
+        let seconds = ((at - state.connect.vault().now()).max(1000) + 999) / 1000;
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+/// The browser's `User-Agent`, as the device name of a sign-in (printable, at most
+/// 255 characters).
+fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(255)
+        .collect()
 }
 
 /// The form of a post, after the rate limit, content type and CSRF checks.
@@ -312,6 +421,44 @@ fn read_form(
         )));
     }
     Ok(values)
+}
+
+fn sign_in_page(
+    state: &PageState,
+    opened: &Opened,
+    token: &str,
+    step: &SignInStep,
+    typed: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let t = state.text;
+    let chrome = Chrome::new(&opened.settings, &opened.tenant_name);
+    let nonce = chrome.nonce.clone();
+    let page = &step.page;
+    let title = match page.title.as_str() {
+        "" => t.with_provider(t.sign_in_title, &chrome.brand_name),
+        title => title.to_owned(),
+    };
+    let intro = match page.description.as_str() {
+        "" => t.with_provider(t.sign_in_intro, &chrome.brand_name),
+        description => description.to_owned(),
+    };
+    let view = SignInView {
+        t,
+        title,
+        intro,
+        error,
+        action: format!("/connect/{token}"),
+        csrf: Connect::csrf_token(token),
+        username_label: match page.username_label.as_str() {
+            "" => t.username_label,
+            label => label,
+        },
+        identifier: typed.unwrap_or(&step.identifier),
+        page,
+        chrome,
+    };
+    opened_page(view.render(), &nonce, opened)
 }
 
 fn picker_page(state: &PageState, opened: &Opened) -> Response {
@@ -458,11 +605,13 @@ fn finished_response(state: &PageState, finished: &Finished) -> Response {
 
 /// The page of a link that no longer shows its form.
 pub fn closed_page(state: &PageState, closed: Closed) -> Response {
-    let status = match closed {
-        Closed::Unknown => StatusCode::NOT_FOUND,
-        _ => StatusCode::GONE,
+    let t = state.text;
+    let (title, status) = match closed {
+        Closed::Unknown => (t.closed_title, StatusCode::NOT_FOUND),
+        Closed::SignInRequired => (t.failure_title, StatusCode::FORBIDDEN),
+        _ => (t.closed_title, StatusCode::GONE),
     };
-    message_page(state, state.text.closed_title, closed.code(), status)
+    message_page(state, title, closed.code(), status)
 }
 
 /// A failure screen with a fixed code (never request input), without tenant
@@ -633,6 +782,15 @@ pub fn browser_nonce(headers: &HeaderMap) -> Option<String> {
         .find(|(name, _)| *name == BROWSER_COOKIE)
         .map(|(_, value)| value.to_owned())
         .filter(|v| v.len() >= 32 && v.len() <= 64)
+}
+
+/// The nonce this browser already holds, or a new one (`true`: set it with the
+/// response).
+fn browser_or_new(headers: &HeaderMap) -> (String, bool) {
+    match browser_nonce(headers) {
+        Some(nonce) => (nonce, false),
+        None => (crate::ids::random_token().expose_secret().to_owned(), true),
+    }
 }
 
 fn ensure_browser_cookie(state: &PageState, headers: &HeaderMap, response: &mut Response) {

@@ -41,6 +41,10 @@ pub fn router(state: PageState) -> Router {
             "/connect/{token}/oauth",
             axum::routing::post(connect::start_oauth),
         )
+        .route(
+            "/connect/{token}/sign-in",
+            axum::routing::post(connect::sign_in),
+        )
         .layer(DefaultBodyLimit::max(connect::MAX_FORM_BYTES))
         .with_state(state)
 }

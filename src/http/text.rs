@@ -29,6 +29,14 @@ pub struct Text {
     pub error_summary: &'static str,
     pub attempts_left: &'static str,
     pub error_code: &'static str,
+    pub sign_in_title: &'static str,
+    pub sign_in_intro: &'static str,
+    pub username_label: &'static str,
+    pub password_label: &'static str,
+    pub sign_in: &'static str,
+    pub forgot_password: &'static str,
+    pub faq: &'static str,
+    pub sign_in_terms: &'static str,
 }
 
 pub const EN: Text = Text {
@@ -57,6 +65,14 @@ pub const EN: Text = Text {
     error_summary: "Please correct the highlighted field.",
     attempts_left: "{n} attempts left.",
     error_code: "Error code",
+    sign_in_title: "Sign in to {provider}",
+    sign_in_intro: "Sign in with your {provider} account to continue.",
+    username_label: "Email",
+    password_label: "Password",
+    sign_in: "Sign in",
+    forgot_password: "Forgot your password?",
+    faq: "FAQ",
+    sign_in_terms: "Terms and conditions",
 };
 
 impl Text {
@@ -86,6 +102,14 @@ impl Text {
             }
             "provider_not_allowed" => "This service cannot be connected with this link.",
             "rate_limited" => "Too many requests. Wait a minute and try again.",
+            "identity_mismatch" => {
+                "You signed in as someone this link is not for, so it was cancelled. Ask the application for a new one."
+            }
+            "sign_in_required" => "Sign in first: open the link again.",
+            "sign_in_unavailable" => {
+                "Signing in is not available for this link. Ask the application for a new one."
+            }
+            "invalid_input" => "Enter your email and password.",
             _ => "Something went wrong. Start again from the application.",
         }
     }

@@ -52,6 +52,8 @@ impl LinkStatus {
 /// Why a link was revoked.
 pub const REVOKED_BY_CALLER: &str = "revoked";
 pub const REVOKED_TOO_MANY_ATTEMPTS: &str = "too_many_attempts";
+/// Someone signed in (through the link's sign-in connector) as another user.
+pub const REVOKED_IDENTITY_MISMATCH: &str = "identity_mismatch";
 
 /// What a link was minted for; fixed at creation, stored as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -68,6 +70,9 @@ pub struct LinkRequest {
     pub success_redirect_url: String,
     pub failure_redirect_url: String,
     pub notify_url: String,
+    /// The connector (`ac_…`) the user signs in through before the providers are
+    /// shown, if the link requires sign-in.
+    pub sign_in_connector: Option<String>,
 }
 
 /// A stored connect link.
@@ -90,6 +95,9 @@ pub struct ConnectLink {
     pub updated_at: Millis,
     pub completed_at: Option<Millis>,
     pub revoked_at: Option<Millis>,
+    /// SHA-256 of the `cv_browser` cookie of the browser that signed in (links that
+    /// require sign-in only).
+    pub signed_in_browser: Option<Vec<u8>>,
 }
 
 impl ConnectLink {

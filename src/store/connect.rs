@@ -16,7 +16,7 @@ use crate::model::{AuditEntry, Event};
 
 const LINK_COLUMNS: &str = "tenant_id, id, token_hash, user_id, user_email, request, status, \
      credential_id, failed_attempts, revoked_reason, expires_at, created_at, updated_at, \
-     completed_at, revoked_at";
+     completed_at, revoked_at, signed_in_browser";
 const SETTINGS_COLUMNS: &str =
     "tenant_id, settings, secret, previous_secret, previous_secret_until, version, updated_at";
 
@@ -78,6 +78,15 @@ pub trait ConnectStore: Send + Sync {
         at: Millis,
         notice: ConnectNotice<'_>,
     ) -> StoreResult<AttemptCount>;
+    /// Remembers the browser (`browser_hash`) that signed in to a pending link;
+    /// returns whether the link was still pending.
+    async fn mark_link_signed_in(
+        &self,
+        tenant_id: &str,
+        id: &LinkId,
+        browser_hash: &[u8],
+        at: Millis,
+    ) -> StoreResult<bool>;
     /// Records a connect event (and its notify delivery) on its own.
     async fn insert_connect_notice(&self, notice: ConnectNotice<'_>) -> StoreResult<()>;
 
@@ -115,6 +124,7 @@ fn link(row: &AnyRow) -> StoreResult<ConnectLink> {
         updated_at: row.try_get("updated_at")?,
         completed_at: row.try_get("completed_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        signed_in_browser: row.try_get("signed_in_browser")?,
     })
 }
 
@@ -175,7 +185,7 @@ impl ConnectStore for SqlStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO connect_links ({LINK_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(&l.tenant_id)
         .bind(l.id.as_str())
@@ -192,6 +202,7 @@ impl ConnectStore for SqlStore {
         .bind(l.updated_at)
         .bind(l.completed_at)
         .bind(l.revoked_at)
+        .bind(&l.signed_in_browser)
         .execute(&mut *tx)
         .await?;
         insert_audit_query(audit).execute(&mut *tx).await?;
@@ -322,6 +333,26 @@ impl ConnectStore for SqlStore {
         insert_notice(&mut tx, notice).await?;
         tx.commit().await?;
         Ok(AttemptCount::Exhausted)
+    }
+
+    async fn mark_link_signed_in(
+        &self,
+        tenant_id: &str,
+        id: &LinkId,
+        browser_hash: &[u8],
+        at: Millis,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE connect_links SET signed_in_browser = $3, updated_at = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
+        )
+        .bind(tenant_id)
+        .bind(id.as_str())
+        .bind(browser_hash)
+        .bind(at)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_connect_notice(&self, notice: ConnectNotice<'_>) -> StoreResult<()> {

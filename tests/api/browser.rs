@@ -217,3 +217,88 @@ both_backends! {
         browser.close().await;
     }
 }
+
+/// The sign-in step in Chromium (the storage side runs on both backends in
+/// tests/api/sign_in.rs): the connector's texts and links in the tenant's
+/// branding, a refused password, then the providers after signing in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_step_in_the_browser() {
+    use crate::auth_kit::{Answer as AuthAnswer, FakeAuth, json_connector, register};
+    let Some(browser) = Browser::start(1024).await else {
+        return;
+    };
+    let app = crate::support::spawn_app(crate::support::Backend::Sqlite)
+        .await
+        .unwrap();
+    let t = app.tenant("acme").await;
+    let api = KeyApi::start().await;
+    let landing = Landing::start().await;
+    let auth = FakeAuth::start().await;
+    settings(&app, &t, &landing, false).await;
+    key_provider(&app, &t, "stripe-test", "Stripe (test)", &api).await;
+    let mut connector = json_connector(&auth);
+    connector.page = Some(pb::SignInPage {
+        title: "Sign in with your Acme account".into(),
+        description: "Acme staff only: use the login you use for the intranet.".into(),
+        username_label: "Work email".into(),
+        terms_url: "https://acme.example/terms".into(),
+        faq_url: "https://acme.example/faq".into(),
+        password_reset_url: "https://acme.example/reset".into(),
+    });
+    let connector = app
+        .external_auth(&t.token)
+        .await
+        .create_connector(pb::CreateConnectorRequest {
+            connector: Some(connector),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    app.users(&t.token)
+        .await
+        .register_user(register("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    let mut req = link_request("u1", &["stripe-test"], &landing, "");
+    req.require_sign_in_connector = connector;
+    let url = mint(&app, &t.token, req).await;
+    let c = &browser.client;
+
+    c.goto(&url).await.unwrap();
+    assert_eq!(
+        browser.text("h1#title").await,
+        "Sign in with your Acme account"
+    );
+    assert_eq!(
+        browser.text("a#password-reset").await,
+        "Forgot your password?"
+    );
+    browser.screenshot("connect-sign-in.png").await;
+    let filled = c.find(Locator::Css("#f-identifier")).await.unwrap();
+    assert_eq!(
+        filled.prop("value").await.unwrap().as_deref(),
+        Some("u1@example.com")
+    );
+
+    auth.answer(AuthAnswer::status(401));
+    browser.keys("wrong").await; // the password field has the focus
+    browser.keys(ENTER).await;
+    let alert = browser.text("#form-error").await;
+    assert_eq!(alert, "The email or password is incorrect.");
+    browser.screenshot("connect-sign-in-error.png").await;
+
+    auth.answer(AuthAnswer::status(200));
+    browser.keys("right").await;
+    browser.keys(ENTER).await;
+    assert_eq!(browser.text("h1#title").await, "Connect Stripe (test)");
+    c.find(Locator::Css("#f-api_key"))
+        .await
+        .unwrap()
+        .send_keys(GOOD_KEY)
+        .await
+        .unwrap();
+    browser.keys(ENTER).await;
+    assert_eq!(browser.text("#landed").await, "Back in the app");
+    browser.close().await;
+}

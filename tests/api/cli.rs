@@ -3,7 +3,9 @@
 //! database does not bootstrap itself.
 use std::process::{Command, Output};
 
-use crate::support::KEY_V1;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::support::{KEY_V1, TestApp};
 
 fn credvault(db: &std::path::Path, keys: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_credvault"))
@@ -111,33 +113,34 @@ async fn serve_on_a_configured_database_does_not_bootstrap_itself() {
     );
 }
 
+/// Runs a client command against `app` with `token`; it must succeed and print JSON.
+fn client_json(app: &TestApp, token: &SecretString, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_credvault"))
+        .args(args)
+        .env_clear()
+        .env("CREDVAULT_SERVER", format!("http://{}", app.addr))
+        .env("CREDVAULT_TOKEN", token.expose_secret())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        text(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// `credvault connect link|get|list|revoke` against a running server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_links_from_the_command_line() {
-    use secrecy::ExposeSecret;
     let app = crate::support::spawn_app(crate::support::Backend::Sqlite)
         .await
         .unwrap();
     let t = app.tenant("acme").await;
     let api = crate::connect_kit::KeyApi::start().await;
     crate::connect_kit::key_provider(&app, &t, "billing", "Billing", &api).await;
-    let run = |args: Vec<String>| {
-        let output = Command::new(env!("CARGO_BIN_EXE_credvault"))
-            .args(&args)
-            .env_clear()
-            .env("CREDVAULT_SERVER", format!("http://{}", app.addr))
-            .env("CREDVAULT_TOKEN", t.token.expose_secret())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-    };
-    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let minted = run(args(&[
+    let run = |args: &[&str]| client_json(&app, &t.token, args);
+    let minted = run(&[
         "connect",
         "link",
         "--user",
@@ -146,19 +149,139 @@ async fn connect_links_from_the_command_line() {
         "billing",
         "--name",
         "me-1",
-    ]));
+    ]);
     let url = minted["url"].as_str().unwrap();
     assert!(
         url.starts_with(&format!("http://{}/connect/", app.http_addr)),
         "{url}"
     );
     let id = minted["id"].as_str().unwrap().to_owned();
-    assert_eq!(run(args(&["connect", "get", &id]))["status"], "pending");
+    assert_eq!(run(&["connect", "get", &id])["status"], "pending");
     assert_eq!(
-        run(args(&["connect", "list", "--status", "pending"]))[0]["id"],
+        run(&["connect", "list", "--status", "pending"])[0]["id"],
         id.as_str()
     );
-    let revoked = run(args(&["connect", "revoke", &id]));
+    let revoked = run(&["connect", "revoke", &id]);
     assert_eq!(revoked["status"], "revoked");
     assert_eq!(crate::support::browse(url).await.0, 410);
+}
+
+/// `credvault user …` and `credvault auth connector …`: a connector configured
+/// from a file authenticates a user registered from the shell; `get` hides header
+/// values unless asked, and its output is a file `update` takes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_connectors_from_the_command_line() {
+    use crate::auth_kit::{FakeAuth, login};
+    let app = crate::support::spawn_app(crate::support::Backend::Sqlite)
+        .await
+        .unwrap();
+    let t = app.tenant("acme").await;
+    let auth = FakeAuth::start().await;
+    let run = |args: &[&str]| client_json(&app, &t.token, args);
+
+    let user = run(&[
+        "user",
+        "register",
+        "--user",
+        "u1",
+        "--email",
+        "Ann@Example.com",
+    ]);
+    assert_eq!(user["email"], "Ann@Example.com");
+    assert_eq!(
+        run(&["user", "get", "--email", "ann@example.com"])["user_id"],
+        "u1"
+    );
+    run(&["user", "register", "--user", "u2"]);
+    assert_eq!(run(&["user", "list"]).as_array().unwrap().len(), 2);
+    let updated = run(&["user", "update", "--user", "u2", "--external-id", "emp-2"]);
+    assert_eq!(updated["external_id"], "emp-2");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("connector.json");
+    let spec = serde_json::json!({
+        "name": "corp-login",
+        "authentication": {
+            "url": auth.url("/login"),
+            "method": "POST",
+            "format": "JSON",
+            "headers": {"X-Api-Key": "cli-canary-key"},
+            "body": "{\"email\":\"{{USEREMAIL}}\",\"password\":\"{{USERPASSWORD}}\"}",
+            "timeout_ms": 2000
+        },
+        "page": {"title": "Sign in to Acme"}
+    });
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let path = file.to_str().unwrap();
+    let created = run(&["auth", "connector", "create", "--file", path]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("ac_"), "{created}");
+    assert_eq!(
+        created["authentication"]["headers"]["X-Api-Key"],
+        "[hidden]"
+    );
+    assert_eq!(created["health"]["circuit_open"], false);
+    let shown = run(&["auth", "connector", "get", &id, "--show-header-values"]);
+    assert_eq!(
+        shown["authentication"]["headers"]["X-Api-Key"],
+        "cli-canary-key"
+    );
+    assert_eq!(run(&["auth", "connector", "list"])[0]["id"], id.as_str());
+
+    let outcome = app
+        .external_auth(&t.token)
+        .await
+        .authenticate(login(&id, "ann@example.com", "pw-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(outcome.authenticated, "{outcome:?}");
+    assert_eq!(auth.last().header("x-api-key"), "cli-canary-key");
+
+    // `get` output (less the read-only fields) goes back in through `update`.
+    let mut edited = shown.clone();
+    for field in ["id", "version", "health", "created_at", "updated_at"] {
+        edited.as_object_mut().unwrap().remove(field);
+    }
+    edited["page"]["title"] = "Sign in to Acme Corp".into();
+    std::fs::write(&file, edited.to_string()).unwrap();
+    let version = shown["version"].to_string();
+    let after = run(&[
+        "auth",
+        "connector",
+        "update",
+        &id,
+        "--file",
+        path,
+        "--expected-version",
+        &version,
+    ]);
+    assert_eq!(after["page"]["title"], "Sign in to Acme Corp");
+    let stale = Command::new(env!("CARGO_BIN_EXE_credvault"))
+        .args([
+            "auth",
+            "connector",
+            "update",
+            &id,
+            "--file",
+            path,
+            "--expected-version",
+            &version,
+        ])
+        .env_clear()
+        .env("CREDVAULT_SERVER", format!("http://{}", app.addr))
+        .env("CREDVAULT_TOKEN", t.token.expose_secret())
+        .output()
+        .unwrap();
+    assert!(!stale.status.success());
+    assert!(
+        text(&stale.stderr).contains("Aborted"),
+        "{}",
+        text(&stale.stderr)
+    );
+
+    run(&["auth", "connector", "delete", &id]);
+    assert_eq!(run(&["auth", "connector", "list"]), serde_json::json!([]));
+    let deleted = run(&["user", "delete", "--user", "u1"]);
+    assert_eq!(deleted["deleted_credentials"], serde_json::json!([]));
 }

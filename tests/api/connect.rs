@@ -12,7 +12,7 @@ use crate::fixtures::*;
 use crate::receiver::Receiver;
 use crate::support::{TestApp, TestTenant, logs};
 
-async fn deliver(app: &TestApp) {
+pub async fn deliver(app: &TestApp) {
     credvault::workers::deliverer::run_pass(&app.vault, 100, 8)
         .await
         .unwrap();

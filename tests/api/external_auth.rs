@@ -34,7 +34,7 @@ async fn setup(app: &TestApp, connector: pb::Connector) -> (TestTenant, String) 
     (t, created.id)
 }
 
-async fn events(app: &TestApp, t: &TestTenant) -> Vec<serde_json::Value> {
+pub async fn events(app: &TestApp, t: &TestTenant) -> Vec<serde_json::Value> {
     let mut w = app.webhooks(&t.token).await;
     let list = w
         .list_events(pb::ListEventsRequest {

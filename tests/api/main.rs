@@ -24,6 +24,7 @@ mod receiver;
 mod refresh;
 mod scopes;
 mod secrets;
+mod sign_in;
 mod tokens;
 mod users;
 mod validation;

@@ -19,6 +19,7 @@ pub mod breaker;
 mod connectors;
 mod login;
 
+pub use answer::{LOCKED_OUT, UPSTREAM_UNAVAILABLE};
 pub use breaker::BreakerState;
 pub use connectors::ConnectorSpec;
 pub use login::{ForgotOutcome, Login, LoginOutcome, Subject};

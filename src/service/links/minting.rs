@@ -30,6 +30,8 @@ pub struct NewLink {
     pub name: String,
     pub credential_name: String,
     pub labels: BTreeMap<String, String>,
+    /// A connector id, or empty for no sign-in step.
+    pub require_sign_in_connector: String,
 }
 
 /// A page of links, newest first.
@@ -73,6 +75,7 @@ impl Connect {
         let now = self.now();
         let expires_at = self.expiry(req.expires_at, now)?;
         let providers = self.link_providers(caller, &req).await?;
+        let sign_in_connector = self.sign_in_connector(caller, &req).await?;
         let settings = self.load_settings(&caller.tenant_id).await?;
         for (field, url) in [
             ("success_redirect_url", &req.success_redirect_url),
@@ -116,6 +119,7 @@ impl Connect {
                 success_redirect_url: req.success_redirect_url,
                 failure_redirect_url: req.failure_redirect_url,
                 notify_url: req.notify_url,
+                sign_in_connector,
             },
             status: LinkStatus::Pending,
             credential_id: None,
@@ -126,6 +130,7 @@ impl Connect {
             updated_at: now,
             completed_at: None,
             revoked_at: None,
+            signed_in_browser: None,
         };
         let audit = self
             .vault

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::Vault;
+use super::external_auth::ExternalAuth;
 use crate::clock::Millis;
 use crate::crypto::AadContext;
 use crate::error::{Error, Result};
@@ -14,6 +15,7 @@ use crate::outbound::Outbound;
 mod minting;
 mod page;
 mod settings;
+mod sign_in;
 mod verify;
 
 pub use minting::Minted;
@@ -21,6 +23,7 @@ pub use minting::{LinkPage, NewLink};
 pub use page::{Closed, Ended, Finished, FormError, Opened, PageProvider, Submitted};
 pub use page::{FormValues, MAX_FIELD_CHARS};
 pub(in crate::service) use settings::notify_secrets;
+pub use sign_in::{SIGN_IN_UNAVAILABLE, SignInForm, SignInStep, SignedIn};
 
 /// Verifications a link survives; the next rejected one revokes it.
 pub const MAX_FAILED_ATTEMPTS: i64 = 10;
@@ -43,14 +46,17 @@ pub struct ConnectConfig {
 pub struct Connect {
     vault: Vault,
     outbound: Outbound,
+    /// Logins of the sign-in step (sharing the gRPC service's circuit breakers).
+    external_auth: ExternalAuth,
     config: ConnectConfig,
 }
 
 impl Connect {
-    pub fn new(vault: Vault, config: ConnectConfig) -> Self {
+    pub fn new(vault: Vault, external_auth: ExternalAuth, config: ConnectConfig) -> Self {
         Self {
             outbound: vault.outbound().clone(),
             vault,
+            external_auth,
             config,
         }
     }

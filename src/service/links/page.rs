@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::minting::page_can_serve;
+use super::sign_in::SignInStep;
 use super::verify::Verdict;
 use super::{Connect, MAX_FAILED_ATTEMPTS};
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::model::Event;
 use crate::model::SecretPayload;
 use crate::model::connect::{
     ConnectLink, ConnectOutcome, ConnectSettings, ConnectedCredential, LinkChange, LinkStatus,
-    LinkType, REVOKED_TOO_MANY_ATTEMPTS,
+    LinkType, REVOKED_IDENTITY_MISMATCH, REVOKED_TOO_MANY_ATTEMPTS,
 };
 use crate::oauth::forms::{AuthMode, FormField, PASSWORD_FIELD, USERNAME_FIELD, default_fields};
 use crate::oauth::{ConnectRequest, LinkBinding, OAuthState, SealedProvider, redirect};
@@ -22,7 +23,7 @@ use crate::store::{AttemptCount, ConnectNotice};
 /// The longest value a form field takes.
 pub const MAX_FIELD_CHARS: usize = 4096;
 
-/// Why a link no longer shows its form; each has a stable code.
+/// Why a link does not show its form (to this browser); each has a stable code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
     Unknown,
@@ -30,6 +31,10 @@ pub enum Closed {
     Used,
     Revoked,
     TooManyAttempts,
+    /// Revoked because someone signed in as another user.
+    IdentityMismatch,
+    /// The link works, but this browser has not taken its sign-in step.
+    SignInRequired,
 }
 
 impl Closed {
@@ -40,6 +45,8 @@ impl Closed {
             Self::Used => "link_used",
             Self::Revoked => "link_revoked",
             Self::TooManyAttempts => REVOKED_TOO_MANY_ATTEMPTS,
+            Self::IdentityMismatch => REVOKED_IDENTITY_MISMATCH,
+            Self::SignInRequired => "sign_in_required",
         }
     }
 
@@ -48,12 +55,11 @@ impl Closed {
             LinkStatus::Pending => None,
             LinkStatus::Expired => Some(Self::Expired),
             LinkStatus::Completed => Some(Self::Used),
-            LinkStatus::Revoked
-                if link.revoked_reason.as_deref() == Some(REVOKED_TOO_MANY_ATTEMPTS) =>
-            {
-                Some(Self::TooManyAttempts)
-            }
-            LinkStatus::Revoked => Some(Self::Revoked),
+            LinkStatus::Revoked => Some(match link.revoked_reason.as_deref() {
+                Some(REVOKED_TOO_MANY_ATTEMPTS) => Self::TooManyAttempts,
+                Some(REVOKED_IDENTITY_MISMATCH) => Self::IdentityMismatch,
+                _ => Self::Revoked,
+            }),
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct Opened {
     pub settings: ConnectSettings,
     pub tenant_name: String,
     pub providers: Vec<PageProvider>,
+    /// The sign-in step this browser has to take before it is shown the providers.
+    pub sign_in: Option<SignInStep>,
 }
 
 /// A field the user has to correct; `message` is a key of the page's text table.
@@ -148,8 +156,13 @@ impl crate::template::Values for FormValues {
 }
 
 impl Connect {
-    /// The link behind a page token, if it still shows its form.
-    pub async fn open(&self, token: &str) -> Result<std::result::Result<Opened, Closed>> {
+    /// The link behind a page token, if it still shows its form, as `browser` (the
+    /// nonce of its `cv_browser` cookie) sees it.
+    pub async fn open(
+        &self,
+        token: &str,
+        browser: Option<&str>,
+    ) -> Result<std::result::Result<Opened, Closed>> {
         let Some(link) = self
             .vault
             .store
@@ -161,7 +174,30 @@ impl Connect {
         if let Some(closed) = Closed::of(&link, self.now()) {
             return Ok(Err(closed));
         }
-        Ok(Ok(self.opened(link).await?))
+        let sign_in = self.sign_in_step(&link, browser).await?;
+        let mut opened = self.opened(link).await?;
+        opened.sign_in = sign_in;
+        Ok(Ok(opened))
+    }
+
+    /// [`Self::open`], for a browser that has to have taken the sign-in step.
+    async fn open_signed_in(
+        &self,
+        token: &str,
+        browser: Option<&str>,
+    ) -> Result<std::result::Result<Opened, Closed>> {
+        Ok(match self.open(token, browser).await? {
+            Ok(opened) if opened.sign_in.is_some() => Err(Closed::SignInRequired),
+            other => other,
+        })
+    }
+
+    /// Why a link that was pending a moment ago no longer is.
+    pub(super) async fn closed_now(&self, link: &ConnectLink) -> Result<Closed> {
+        let current = self.vault.store.get_link(&link.tenant_id, &link.id).await?;
+        Ok(current
+            .and_then(|l| Closed::of(&l, self.now()))
+            .unwrap_or(Closed::Used))
     }
 
     async fn opened(&self, link: ConnectLink) -> Result<Opened> {
@@ -190,6 +226,7 @@ impl Connect {
             settings,
             tenant_name,
             providers,
+            sign_in: None,
         })
     }
 
@@ -203,10 +240,11 @@ impl Connect {
     pub async fn submit(
         &self,
         token: &str,
+        browser: Option<&str>,
         provider: &str,
         values: &FormValues,
     ) -> Result<Submitted> {
-        let opened = match self.open(token).await? {
+        let opened = match self.open_signed_in(token, browser).await? {
             Ok(opened) => opened,
             Err(closed) => return Ok(Submitted::Ended(Ended::Closed(closed))),
         };
@@ -374,7 +412,7 @@ impl Connect {
 
     /// A failure the user cannot fix on the page: the failure redirect, with a
     /// `connect.failed` event. The link stays usable until it expires.
-    async fn fail(&self, opened: &Opened, code: &'static str) -> Result<Finished> {
+    pub(super) async fn fail(&self, opened: &Opened, code: &'static str) -> Result<Finished> {
         let event = Event::connect(
             &opened.link,
             ConnectOutcome::Failed(code),
@@ -396,7 +434,7 @@ impl Connect {
         provider: &str,
         browser_nonce: &str,
     ) -> Result<std::result::Result<String, Ended>> {
-        let opened = match self.open(token).await? {
+        let opened = match self.open_signed_in(token, Some(browser_nonce)).await? {
             Ok(opened) => opened,
             Err(closed) => return Ok(Err(Ended::Closed(closed))),
         };
@@ -553,7 +591,7 @@ fn split_fields(
 }
 
 /// Who acts when a link stores a credential (in audit records).
-fn link_caller(link: &ConnectLink) -> Caller {
+pub(super) fn link_caller(link: &ConnectLink) -> Caller {
     Caller {
         tenant_id: link.tenant_id.clone(),
         token_id: format!("connect:{}", link.id),
@@ -561,7 +599,7 @@ fn link_caller(link: &ConnectLink) -> Caller {
     }
 }
 
-fn notice<'a>(link: &'a ConnectLink, event: &'a Event) -> ConnectNotice<'a> {
+pub(super) fn notice<'a>(link: &'a ConnectLink, event: &'a Event) -> ConnectNotice<'a> {
     ConnectNotice {
         event,
         link_id: &link.id,
@@ -571,7 +609,10 @@ fn notice<'a>(link: &'a ConnectLink, event: &'a Event) -> ConnectNotice<'a> {
 
 /// The result of a link: the redirect (with `credential_id` or `error`, and `name`)
 /// when the link has one.
-fn finished(opened: &Opened, result: std::result::Result<String, &'static str>) -> Finished {
+pub(super) fn finished(
+    opened: &Opened,
+    result: std::result::Result<String, &'static str>,
+) -> Finished {
     let link = &opened.link;
     let (success, status, credential_id, base, key, value) = match &result {
         Ok(id) => (
