@@ -7,6 +7,7 @@
 //! cargo bench --bench vault -- --write              # …and rewrite docs/benchmarks.md + .svg
 //! cargo bench --bench vault -- --backend sqlite --requests 5000 --seconds 10
 //! cargo bench --bench vault -- --backend sqlite --rpc reveal      # one RPC (for profiling)
+//! cargo bench --bench vault -- --rpc check,authenticate           # some RPCs, with the baseline
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
@@ -573,10 +574,17 @@ async fn store_baseline(server: &Server, backend: &'static str, requests: usize)
 async fn bench_backend(backend: &'static str, requests: usize, seconds: u64) -> Vec<Row> {
     let server = start(backend).await;
     let mut rows = Vec::new();
-    let only = arg("--rpc").map(|r| r.to_ascii_lowercase());
+    // `--rpc check,authenticate`: only the RPCs whose names contain one of these.
+    let only: Option<Vec<String>> = arg("--rpc").map(|r| {
+        r.to_ascii_lowercase()
+            .split(',')
+            .map(str::to_owned)
+            .collect()
+    });
     let chosen = Rpc::ALL.into_iter().filter(|r| {
+        let name = r.name().to_ascii_lowercase();
         only.as_ref()
-            .is_none_or(|o| r.name().to_ascii_lowercase().contains(o.as_str()))
+            .is_none_or(|o| o.iter().any(|part| name.contains(part.as_str())))
     });
     for rpc in chosen {
         if backend == "postgres" {

@@ -11,10 +11,10 @@
 use sqlx::{Any, AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sql::{bind_meta, conflict_or, insert_audit_query};
+use super::sql::{bind_meta, conflict_or, insert_audit_query, insert_event_query};
 use super::{IdempotencyRecord, StoreError, StoreResult};
 use crate::model::users::email_key;
-use crate::model::{AuditEntry, SealedCredential};
+use crate::model::{AuditEntry, Event, SealedCredential};
 
 /// Jobs committed together at most.
 const WRITE_BATCH: usize = 256;
@@ -23,6 +23,32 @@ const WRITE_BATCH: usize = 256;
 pub(super) enum WriteJob {
     Audit(AuditEntry),
     Create(Box<CreateJob>),
+    Login(Box<LoginJob>),
+}
+
+/// The record of one login attempt: its audit record and event and, after a
+/// success, the subject whose failures are forgotten.
+pub(super) struct LoginJob {
+    pub audit: AuditEntry,
+    pub event: Event,
+    pub forget: Option<String>,
+}
+
+/// The rows of a login record, in the transaction `tx` (batched or not).
+pub(super) async fn insert_login_rows(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    job: &LoginJob,
+) -> Result<(), sqlx::Error> {
+    insert_audit_query(&job.audit).execute(&mut **tx).await?;
+    insert_event_query(&job.event).execute(&mut **tx).await?;
+    if let Some(subject) = &job.forget {
+        sqlx::query("DELETE FROM auth_failures WHERE tenant_id = $1 AND subject = $2")
+            .bind(&job.audit.tenant_id)
+            .bind(subject)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(super) struct CreateJob {
@@ -94,6 +120,7 @@ async fn commit_batch(write: &AnyPool, batch: &[Queued]) -> Result<Vec<JobResult
                 .await
                 .map(|_| None),
             WriteJob::Create(create) => insert_credential_rows(&mut tx, create).await,
+            WriteJob::Login(login) => insert_login_rows(&mut tx, login).await.map(|()| None),
         };
         results.push(match outcome {
             Ok(email) => {

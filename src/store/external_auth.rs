@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::{conflict_or, insert_audit_query, insert_event_query};
+use super::sql::{conflict_or, insert_audit_query};
 use super::{SqlStore, StoreResult};
 use crate::clock::Millis;
 use crate::model::external_auth::{ConnectorId, SealedConnector};
@@ -92,10 +92,15 @@ pub trait AuthStore: Send + Sync {
         now: Millis,
         policy: &LockoutPolicy,
     ) -> StoreResult<Option<Millis>>;
-    /// Forgets `subject`'s failures (after a successful login).
-    async fn clear_failures(&self, tenant_id: &str, subject: &str) -> StoreResult<()>;
-    /// The audit record and the event of one login attempt, together.
-    async fn record_login(&self, audit: &AuditEntry, event: &Event) -> StoreResult<()>;
+    /// The audit record and the event of one login attempt, together; after a
+    /// successful one, `forget` names the subject whose failures are forgotten in the
+    /// same transaction.
+    async fn record_login(
+        &self,
+        audit: &AuditEntry,
+        event: &Event,
+        forget: Option<&str>,
+    ) -> StoreResult<()>;
 }
 
 fn connector(row: &AnyRow) -> StoreResult<SealedConnector> {
@@ -257,21 +262,18 @@ impl AuthStore for SqlStore {
         Ok(Some(until))
     }
 
-    async fn clear_failures(&self, tenant_id: &str, subject: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM auth_failures WHERE tenant_id = $1 AND subject = $2")
-            .bind(tenant_id)
-            .bind(subject)
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
-    async fn record_login(&self, audit: &AuditEntry, event: &Event) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        insert_audit_query(audit).execute(&mut *tx).await?;
-        insert_event_query(event).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
+    async fn record_login(
+        &self,
+        audit: &AuditEntry,
+        event: &Event,
+        forget: Option<&str>,
+    ) -> StoreResult<()> {
+        self.commit_login(super::batch::LoginJob {
+            audit: audit.clone(),
+            event: event.clone(),
+            forget: forget.map(str::to_owned),
+        })
+        .await
     }
 }
 

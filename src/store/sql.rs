@@ -34,6 +34,21 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
+    /// A login's record: group-committed on SQLite, one transaction on PostgreSQL.
+    pub(super) async fn commit_login(&self, job: batch::LoginJob) -> StoreResult<()> {
+        match &self.writes {
+            Some(queue) => batch::submit(queue, WriteJob::Login(Box::new(job)))
+                .await
+                .map(|_| ()),
+            None => {
+                let mut tx = self.write.begin().await?;
+                batch::insert_login_rows(&mut tx, &job).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    }
+
     pub(super) fn new(backend: Backend, read: AnyPool, write: AnyPool) -> Self {
         let writes = (backend == Backend::Sqlite).then(|| batch::spawn(write.clone()));
         Self {

@@ -296,6 +296,9 @@ both_backends! {
         assert!(events(&app, &t).await.iter().any(|e| e["type"] == "user.locked_out"));
         app.clock.advance_ms(61_000);
         assert!(here.authenticate(login(&id, "ada@corp.example", "right")).await.unwrap().into_inner().authenticated);
+        let failing = |prefix: &'static str| app.count("SELECT COUNT(*) FROM auth_failures WHERE subject LIKE $1", prefix);
+        assert_eq!(failing("user:%").await, 0, "a success forgets the user's failures");
+        assert_eq!(failing("ip:%").await, 1, "but not the address's");
         // Bad input is an error, not an attempt.
         let (code, _) = code_of(here.authenticate(login(&id, "ada@corp.example", "")).await);
         assert_eq!(code, Code::InvalidArgument);

@@ -109,6 +109,11 @@ impl Values for LoginValues<'_> {
     }
 }
 
+/// The lockout subject of a user (failures are also counted per `ip:<address>`).
+fn user_subject(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
 /// Whether the identifier passes the connector's checks.
 fn pre_validate(p: &PreValidation, identifier: &str, email: Option<&str>) -> bool {
     let domain_ok = p.allowed_email_domains.is_empty()
@@ -191,8 +196,18 @@ impl ExternalAuth {
             },
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        self.record(caller, "user.authenticate", &attempt, &login.request_id)
-            .await?;
+        // A success forgets the user's failures, in the same transaction as its record.
+        let forget = outcome
+            .authenticated
+            .then(|| user_subject(&outcome.user_id));
+        self.record(
+            caller,
+            "user.authenticate",
+            &attempt,
+            &login.request_id,
+            forget.as_deref(),
+        )
+        .await?;
         Ok(outcome)
     }
 
@@ -243,7 +258,7 @@ impl ExternalAuth {
         if typed_email.is_none() && !pre_validate(rules, identifier, user.email.as_deref()) {
             return Ok(refused(PRE_VALIDATION_FAILED, None));
         }
-        let user_subject = format!("user:{}", user.user_id);
+        let user_subject = user_subject(&user.user_id);
         let mut subjects = vec![user_subject.as_str()];
         subjects.extend(ip_subject.as_deref());
         let now = self.now();
@@ -343,10 +358,6 @@ impl ExternalAuth {
             }
             external_id = found;
         }
-        self.vault
-            .store
-            .clear_failures(&caller.tenant_id, &format!("user:{}", user.user_id))
-            .await?;
         Ok(LoginOutcome {
             authenticated: true,
             user_id: user.user_id.clone(),
@@ -387,7 +398,7 @@ impl ExternalAuth {
                 outcome: AttemptOutcome::LockedOut,
                 latency_ms: 0,
             };
-            self.record(caller, "user.lock", &attempt, "").await?;
+            self.record(caller, "user.lock", &attempt, "", None).await?;
         }
         Ok(())
     }
@@ -398,6 +409,7 @@ impl ExternalAuth {
         action: &'static str,
         attempt: &Attempt<'_>,
         request_id: &str,
+        forget: Option<&str>,
     ) -> Result<()> {
         let now = self.now();
         let audit = AuditEntry {
@@ -411,7 +423,7 @@ impl ExternalAuth {
         };
         self.vault
             .store
-            .record_login(&audit, &attempt.event(now))
+            .record_login(&audit, &attempt.event(now), forget)
             .await?;
         Ok(())
     }
