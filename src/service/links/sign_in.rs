@@ -144,11 +144,39 @@ impl Connect {
         let Some(step) = opened.sign_in.clone() else {
             return Ok(SignedIn::Done);
         };
-        let link = &opened.link;
-        let subject = if form.identifier.contains('@') {
-            Subject::Email(form.identifier.trim().to_owned())
+        let outcome = match self.login(&opened.link, &step, form).await? {
+            Some(outcome) => outcome,
+            None => {
+                let failed = self.fail(&opened, SIGN_IN_UNAVAILABLE).await?;
+                return Ok(SignedIn::Ended(Ended::Finished(Box::new(failed))));
+            }
+        };
+        let span = tracing::Span::current();
+        if !outcome.authenticated {
+            span.record("outcome", outcome.error_code.as_str());
+            return Ok(SignedIn::Refused(Box::new(opened), outcome));
+        }
+        if outcome.user_id != opened.link.user_id {
+            span.record("outcome", REVOKED_IDENTITY_MISMATCH);
+            return self.identity_mismatch(&opened).await;
+        }
+        span.record("outcome", "signed_in");
+        self.remember_browser(&opened.link, browser_nonce).await
+    }
+
+    /// The login of the sign-in form, through the step's connector; `None` when the
+    /// connector no longer exists.
+    async fn login(
+        &self,
+        link: &ConnectLink,
+        step: &SignInStep,
+        form: SignInForm,
+    ) -> Result<Option<LoginOutcome>> {
+        let identifier = form.identifier.trim().to_owned();
+        let subject = if identifier.contains('@') {
+            Subject::Email(identifier)
         } else {
-            Subject::UserId(form.identifier.trim().to_owned())
+            Subject::UserId(identifier)
         };
         let login = Login {
             connector_id: step.connector_id.to_string(),
@@ -157,40 +185,31 @@ impl Connect {
             device: form.device,
             request_id: link.id.to_string(),
         };
-        let outcome = match self
+        match self
             .external_auth
             .authenticate(&link_caller(link), login)
             .await
         {
-            Ok(outcome) => outcome,
+            Ok(outcome) => Ok(Some(outcome)),
             // Nothing the connector could be asked with: empty, too long, not an email.
-            Err(Error::InvalidArgument { .. }) => LoginOutcome {
+            Err(Error::InvalidArgument { .. }) => Ok(Some(LoginOutcome {
                 error_code: "invalid_input".into(),
                 ..LoginOutcome::default()
-            },
-            Err(Error::NotFound(_)) => {
-                let failed = self.fail(&opened, SIGN_IN_UNAVAILABLE).await?;
-                return Ok(SignedIn::Ended(Ended::Finished(Box::new(failed))));
-            }
-            Err(e) => return Err(e),
-        };
-        let span = tracing::Span::current();
-        if !outcome.authenticated {
-            span.record("outcome", outcome.error_code.as_str());
-            return Ok(SignedIn::Refused(Box::new(opened), outcome));
+            })),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
-        if outcome.user_id != link.user_id {
-            span.record("outcome", REVOKED_IDENTITY_MISMATCH);
-            return self.identity_mismatch(&opened).await;
-        }
-        span.record("outcome", "signed_in");
+    }
+
+    /// Records that `browser_nonce`'s browser signed in to `link`.
+    async fn remember_browser(&self, link: &ConnectLink, browser_nonce: &str) -> Result<SignedIn> {
         let hash = ids::token_hash(browser_nonce);
-        let now = self.now();
-        let store = &self.vault.store;
-        if !store
-            .mark_link_signed_in(&link.tenant_id, &link.id, &hash, now)
-            .await?
-        {
+        let marked = self
+            .vault
+            .store
+            .mark_link_signed_in(&link.tenant_id, &link.id, &hash, self.now())
+            .await?;
+        if !marked {
             let closed = self.closed_now(link).await?;
             return Ok(SignedIn::Ended(Ended::Closed(closed)));
         }
