@@ -168,3 +168,33 @@ pub fn register(user_id: &str, email: &str) -> pb::RegisterUserRequest {
         external_id: String::new(),
     }
 }
+
+/// Creates `json_connector(server)` for `t`, with hosted sign-in texts (`title`,
+/// `description`, the label "Work email") and links under https://acme.example/;
+/// returns its id.
+pub async fn page_connector(
+    app: &crate::support::TestApp,
+    t: &crate::support::TestTenant,
+    server: &FakeAuth,
+    title: &str,
+    description: &str,
+) -> String {
+    let mut connector = json_connector(server);
+    connector.page = Some(pb::SignInPage {
+        title: title.into(),
+        description: description.into(),
+        username_label: "Work email".into(),
+        terms_url: "https://acme.example/terms".into(),
+        faq_url: "https://acme.example/faq".into(),
+        password_reset_url: "https://acme.example/reset".into(),
+    });
+    app.external_auth(&t.token)
+        .await
+        .create_connector(pb::CreateConnectorRequest {
+            connector: Some(connector),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}

@@ -223,7 +223,7 @@ both_backends! {
 /// branding, a refused password, then the providers after signing in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sign_in_step_in_the_browser() {
-    use crate::auth_kit::{Answer as AuthAnswer, FakeAuth, json_connector, register};
+    use crate::auth_kit::{Answer as AuthAnswer, FakeAuth, page_connector, register};
     let Some(browser) = Browser::start(1024).await else {
         return;
     };
@@ -236,25 +236,14 @@ async fn the_sign_in_step_in_the_browser() {
     let auth = FakeAuth::start().await;
     settings(&app, &t, &landing, false).await;
     key_provider(&app, &t, "stripe-test", "Stripe (test)", &api).await;
-    let mut connector = json_connector(&auth);
-    connector.page = Some(pb::SignInPage {
-        title: "Sign in with your Acme account".into(),
-        description: "Acme staff only: use the login you use for the intranet.".into(),
-        username_label: "Work email".into(),
-        terms_url: "https://acme.example/terms".into(),
-        faq_url: "https://acme.example/faq".into(),
-        password_reset_url: "https://acme.example/reset".into(),
-    });
-    let connector = app
-        .external_auth(&t.token)
-        .await
-        .create_connector(pb::CreateConnectorRequest {
-            connector: Some(connector),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let connector = page_connector(
+        &app,
+        &t,
+        &auth,
+        "Sign in with your Acme account",
+        "Acme staff only: use the login you use for the intranet.",
+    )
+    .await;
     app.users(&t.token)
         .await
         .register_user(register("u1", "u1@example.com"))

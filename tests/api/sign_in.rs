@@ -6,7 +6,7 @@
 use credvault::proto::v1 as pb;
 use tonic::Code;
 
-use crate::auth_kit::{Answer as AuthAnswer, FakeAuth, json_connector, register};
+use crate::auth_kit::{Answer as AuthAnswer, FakeAuth, json_connector, page_connector, register};
 use crate::both_backends;
 use crate::connect_kit::*;
 use crate::receiver::Receiver;
@@ -32,25 +32,14 @@ async fn setup(app: &TestApp) -> Setup {
     let auth = FakeAuth::start().await;
     settings(app, &t, &landing, false).await;
     key_provider(app, &t, "stripe-test", "Stripe", &api).await;
-    let mut connector = json_connector(&auth);
-    connector.page = Some(pb::SignInPage {
-        title: "Sign in to Acme <Corp>".into(),
-        description: "Use your Acme staff account.".into(),
-        username_label: "Work email".into(),
-        terms_url: "https://acme.example/terms".into(),
-        faq_url: "https://acme.example/faq".into(),
-        password_reset_url: "https://acme.example/reset".into(),
-    });
-    let connector = app
-        .external_auth(&t.token)
-        .await
-        .create_connector(pb::CreateConnectorRequest {
-            connector: Some(connector),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let connector = page_connector(
+        app,
+        &t,
+        &auth,
+        "Sign in to Acme <Corp>",
+        "Use your Acme staff account.",
+    )
+    .await;
     let mut users = app.users(&t.token).await;
     for id in ["u1", "u2"] {
         users

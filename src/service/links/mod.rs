@@ -23,7 +23,7 @@ pub use minting::{LinkPage, NewLink};
 pub use page::{Closed, Ended, Finished, FormError, Opened, PageProvider, Submitted};
 pub use page::{FormValues, MAX_FIELD_CHARS};
 pub(in crate::service) use settings::notify_secrets;
-pub use sign_in::{SIGN_IN_UNAVAILABLE, SignInForm, SignInStep, SignedIn};
+pub use sign_in::{SignInForm, SignInStep, SignedIn};
 
 /// Verifications a link survives; the next rejected one revokes it.
 pub const MAX_FAILED_ATTEMPTS: i64 = 10;

@@ -57,7 +57,7 @@ pub enum SignedIn {
 }
 
 /// The code of a link whose connector was deleted after it was minted.
-pub const SIGN_IN_UNAVAILABLE: &str = "sign_in_unavailable";
+const SIGN_IN_UNAVAILABLE: &str = "sign_in_unavailable";
 
 impl Connect {
     /// The connector a new link requires sign-in through: an id of the tenant's,
