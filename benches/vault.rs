@@ -8,6 +8,7 @@
 //! cargo bench --bench vault -- --backend sqlite --requests 5000 --seconds 10
 //! cargo bench --bench vault -- --backend sqlite --rpc reveal      # one RPC (for profiling)
 //! cargo bench --bench vault -- --rpc check,authenticate           # some RPCs, with the baseline
+//! cargo bench --bench vault -- --overheads                        # what TLS, metrics and spans cost
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
@@ -108,6 +109,8 @@ struct Row {
 
 struct Server {
     addr: std::net::SocketAddr,
+    /// The CA to trust when the server speaks TLS.
+    tls_ca: Option<String>,
     token: SecretString,
     ids: Vec<String>,
     /// The connector the Authenticate calls go through.
@@ -135,8 +138,20 @@ fn postgres_admin() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// How a benchmarked server differs from the default one.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+struct Variant {
+    tls: bool,
+    /// Without RPC metrics and the per-RPC span.
+    bare: bool,
+}
+
 async fn start(backend: &'static str) -> Server {
-    let (mut server, vault) = start_empty(backend).await;
+    start_variant(backend, Variant::default()).await
+}
+
+async fn start_variant(backend: &'static str, variant: Variant) -> Server {
+    let (mut server, vault) = start_empty(backend, variant).await;
     let caller = Caller {
         tenant_id: vault.list_tenants().await.unwrap()[0].id.clone(),
         token_id: "bench".into(),
@@ -269,7 +284,10 @@ async fn drop_database(server: &Server) {
 }
 
 /// A server on a fresh database with a bootstrapped tenant and token.
-async fn start_empty(backend: &'static str) -> (Server, credvault::service::Vault) {
+async fn start_empty(
+    backend: &'static str,
+    variant: Variant,
+) -> (Server, credvault::service::Vault) {
     sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, drop_db) = if backend == "sqlite" {
@@ -302,11 +320,17 @@ async fn start_empty(backend: &'static str) -> (Server, credvault::service::Vaul
         allow_http_urls: true,
         deliver_interval_ms: 0,
         max_connections: 16,
+        // One token drives every call: the benchmark measures the server, not the limit.
+        token_rate_limit_per_sec: 0,
         ..Config::default()
     };
-    let app = App::build_with_clock(&config, Arc::new(SystemClock))
+    let (config, tls_ca) = with_tls(config, variant.tls, dir.path());
+    let mut app = App::build_with_clock(&config, Arc::new(SystemClock))
         .await
         .expect("app");
+    if variant.bare {
+        app = app.without_observability();
+    }
     let vault = app.vault().clone();
     let addr = app.grpc_addr();
     tokio::spawn(app.run(std::future::pending()));
@@ -317,6 +341,7 @@ async fn start_empty(backend: &'static str) -> (Server, credvault::service::Vaul
         .expect("fresh vault");
     let server = Server {
         addr,
+        tls_ca,
         token,
         ids: Vec::new(),
         connector: String::new(),
@@ -328,14 +353,46 @@ async fn start_empty(backend: &'static str) -> (Server, credvault::service::Vaul
     (server, vault)
 }
 
+/// A certificate for localhost from a new CA, written to `dir`, and the CA's PEM.
+fn with_tls(mut config: Config, tls: bool, dir: &std::path::Path) -> (Config, Option<String>) {
+    if !tls {
+        return (config, None);
+    }
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    config.tls_cert_file = Some(dir.join("server.pem"));
+    config.tls_key_file = Some(dir.join("server.key"));
+    (config, Some(ca.pem()))
+}
+
+async fn channel(server: &Server) -> Channel {
+    let endpoint = match &server.tls_ca {
+        Some(ca) => Channel::from_shared(format!("https://localhost:{}", server.addr.port()))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                    .domain_name("localhost"),
+            )
+            .unwrap(),
+        None => Channel::from_shared(format!("http://{}", server.addr)).unwrap(),
+    };
+    endpoint.connect().await.unwrap()
+}
+
 async fn clients(server: &Server, n: usize) -> Vec<Clients> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let channel = Channel::from_shared(format!("http://{}", server.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = channel(server).await;
         let bearer = Bearer(server.token.clone());
         out.push(Clients {
             creds: CredentialServiceClient::with_interceptor(channel.clone(), bearer.clone()),
@@ -616,6 +673,76 @@ async fn bench_backend(backend: &'static str, requests: usize, seconds: u64) -> 
     rows
 }
 
+/// `--overheads`: RevealCredential at 64 in flight on SQLite against three servers —
+/// as shipped, with TLS, and without RPC metrics and spans — in interleaved rounds
+/// (the machine is noisy), logging at `info` to nowhere as a production server would.
+async fn overheads(seconds: u64) -> Vec<String> {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .try_init();
+    let variants = [
+        (
+            "plaintext, metrics and spans (as shipped)",
+            Variant::default(),
+        ),
+        (
+            "TLS 1.3",
+            Variant {
+                tls: true,
+                bare: false,
+            },
+        ),
+        (
+            "plaintext, no metrics or RPC span",
+            Variant {
+                tls: false,
+                bare: true,
+            },
+        ),
+    ];
+    let mut servers = Vec::new();
+    for (_, variant) in variants {
+        servers.push(start_variant("sqlite", variant).await);
+    }
+    const ROUNDS: usize = 3;
+    let mut rates = vec![Vec::new(); variants.len()];
+    let mut p50s = vec![Vec::new(); variants.len()];
+    for round in 0..ROUNDS {
+        for (i, server) in servers.iter().enumerate() {
+            let m = concurrent(server, Rpc::Reveal, seconds).await;
+            rates[i].push(m.per_sec);
+            p50s[i].push(m.total.value_at_quantile(0.5));
+        }
+        eprintln!("overheads: round {} of {ROUNDS} done", round + 1);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let shipped = median(&mut rates[0].clone());
+    let mut lines = vec![
+        "| server | RevealCredential/s, 64 in flight (median of 3) | each round | p50 µs | vs as shipped |".to_owned(),
+        "|---|---:|---|---:|---:|".to_owned(),
+    ];
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let rate = median(&mut rates[i].clone());
+        let rounds: Vec<String> = rates[i].iter().map(|r| format!("{r:.0}")).collect();
+        let mut p50 = p50s[i].clone();
+        p50.sort_unstable();
+        lines.push(format!(
+            "| {name} | {rate:.0} | {} | {} | {:+.1} % |",
+            rounds.join(", "),
+            p50[p50.len() / 2],
+            (rate / shipped - 1.0) * 100.0
+        ));
+    }
+    for server in &servers {
+        drop_database(server).await;
+    }
+    lines
+}
+
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
         "| backend | operation | mode | p50 µs | p99 µs | ops/s | p50 ÷ Check p50 | ops/s ÷ Check ops/s |\n\
@@ -811,7 +938,7 @@ async fn due_oauth(
 async fn scaling(backend: &'static str, sizes: &[u64]) -> Vec<String> {
     let mut lines = Vec::new();
     for &n in sizes {
-        let (server, vault) = start_empty(backend).await;
+        let (server, vault) = start_empty(backend, Variant::default()).await;
         let tenant = vault.list_tenants().await.unwrap()[0].id.clone();
         let seeding = Instant::now();
         bulk_seed(
@@ -885,6 +1012,11 @@ async fn main() {
         Some("postgres") => vec!["postgres"],
         _ => vec!["sqlite", "postgres"],
     };
+    if flag("--overheads") {
+        let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5);
+        println!("{}\n\n{}", machine(), overheads(seconds).await.join("\n"));
+        return;
+    }
     if flag("--scaling") {
         let sizes: Vec<u64> = arg("--sizes")
             .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())

@@ -2,7 +2,9 @@
 //! both listeners (port 0 allowed); [`App::run`] serves until `shutdown` resolves.
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -10,10 +12,12 @@ use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::grpc::limits::OversizeIsResourceExhausted;
+use crate::grpc::observe::Observed;
 use crate::grpc::{
     AdminApi, ConnectApi, CredentialApi, ExternalAuthApi, OAuthApi, UserApi, WebhookApi,
 };
@@ -35,6 +39,7 @@ use crate::service::{Settings, Vault};
 use crate::shutdown::Shutdown;
 use crate::store::LockoutPolicy;
 use crate::store::{self, StoreError};
+use crate::tls::Tls;
 use crate::workers;
 
 /// Credentials transitioned per scanner transaction.
@@ -62,6 +67,8 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Outbound(#[from] crate::outbound::BuildError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The vault refused to open (a wrong master key, storage unreachable …).
     #[error("{0}")]
     Refused(String),
@@ -77,6 +84,11 @@ pub struct App {
     vault: Vault,
     grpc: (TcpListener, SocketAddr),
     http: (TcpListener, SocketAddr),
+    /// `metrics_listen`, when set.
+    ops: Option<(TcpListener, SocketAddr)>,
+    tls: Option<Arc<Tls>>,
+    /// Metrics and the per-RPC span (off only to measure what they cost).
+    observe: bool,
     config: Config,
 }
 
@@ -93,10 +105,15 @@ fn secs(s: u64) -> i64 {
 
 /// Where browsers reach the HTTP listener: `public_base_url`, else the bound address.
 fn public_base(config: &Config, http: SocketAddr) -> String {
+    let scheme = if config.tls_cert_file.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     config
         .public_base_url
         .clone()
-        .unwrap_or_else(|| format!("http://{http}"))
+        .unwrap_or_else(|| format!("{scheme}://{http}"))
         .trim_end_matches('/')
         .to_owned()
 }
@@ -130,6 +147,8 @@ fn settings(config: &Config, http: SocketAddr) -> Result<Settings, AppError> {
         provider_allow_private: config.provider_allow_private_addresses,
         webhook_timeout: Duration::from_secs(config.webhook_timeout_secs),
         delivery_lease_ms: secs(config.webhook_timeout_secs.saturating_mul(4).max(60)),
+        token_rate_per_sec: f64::from(config.token_rate_limit_per_sec),
+        token_burst: config.token_rate_limit_burst,
         ..Settings::default()
     };
     if settings.webhook_schedule_ms.is_empty() {
@@ -180,15 +199,43 @@ impl App {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
+        let tls_files = config.tls_files()?;
         let grpc = bind(config.listen).await?;
         let http = bind(config.http_listen).await?;
+        let ops = match config.metrics_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let vault = open_vault(config, clock, http.1).await?;
+        let tls = tls_files
+            .map(|files| Tls::load(files, vault.metrics().clone()))
+            .transpose()?;
         Ok(Self {
             vault,
             grpc,
             http,
+            ops,
+            tls,
+            observe: true,
             config: config.clone(),
         })
+    }
+
+    /// The bound `metrics_listen` address, when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// Serves without RPC metrics and the per-RPC span: for the benchmark that
+    /// measures what they cost, not for production.
+    pub fn without_observability(mut self) -> Self {
+        self.observe = false;
+        self
+    }
+
+    /// The TLS configuration, to reload by hand (it also reloads by itself).
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        self.tls.clone()
     }
 
     /// The bound gRPC address (the real port when port 0 was asked for).
@@ -215,24 +262,24 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let (trigger, stop) = crate::shutdown::channel();
-        let health = tonic_health::server::HealthReporter::new();
-        report(&health, ServingStatus::Serving).await;
-        let health_service = crate::grpc::health::service(health.clone(), stop.clone());
-        let background = self.spawn_workers(&health, &stop);
+        let serving = Serving::new();
+        serving.report(ServingStatus::Serving).await;
+        let health_service = crate::grpc::health::service(serving.health.clone(), stop.clone());
+        let background = self.spawn_workers(&serving, &stop);
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
-        let (grpc, http) = self.serve(health_service, &stop)?;
-        let serving = async { tokio::join!(grpc, http) };
-        tokio::pin!(serving);
+        let (grpc, http) = self.serve(health_service, &serving, &stop)?;
+        let servers = async { tokio::join!(grpc, http) };
+        tokio::pin!(servers);
         let announce = {
-            let health = health.clone();
+            let serving = serving.clone();
             async move {
                 shutdown.await;
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining");
-                report(&health, ServingStatus::NotServing).await;
+                serving.report(ServingStatus::NotServing).await;
             }
         };
         let early = tokio::select! {
-            done = &mut serving => Some(done),
+            done = &mut servers => Some(done),
             () = announce => None,
         };
         // From here on everything winds down, within one deadline.
@@ -240,7 +287,7 @@ impl App {
         let deadline = tokio::time::Instant::now() + grace;
         let (grpc, http) = match early {
             Some(done) => done,
-            None => match tokio::time::timeout_at(deadline, &mut serving).await {
+            None => match tokio::time::timeout_at(deadline, &mut servers).await {
                 Ok(done) => done,
                 Err(_) => {
                     tracing::warn!("drain deadline passed: cutting open connections");
@@ -254,17 +301,21 @@ impl App {
     }
 
     /// The background workers, each stopping on `stop`.
-    fn spawn_workers(
-        &self,
-        health: &tonic_health::server::HealthReporter,
-        stop: &Shutdown,
-    ) -> Vec<JoinHandle<()>> {
+    fn spawn_workers(&self, serving: &Serving, stop: &Shutdown) -> Vec<JoinHandle<()>> {
         let c = &self.config;
         let v = &self.vault;
         let mut background = vec![
             tokio::spawn(prune_forever(v.clone(), stop.clone())),
-            tokio::spawn(watch_storage(v.clone(), health.clone(), stop.clone())),
+            tokio::spawn(watch_storage(v.clone(), serving.clone(), stop.clone())),
         ];
+        if let Some(tls) = &self.tls {
+            let every = Duration::from_secs(c.tls_reload_interval_secs.max(1));
+            background.push(tokio::spawn(crate::tls::watch(
+                tls.clone(),
+                every,
+                stop.clone(),
+            )));
+        }
         if c.refresher_interval_secs > 0 {
             background.push(tokio::spawn(workers::refresher::run(
                 v.clone(),
@@ -295,92 +346,212 @@ impl App {
     }
 
     /// The gRPC and HTTP servers, each draining once `stop` turns on.
-    #[allow(clippy::type_complexity)]
     fn serve(
         self,
-        health: tonic_health::pb::health_server::HealthServer<crate::grpc::health::DrainingHealth>,
+        health: HealthServer<crate::grpc::health::DrainingHealth>,
+        serving: &Serving,
         stop: &Shutdown,
-    ) -> Result<
-        (
-            impl Future<Output = Result<(), tonic::transport::Error>>,
-            impl Future<Output = std::io::Result<()>>,
-        ),
-        AppError,
-    > {
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_v1 = reflection().build_v1()?;
-        let reflection_v1alpha = reflection().build_v1alpha()?;
-        let limit = self.config.max_message_bytes;
-        let vault = self.vault;
-        macro_rules! limited {
-            ($server:ident, $api:expr) => {
-                $server::new($api)
-                    .max_decoding_message_size(limit)
-                    .max_encoding_message_size(limit)
-            };
-        }
-        let external_auth = ExternalAuth::new(vault.clone(), LockoutPolicy::default());
+    ) -> Result<(Served<tonic::transport::Error>, Served<std::io::Error>), AppError> {
+        let external_auth = ExternalAuth::new(self.vault.clone(), LockoutPolicy::default());
         let connect = Connect::new(
-            vault.clone(),
+            self.vault.clone(),
             external_auth.clone(),
             ConnectConfig {
                 public_base_url: public_base(&self.config, self.http.1),
                 verify_timeout: Duration::from_secs(self.config.connect_verify_timeout_secs),
             },
         );
-        let http = {
-            let stop = stop.clone();
-            let page = crate::http::PageState::new(
-                connect.clone(),
-                !self.config.allow_http_urls,
-                self.config.connect_rate_limit_per_minute,
-            );
-            axum::serve(
-                self.http.0,
-                crate::http::router(page).into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .into_future()
+        let ops = crate::http::Ops::new(self.vault.clone(), serving.ready.clone());
+        let page = crate::http::PageState::new(
+            connect.clone(),
+            !self.config.allow_http_urls,
+            self.config.connect_rate_limit_per_minute,
+            self.config.http_rate_limit_per_minute,
+        );
+        let mut main = crate::http::router(page).merge(crate::http::ops_health(ops.clone()));
+        let ops_server = match self.ops {
+            Some((listener, _)) => {
+                let router =
+                    crate::http::ops_router(ops.clone()).merge(crate::http::ops_health(ops));
+                Some(serve_http(listener, None, router, stop))
+            }
+            None => {
+                main = main.merge(crate::http::ops_router(ops));
+                None
+            }
         };
-        let grpc = {
-            let stop = stop.clone();
-            Server::builder()
-                .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
-                .layer(tower_layer::layer_fn(OversizeIsResourceExhausted))
-                .add_service(health)
-                .add_service(reflection_v1)
-                .add_service(reflection_v1alpha)
-                .add_service(limited!(
-                    CredentialServiceServer,
-                    CredentialApi::new(vault.clone())
-                ))
-                .add_service(limited!(AdminServiceServer, AdminApi::new(vault.clone())))
-                .add_service(limited!(ConnectServiceServer, ConnectApi::new(connect)))
-                .add_service(limited!(
-                    ExternalAuthServiceServer,
-                    ExternalAuthApi::new(external_auth)
-                ))
-                .add_service(limited!(
-                    UserServiceServer,
-                    UserApi::new(Users::new(vault.clone()))
-                ))
-                .add_service(limited!(OAuthServiceServer, OAuthApi::new(vault.clone())))
-                .add_service(limited!(
-                    WebhookServiceServer,
-                    WebhookApi::new(vault.clone(), stop.clone())
-                ))
-                // TCP_NODELAY: without it a response larger than one segment waits for
-                // the client's delayed ACK (~40 ms) under Nagle's algorithm.
-                .serve_with_incoming_shutdown(
-                    TcpIncoming::from(self.grpc.0).with_nodelay(Some(true)),
-                    async move { stop.wait().await },
-                )
+        let main_server = serve_http(self.http.0, self.tls.clone(), main, stop);
+        let http: Served<std::io::Error> = Box::pin(async move {
+            match ops_server {
+                Some(ops_server) => {
+                    let (main, ops) = tokio::join!(main_server, ops_server);
+                    main.and(ops)
+                }
+                None => main_server.await,
+            }
+        });
+        let apis = Apis {
+            vault: self.vault,
+            connect,
+            external_auth,
+            health,
+            stop: stop.clone(),
         };
+        let grpc = serve_grpc(&self.config, self.grpc.0, self.tls, self.observe, apis)?;
         Ok((grpc, http))
+    }
+}
+
+/// A server running until shutdown.
+type Served<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
+
+/// What the gRPC services are built from.
+struct Apis {
+    vault: Vault,
+    connect: Connect,
+    external_auth: ExternalAuth,
+    health: HealthServer<crate::grpc::health::DrainingHealth>,
+    stop: Shutdown,
+}
+
+/// The gRPC server with its limits, metrics layer and every service, over TLS when
+/// `tls` is set.
+fn serve_grpc(
+    config: &Config,
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    observe: bool,
+    apis: Apis,
+) -> Result<Served<tonic::transport::Error>, AppError> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let limit = config.max_message_bytes;
+    macro_rules! limited {
+        ($server:ident, $api:expr) => {
+            $server::new($api)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit)
+        };
+    }
+    let keepalive = (config.http2_keepalive_interval_secs > 0)
+        .then(|| Duration::from_secs(config.http2_keepalive_interval_secs));
+    let Apis {
+        vault,
+        connect,
+        external_auth,
+        health,
+        stop,
+    } = apis;
+    let router = Server::builder()
+        .concurrency_limit_per_connection(config.grpc_concurrency_per_connection.max(1))
+        .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
+        .max_concurrent_streams(Some(config.max_concurrent_streams.max(1)))
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(Duration::from_secs(
+            config.http2_keepalive_timeout_secs.max(1),
+        )))
+        .trace_fn(move |request| {
+            if observe {
+                tracing::info_span!("rpc", method = %request.uri().path())
+            } else {
+                tracing::Span::none()
+            }
+        })
+        .layer(Observed::layer(observe.then(|| vault.metrics().clone())))
+        .layer(tower_layer::layer_fn(OversizeIsResourceExhausted))
+        .add_service(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(limited!(
+            CredentialServiceServer,
+            CredentialApi::new(vault.clone())
+        ))
+        .add_service(limited!(AdminServiceServer, AdminApi::new(vault.clone())))
+        .add_service(limited!(ConnectServiceServer, ConnectApi::new(connect)))
+        .add_service(limited!(
+            ExternalAuthServiceServer,
+            ExternalAuthApi::new(external_auth)
+        ))
+        .add_service(limited!(
+            UserServiceServer,
+            UserApi::new(Users::new(vault.clone()))
+        ))
+        .add_service(limited!(OAuthServiceServer, OAuthApi::new(vault.clone())))
+        .add_service(limited!(
+            WebhookServiceServer,
+            WebhookApi::new(vault.clone(), stop.clone(), config.watch_streams_per_tenant)
+        ));
+    let accepting = stop.clone();
+    let drained = async move { stop.wait().await };
+    Ok(match tls {
+        Some(tls) => {
+            let incoming = crate::tls::grpc_incoming(listener, tls, accepting);
+            Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
+        }
+        // TCP_NODELAY: without it a response larger than one segment waits for the
+        // client's delayed ACK (~40 ms) under Nagle's algorithm.
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            drained,
+        )),
+    })
+}
+
+/// An HTTP server on `listener` (over TLS when `tls` is set) until `stop`.
+fn serve_http(
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    router: axum::Router,
+    stop: &Shutdown,
+) -> Served<std::io::Error> {
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let drained = {
+        let stop = stop.clone();
+        async move { stop.wait().await }
+    };
+    match tls {
+        Some(tls) => {
+            use axum::serve::ListenerExt;
+            let listener = crate::tls::http_listener(listener, tls, stop.clone()).tap_io(|_| {});
+            Box::pin(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(drained)
+                    .into_future(),
+            )
+        }
+        None => Box::pin(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(drained)
+                .into_future(),
+        ),
+    }
+}
+
+/// What health checking and `/readyz` report, kept together.
+#[derive(Clone)]
+struct Serving {
+    health: tonic_health::server::HealthReporter,
+    ready: Arc<AtomicBool>,
+}
+
+impl Serving {
+    fn new() -> Self {
+        Self {
+            health: tonic_health::server::HealthReporter::new(),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Sets every service's health status, and readiness with it.
+    async fn report(&self, status: ServingStatus) {
+        self.ready
+            .store(status == ServingStatus::Serving, Ordering::Relaxed);
+        for service in SERVICES {
+            self.health.set_service_status(service, status).await;
+        }
     }
 }
 
@@ -395,13 +566,6 @@ const SERVICES: [&str; 8] = [
     "credvault.v1.UserService",
     "credvault.v1.WebhookService",
 ];
-
-/// Sets every service's health status.
-async fn report(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
-    for service in SERVICES {
-        health.set_service_status(service, status).await;
-    }
-}
 
 /// Waits for the workers to finish what they hold, until `deadline`; then aborts
 /// those still running (their leases lapse and another replica takes over).
@@ -423,8 +587,8 @@ const STORAGE_PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Reports NOT_SERVING (for every service) while the database does not answer, and
 /// SERVING again as soon as it does; meanwhile requests fail fast (see
 /// `Vault::set_storage_up`). Pools reconnect by themselves.
-async fn watch_storage(vault: Vault, health: tonic_health::server::HealthReporter, stop: Shutdown) {
-    let mut serving = true;
+async fn watch_storage(vault: Vault, serving: Serving, stop: Shutdown) {
+    let mut up_before = true;
     let mut every = tokio::time::interval(STORAGE_PROBE_EVERY);
     loop {
         tokio::select! {
@@ -436,14 +600,14 @@ async fn watch_storage(vault: Vault, health: tonic_health::server::HealthReporte
             Ok(Ok(()))
         );
         vault.set_storage_up(up);
-        if up != serving {
-            serving = up;
+        if up != up_before {
+            up_before = up;
             let status = if up {
                 ServingStatus::Serving
             } else {
                 ServingStatus::NotServing
             };
-            report(&health, status).await;
+            serving.report(status).await;
             if up {
                 tracing::info!("database reachable again: serving");
             } else {

@@ -85,6 +85,39 @@ pub struct Config {
     pub connect_rate_limit_per_minute: u32,
     /// Timeout of a provider's verification request on the connect page.
     pub connect_verify_timeout_secs: u64,
+    /// Requests per minute per client IP on every unauthenticated HTTP route (the
+    /// connect pages, the OAuth callback); 0: no limit.
+    pub http_rate_limit_per_minute: u32,
+    /// The serving certificate chain (PEM); with `tls_key_file`, both listeners
+    /// speak TLS 1.2/1.3 only.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM); when set, gRPC clients must present a certificate
+    /// issued by one of them (mTLS), in addition to their token.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// How often the TLS files are checked for changes, in seconds (SIGHUP reloads
+    /// at once).
+    pub tls_reload_interval_secs: u64,
+    /// A separate plain-HTTP address for `/metrics`, `/healthz` and `/readyz`
+    /// (keep it internal); unset serves them on `http_listen` too.
+    pub metrics_listen: Option<SocketAddr>,
+    /// gRPC requests handled at once per connection.
+    pub grpc_concurrency_per_connection: usize,
+    /// Longest a unary gRPC call may take before DEADLINE_EXCEEDED, in seconds.
+    pub request_timeout_secs: u64,
+    /// HTTP/2 streams a gRPC client may open at once per connection.
+    pub max_concurrent_streams: u32,
+    /// Seconds between HTTP/2 keepalive pings to idle gRPC clients (0: none).
+    pub http2_keepalive_interval_secs: u64,
+    /// A client that does not answer a keepalive ping within this is disconnected.
+    pub http2_keepalive_timeout_secs: u64,
+    /// `WatchEvents` streams open at once per tenant (on this replica).
+    pub watch_streams_per_tenant: u32,
+    /// Requests per second each service token may make (0: no limit).
+    pub token_rate_limit_per_sec: u32,
+    /// Requests a token may make at once after a quiet spell.
+    pub token_rate_limit_burst: u32,
 }
 
 impl Default for Config {
@@ -120,6 +153,20 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             connect_rate_limit_per_minute: 30,
             connect_verify_timeout_secs: 10,
+            http_rate_limit_per_minute: 600,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_reload_interval_secs: 30,
+            metrics_listen: None,
+            grpc_concurrency_per_connection: 64,
+            request_timeout_secs: 30,
+            max_concurrent_streams: 128,
+            http2_keepalive_interval_secs: 60,
+            http2_keepalive_timeout_secs: 20,
+            watch_streams_per_tenant: 8,
+            token_rate_limit_per_sec: 500,
+            token_rate_limit_burst: 1000,
         }
     }
 }
@@ -138,6 +185,9 @@ impl std::fmt::Debug for Config {
             .field("active_key_version", &self.active_key_version)
             .field("http_listen", &self.http_listen)
             .field("public_base_url", &self.public_base_url)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
+            .field("metrics_listen", &self.metrics_listen)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +267,20 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("shutdown_grace_secs", EnvKind::Number),
     ("connect_rate_limit_per_minute", EnvKind::Number),
     ("connect_verify_timeout_secs", EnvKind::Number),
+    ("http_rate_limit_per_minute", EnvKind::Number),
+    ("tls_cert_file", EnvKind::Text),
+    ("tls_key_file", EnvKind::Text),
+    ("tls_client_ca_file", EnvKind::Text),
+    ("tls_reload_interval_secs", EnvKind::Number),
+    ("metrics_listen", EnvKind::Text),
+    ("grpc_concurrency_per_connection", EnvKind::Number),
+    ("request_timeout_secs", EnvKind::Number),
+    ("max_concurrent_streams", EnvKind::Number),
+    ("http2_keepalive_interval_secs", EnvKind::Number),
+    ("http2_keepalive_timeout_secs", EnvKind::Number),
+    ("watch_streams_per_tenant", EnvKind::Number),
+    ("token_rate_limit_per_sec", EnvKind::Number),
+    ("token_rate_limit_burst", EnvKind::Number),
 ];
 
 impl Config {
@@ -269,6 +333,23 @@ impl Config {
         }
         Config::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError::Invalid(e.message().to_owned()))
+    }
+
+    /// The TLS files, if TLS is configured; a key without a certificate (or a
+    /// client CA without either) is an error rather than silently plaintext.
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca_file.clone(),
+            })),
+            (None, None) if self.tls_client_ca_file.is_none() => Ok(None),
+            _ => Err(ConfigError::Invalid(
+                "TLS needs both tls_cert_file and tls_key_file (tls_client_ca_file adds mTLS to them)"
+                    .into(),
+            )),
+        }
     }
 
     /// Loads the master keys from `master_keys` or `master_key_file`.

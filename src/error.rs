@@ -27,6 +27,9 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The caller's token is over its rate limit; another token comes in `retry_after`.
+    #[error("rate limit exceeded for this token; retry in {} ms", retry_after.as_millis())]
+    RateLimited { retry_after: std::time::Duration },
     /// Storage or key material cannot be reached right now.
     #[error("{0}")]
     Unavailable(String),
@@ -55,7 +58,7 @@ impl Error {
             Self::Aborted(_) => Code::Aborted,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
-            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::ResourceExhausted(_) | Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::Unavailable(_) => Code::Unavailable,
             Self::DataLoss(_) => Code::DataLoss,
         }
@@ -85,6 +88,17 @@ impl From<StoreError> for Error {
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        Status::new(err.code(), err.to_string())
+        match err {
+            // google.rpc.RetryInfo in the details tells clients when to come back.
+            Error::RateLimited { retry_after } => {
+                use tonic_types::{ErrorDetails, StatusExt};
+                Status::with_error_details(
+                    err.code(),
+                    err.to_string(),
+                    ErrorDetails::with_retry_info(Some(retry_after)),
+                )
+            }
+            _ => Status::new(err.code(), err.to_string()),
+        }
     }
 }

@@ -10,6 +10,8 @@ pub mod embedded;
 pub mod error;
 pub mod grpc;
 pub mod ids;
+pub mod limit;
+pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod proto;
@@ -18,6 +20,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod tls;
 
 pub use app::App;
 pub use config::Config;

@@ -49,6 +49,9 @@ enum Command {
     /// Offline operator commands on the database itself (bootstrap, recover).
     #[command(subcommand)]
     Admin(commands::operator::AdminCommand),
+    /// Probe a server's gRPC health (exit 0 when serving, 1 otherwise): for
+    /// container and systemd health checks. Needs no token.
+    Health(commands::health::HealthArgs),
 }
 
 /// Where client commands connect, and with which token.
@@ -62,6 +65,26 @@ pub struct ClientArgs {
         global = true
     )]
     server: String,
+    /// CA certificate(s), PEM, that the server's certificate must chain to (an
+    /// https:// server; default: the system's trusted roots).
+    #[arg(long, env = "CREDVAULT_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
+    /// Client certificate, PEM, for a server that requires mTLS (with `--key`).
+    #[arg(
+        long,
+        env = "CREDVAULT_CLIENT_CERT_FILE",
+        global = true,
+        requires = "key"
+    )]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(
+        long,
+        env = "CREDVAULT_CLIENT_KEY_FILE",
+        global = true,
+        requires = "cert"
+    )]
+    key: Option<PathBuf>,
 }
 
 /// The config file option shared by commands that read configuration.
@@ -93,6 +116,7 @@ fn main() -> ExitCode {
             Command::User(cmd) => commands::user::run(cmd).await,
             Command::Auth(cmd) => commands::auth::run(cmd).await,
             Command::Admin(cmd) => commands::operator::run(cmd).await,
+            Command::Health(args) => commands::health::run(args).await,
         }
     });
     match result {

@@ -3,7 +3,7 @@ use anyhow::{Context, bail};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use credvault::proto::v1::{
     admin_service_client::AdminServiceClient, connect_service_client::ConnectServiceClient,
@@ -37,12 +37,42 @@ async fn connect(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
         .parse()
         .context("CREDVAULT_TOKEN contains characters a token cannot have")?;
     value.set_sensitive(true);
-    let channel = Channel::from_shared(args.server.clone())
-        .context("--server must be a URL such as http://127.0.0.1:50051")?
+    Ok((channel(args).await?, Bearer(value)))
+}
+
+/// A connection to `--server`: TLS for `https://` (verified against `--ca-file` or
+/// the system's roots, presenting `--cert`/`--key` when given).
+pub async fn channel(args: &ClientArgs) -> anyhow::Result<Channel> {
+    let mut endpoint = Channel::from_shared(args.server.clone())
+        .context("--server must be a URL such as http://127.0.0.1:50051")?;
+    let https = args.server.starts_with("https://");
+    if https {
+        endpoint = endpoint
+            .tls_config(tls_config(args)?)
+            .context("TLS settings")?;
+    } else if args.ca_file.is_some() || args.cert.is_some() {
+        bail!("--ca-file, --cert and --key need an https:// --server");
+    }
+    endpoint
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {}", args.server))?;
-    Ok((channel, Bearer(value)))
+        .with_context(|| format!("cannot connect to {}", args.server))
+}
+
+fn tls_config(args: &ClientArgs) -> anyhow::Result<ClientTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let mut tls = ClientTlsConfig::new();
+    tls = match &args.ca_file {
+        Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
+        None => tls.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        let key = zeroize::Zeroizing::new(read(key)?);
+        tls = tls.identity(Identity::from_pem(read(cert)?, key.as_slice()));
+    }
+    Ok(tls)
 }
 
 /// `pub async fn $name(args) -> $client<Authed>`: a client of one service.

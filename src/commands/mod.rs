@@ -3,6 +3,7 @@ pub mod auth;
 pub mod client;
 pub mod connect;
 pub mod cred;
+pub mod health;
 pub mod operator;
 pub mod provider;
 pub mod serve;

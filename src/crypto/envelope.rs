@@ -101,6 +101,7 @@ impl Keyring {
         r: SealRandomness,
     ) -> Vec<u8> {
         let (version, kek) = self.active_cipher();
+        self.count_seal(version);
         let mut blob = Vec::with_capacity(MIN_BLOB_LEN + plaintext.len());
         blob.push(FORMAT_VERSION);
         blob.extend_from_slice(&version.to_be_bytes());

@@ -87,6 +87,8 @@ pub struct Keyring {
     /// wrong key from tampered data; it reveals nothing about the KEK.
     check_values: BTreeMap<u32, [u8; 32]>,
     active: u32,
+    /// Seals per version since this keyring was built (for `/metrics`).
+    seals: BTreeMap<u32, std::sync::atomic::AtomicU64>,
 }
 
 impl Keyring {
@@ -113,11 +115,26 @@ impl Keyring {
             return Err(KeyringError::ActiveMissing(active));
         }
         Ok(Self {
+            seals: ciphers.keys().map(|v| (*v, Default::default())).collect(),
             ciphers,
             fingerprint_keys,
             check_values,
             active,
         })
+    }
+
+    /// How many seals each version made since this keyring was built.
+    pub fn seal_counts(&self) -> Vec<(u32, u64)> {
+        self.seals
+            .iter()
+            .map(|(v, n)| (*v, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub(crate) fn count_seal(&self, version: u32) {
+        if let Some(n) = self.seals.get(&version) {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Parses entries separated by commas or newlines (`#` starts a comment line).

@@ -13,6 +13,7 @@ mod external_auth;
 pub mod health;
 pub mod limits;
 mod oauth;
+pub mod observe;
 mod users;
 mod webhooks;
 

@@ -1,5 +1,6 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -7,6 +8,7 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
 use super::{authorize, convert};
+use crate::limit::{Slot, Slots};
 use crate::model::Scope;
 use crate::proto::v1::{self as pb, webhook_service_server::WebhookService};
 use crate::service::{Caller, EndpointChanges, Vault};
@@ -21,12 +23,19 @@ const WATCH_POLL: Duration = Duration::from_millis(200);
 pub struct WebhookApi {
     vault: Vault,
     stop: Shutdown,
+    /// Open `WatchEvents` streams per tenant.
+    streams: Arc<Slots>,
 }
 
 impl WebhookApi {
-    /// `stop` ends open `WatchEvents` streams on shutdown.
-    pub fn new(vault: Vault, stop: Shutdown) -> Self {
-        Self { vault, stop }
+    /// `stop` ends open `WatchEvents` streams on shutdown; each tenant may have
+    /// `streams_per_tenant` open at once.
+    pub fn new(vault: Vault, stop: Shutdown, streams_per_tenant: u32) -> Self {
+        Self {
+            vault,
+            stop,
+            streams: Slots::new(streams_per_tenant),
+        }
     }
 }
 
@@ -44,6 +53,8 @@ struct Watch {
     stop: Shutdown,
     checked_at: crate::clock::Millis,
     ended: bool,
+    /// The tenant's place among open streams, given back when the stream ends.
+    _slot: Slot,
 }
 
 impl Watch {
@@ -246,6 +257,13 @@ impl WebhookService for WebhookApi {
         req: Request<pb::WatchEventsRequest>,
     ) -> Reply<Self::WatchEventsStream> {
         let caller = authorize(&self.vault, &req, Scope::WebhooksRead).await?;
+        let slot = self.streams.take(&caller.tenant_id).ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "this tenant already has {} WatchEvents streams open on this server \
+                 (watch_streams_per_tenant): close one, or reconnect later",
+                self.streams.max()
+            ))
+        })?;
         let after = &req.get_ref().after_event_id;
         let cursor = if after.is_empty() {
             self.vault.latest_event_id(&caller).await?
@@ -262,6 +280,7 @@ impl WebhookService for WebhookApi {
             stop: self.stop.clone(),
             checked_at: self.vault.now(),
             ended: false,
+            _slot: slot,
         };
         Ok(Response::new(watch.into_stream()))
     }

@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use super::limit::RateLimiter;
 use super::text::Text;
+use crate::limit::RateLimiter;
 use crate::model::connect::ConnectSettings;
 use crate::model::external_auth::{Device, SignInPage};
 use crate::oauth::forms::AuthMode;
@@ -39,7 +39,19 @@ pub struct PageState {
     pub text: &'static Text,
     /// `Secure` cookies (off only under `allow_http_urls`).
     pub secure_cookie: bool,
-    pub limiter: Arc<RateLimiter>,
+    /// Form posts per client IP.
+    pub limiter: Arc<RateLimiter<std::net::IpAddr>>,
+    /// Every request per client IP.
+    pub request_limiter: Arc<RateLimiter<std::net::IpAddr>>,
+}
+
+impl PageState {
+    /// Counts a page outcome for `/metrics` ("" counts nothing: counted elsewhere).
+    fn outcome(&self, outcome: &'static str) {
+        if !outcome.is_empty() {
+            self.connect.vault().metrics().connect(outcome);
+        }
+    }
 }
 
 /// Branding every page shows.
@@ -186,6 +198,7 @@ pub async fn show(
         Err(e) => return server_error(&state, &e),
     };
     tracing::Span::current().record("link", tracing::field::display(&opened.link.id));
+    state.outcome("opened");
     if let Some(step) = &opened.sign_in {
         let mut response = sign_in_page(&state, &opened, &token, step, None, None);
         ensure_browser_cookie(&state, &headers, &mut response);
@@ -226,6 +239,13 @@ pub async fn submit(
         .connect
         .submit(&token, browser.as_deref(), &provider, &form)
         .await;
+    state.outcome(match &submitted {
+        Ok(Submitted::Ended(_)) => "",
+        Ok(Submitted::Invalid(..)) => "invalid_input",
+        Ok(Submitted::Rejected(..)) => "rejected",
+        Ok(Submitted::Unverified(..)) => "unverified",
+        Err(_) => "server_error",
+    });
     // Anything but the end of the flow shows the form again, with what to fix.
     let (opened, errors, message, status) = match submitted {
         Ok(Submitted::Ended(ended)) => return ended_response(&state, ended),
@@ -313,8 +333,12 @@ pub async fn sign_in(
         },
     };
     let mut response = match state.connect.sign_in(&token, &nonce, typed).await {
-        Ok(SignedIn::Done) => secure(see_other(&format!("/connect/{token}")), &[], "", &[]),
+        Ok(SignedIn::Done) => {
+            state.outcome("signed_in");
+            secure(see_other(&format!("/connect/{token}")), &[], "", &[])
+        }
         Ok(SignedIn::Refused(opened, outcome)) => {
+            state.outcome("sign_in_refused");
             refused_sign_in(&state, &opened, &token, &identifier, &outcome)
         }
         Ok(SignedIn::Ended(ended)) => ended_response(&state, ended),
@@ -371,6 +395,16 @@ fn user_agent(headers: &HeaderMap) -> String {
         .collect()
 }
 
+/// 429 with the connect page's failure text and a `Retry-After` of `wait`.
+pub fn too_many_requests(state: &PageState, wait: std::time::Duration) -> Response {
+    let mut response = failure_page(state, "rate_limited", StatusCode::TOO_MANY_REQUESTS);
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    response
+}
+
 /// The form of a post, after the rate limit, content type and CSRF checks.
 fn read_form(
     state: &PageState,
@@ -379,12 +413,9 @@ fn read_form(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<FormValues, Box<Response>> {
-    if !state.limiter.allow(peer.ip()) {
-        let mut response = failure_page(state, "rate_limited", StatusCode::TOO_MANY_REQUESTS);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return Err(Box::new(response));
+    if let Err(wait) = state.limiter.check(&peer.ip()) {
+        state.connect.vault().metrics().rate_limited("client_ip");
+        return Err(Box::new(too_many_requests(state, wait)));
     }
     let form_type = headers
         .get(header::CONTENT_TYPE)
@@ -563,6 +594,12 @@ fn render_form(
 /// Where a flow that ended goes: its redirect or result screen, or the page of a
 /// link that no longer works.
 pub fn ended_response(state: &PageState, ended: Ended) -> Response {
+    match &ended {
+        Ended::Finished(f) if f.success => state.outcome("connected"),
+        Ended::Finished(_) => state.outcome("failed"),
+        // Counted by closed_page.
+        Ended::Closed(_) => {}
+    }
     match ended {
         Ended::Finished(finished) => finished_response(state, &finished),
         Ended::Closed(closed) => closed_page(state, closed),
@@ -605,6 +642,7 @@ fn finished_response(state: &PageState, finished: &Finished) -> Response {
 
 /// The page of a link that no longer shows its form.
 pub fn closed_page(state: &PageState, closed: Closed) -> Response {
+    state.outcome(closed.code());
     let t = state.text;
     let (title, status) = match closed {
         Closed::Unknown => (t.closed_title, StatusCode::NOT_FOUND),

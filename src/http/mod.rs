@@ -3,38 +3,47 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 
+use crate::limit::RateLimiter;
 use crate::service::links::Connect;
 use crate::service::{CallbackOutcome, CallbackQuery};
 
 pub mod connect;
-mod limit;
+mod ops;
 pub mod text;
 
 pub use connect::PageState;
-pub use limit::RateLimiter;
+pub use ops::{Ops, health as ops_health, router as ops_router};
 
 impl PageState {
     /// The page's state over `connect`; `post_rate_per_minute` limits form posts
-    /// per client IP (0: no limit).
-    pub fn new(connect: Connect, secure_cookie: bool, post_rate_per_minute: u32) -> Self {
+    /// and `request_rate_per_minute` every request, per client IP (0: no limit).
+    pub fn new(
+        connect: Connect,
+        secure_cookie: bool,
+        post_rate_per_minute: u32,
+        request_rate_per_minute: u32,
+    ) -> Self {
         Self {
             connect,
             text: &text::EN,
             secure_cookie,
-            limiter: Arc::new(RateLimiter::new(post_rate_per_minute)),
+            limiter: Arc::new(RateLimiter::per_minute(post_rate_per_minute)),
+            request_limiter: Arc::new(RateLimiter::per_minute(request_rate_per_minute)),
         }
     }
 }
 
+/// The unauthenticated routes browsers use: the OAuth callback and the connect page.
 pub fn router(state: PageState) -> Router {
     Router::new()
         .route("/oauth/callback", get(callback))
-        .route("/healthz", get(|| async { "ok" }))
         .route("/connect/assets/connect.css", get(connect::stylesheet))
         .route("/connect/{token}", get(connect::show).post(connect::submit))
         .route(
@@ -46,7 +55,27 @@ pub fn router(state: PageState) -> Router {
             axum::routing::post(connect::sign_in),
         )
         .layer(DefaultBodyLimit::max(connect::MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            per_client_ip,
+        ))
         .with_state(state)
+}
+
+/// 429 for a client IP over `http_rate_limit_per_minute`.
+async fn per_client_ip(
+    State(state): State<PageState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.request_limiter.check(&peer.ip()) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            state.connect.vault().metrics().rate_limited("client_ip");
+            connect::too_many_requests(&state, wait)
+        }
+    }
 }
 
 #[tracing::instrument(name = "oauth.callback", skip_all)]

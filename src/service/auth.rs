@@ -80,6 +80,10 @@ impl Vault {
             token_id: token.id,
             scopes: token.scopes,
         };
+        if let Err(retry_after) = self.token_limiter.check(&caller.token_id) {
+            self.metrics.rate_limited("token");
+            return Err(Error::RateLimited { retry_after });
+        }
         caller.require_any(scopes)?;
         Ok(caller)
     }

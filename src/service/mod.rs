@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Millis};
 use crate::crypto::Keyring;
+use crate::limit::RateLimiter;
+use crate::metrics::Metrics;
 use crate::oauth::client::TokenClient;
 use crate::outbound::{Guard, Outbound};
 use crate::store::Store;
@@ -67,6 +69,10 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// How long a claimed delivery is leased; longer than the webhook timeout.
     pub delivery_lease_ms: Millis,
+    /// Requests per second each service token may make (0: no limit) …
+    pub token_rate_per_sec: f64,
+    /// … and how many of them may come at once.
+    pub token_burst: u32,
 }
 
 /// Standard Webhooks' suggested schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
@@ -94,6 +100,8 @@ impl Default for Settings {
             stream_recheck_ms: 30_000,
             webhook_timeout: Duration::from_secs(15),
             delivery_lease_ms: 60_000,
+            token_rate_per_sec: 0.0,
+            token_burst: 1,
         }
     }
 }
@@ -115,6 +123,9 @@ pub struct Vault {
     /// False while the storage probe finds the database unreachable: requests then
     /// fail at once instead of each waiting out the connection pool.
     storage_up: Arc<std::sync::atomic::AtomicBool>,
+    /// Each service token's request budget.
+    token_limiter: Arc<RateLimiter<String>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Vault {
@@ -142,7 +153,12 @@ impl Vault {
                 settings.webhook_timeout,
             ),
             outbound,
+            token_limiter: Arc::new(RateLimiter::new(
+                settings.token_rate_per_sec,
+                settings.token_burst,
+            )),
             settings,
+            metrics: Arc::default(),
             flights: Arc::default(),
             instance: crate::ids::new_id("inst_").into(),
             storage_up: Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -185,6 +201,15 @@ impl Vault {
 
     pub fn outbound(&self) -> &Outbound {
         &self.outbound
+    }
+
+    /// What this process counts for `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     pub fn settings(&self) -> &Settings {

@@ -38,6 +38,7 @@ impl Vault {
     /// nothing is left. Smaller horizons go first, so a credential already inside the
     /// 1-day horizon is not also told it has a week.
     pub async fn scan_expiries(&self, batch: u32) -> Result<ScanPass> {
+        let started = std::time::Instant::now();
         let now = self.now();
         let mut pass = ScanPass::default();
         loop {
@@ -56,6 +57,8 @@ impl Vault {
                 }
             }
         }
+        self.metrics
+            .scanned(started.elapsed(), pass.expired, pass.warned);
         Ok(pass)
     }
 
@@ -176,6 +179,12 @@ impl Vault {
                 }
             }
         };
+        self.metrics.delivery(match record.status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Pending => "retrying",
+            DeliveryStatus::Dead if record.last_status == Some(410) => "gone",
+            DeliveryStatus::Dead => "dead",
+        });
         let sent = if record.status == DeliveryStatus::Delivered {
             Sent::Delivered
         } else {

@@ -275,7 +275,12 @@ impl Vault {
                 poll = (poll * 2).min(Duration::from_millis(250));
                 continue;
             }
-            match self.call_provider(&meta, &refresh_token).await {
+            let called = self.call_provider(&meta, &refresh_token).await;
+            self.metrics.refreshed(match &called {
+                Ok(_) => "ok",
+                Err(failure) => failure.class(),
+            });
+            match called {
                 Ok((tokens, margin_ms)) => {
                     if let Some(done) = self.commit_tokens(meta, secret, tokens, margin_ms).await? {
                         return Ok(done);
@@ -534,6 +539,17 @@ enum Failure {
     Token(TokenError),
     NoProvider,
     Storage(Error),
+}
+
+impl Failure {
+    /// The outcome class `/metrics` counts it under.
+    fn class(&self) -> &'static str {
+        match self {
+            Failure::Token(TokenError::InvalidGrant) => "reauth",
+            Failure::Token(TokenError::Misconfigured(_)) | Failure::NoProvider => "misconfigured",
+            Failure::Token(TokenError::Transient { .. }) | Failure::Storage(_) => "transient",
+        }
+    }
 }
 
 #[cfg(test)]

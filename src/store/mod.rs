@@ -98,6 +98,13 @@ pub struct CredentialWrite {
     pub expected_version: i64,
 }
 
+/// Connections of a store's pools, summed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+}
+
 #[async_trait]
 pub trait Store:
     NotificationStore + ConnectStore + UserStore + AuthStore + Send + Sync + 'static
@@ -106,6 +113,9 @@ pub trait Store:
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The connection pools' state now.
+    fn pool_stats(&self) -> PoolStats;
 
     /// Fails with [`StoreError::Conflict`] if the name is taken.
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;

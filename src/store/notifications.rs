@@ -71,6 +71,8 @@ pub trait NotificationStore: Send + Sync {
     /// Fans up to `limit` undispatched events out to one delivery per matching
     /// enabled endpoint; returns how many events it dispatched.
     async fn dispatch_events(&self, now: Millis, limit: u32) -> StoreResult<usize>;
+    /// When the oldest delivery still pending was created (`None`: nothing pending).
+    async fn oldest_pending_delivery(&self) -> StoreResult<Option<Millis>>;
     /// Leases up to `limit` due pending deliveries to `owner` until `until`.
     async fn claim_deliveries(
         &self,
@@ -228,6 +230,14 @@ fn keys_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<(String, String)>> {
 
 #[async_trait]
 impl NotificationStore for SqlStore {
+    async fn oldest_pending_delivery(&self) -> StoreResult<Option<Millis>> {
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'")
+                .fetch_one(&self.read)
+                .await?;
+        Ok(oldest)
+    }
+
     async fn expire_due(&self, now: Millis, limit: u32) -> StoreResult<Vec<Event>> {
         let mut tx = self.begin_write().await?;
         let sql = format!(

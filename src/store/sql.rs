@@ -224,6 +224,22 @@ impl Store for SqlStore {
         self.backend
     }
 
+    fn pool_stats(&self) -> super::PoolStats {
+        // SQLite has a reader pool and a writer; PostgreSQL's two are the same pool.
+        let pools: &[&AnyPool] = if self.backend == Backend::Sqlite {
+            &[&self.read, &self.write]
+        } else {
+            &[&self.read]
+        };
+        pools.iter().fold(super::PoolStats::default(), |acc, pool| {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            super::PoolStats {
+                in_use: acc.in_use + pool.size().saturating_sub(idle),
+                idle: acc.idle + idle,
+            }
+        })
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read.execute("SELECT 1").await?;
         Ok(())

@@ -169,6 +169,13 @@ impl Drop for TestDb {
 #[derive(Clone)]
 pub struct AuthHeader(Option<String>);
 
+impl AuthHeader {
+    /// `authorization: Bearer <token>`.
+    pub fn bearer(token: &SecretString) -> Self {
+        Self(Some(format!("Bearer {}", token.expose_secret())))
+    }
+}
+
 impl Interceptor for AuthHeader {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
@@ -236,6 +243,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub addr: std::net::SocketAddr,
     pub http_addr: std::net::SocketAddr,
+    /// `metrics_listen`'s address, when the test configured one.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub admin_token: SecretString,
     pub keys: String,
     tweak: Tweak,
@@ -263,6 +272,7 @@ struct Running {
     vault: Vault,
     addr: std::net::SocketAddr,
     http_addr: std::net::SocketAddr,
+    metrics_addr: Option<std::net::SocketAddr>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
 }
@@ -281,6 +291,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: Tweak) -> Option<TestApp> {
         vault,
         addr,
         http_addr,
+        metrics_addr,
         stop,
         server,
     } = start(&db, KEY_V1, &clock, tweak).await;
@@ -298,6 +309,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: Tweak) -> Option<TestApp> {
         db,
         addr,
         http_addr,
+        metrics_addr,
         admin_token,
         keys: KEY_V1.into(),
         tweak,
@@ -318,6 +330,7 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Ru
     let vault = app.vault().clone();
     let addr = app.grpc_addr();
     let http_addr = app.http_addr();
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run(async {
@@ -330,6 +343,7 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Ru
         vault,
         addr,
         http_addr,
+        metrics_addr,
         stop,
         server,
     }
@@ -356,6 +370,8 @@ pub fn test_config(db: &TestDb, keys: &str, tweak: Tweak) -> Config {
         shutdown_grace_secs: 5,
         // Page tests post many times from one address; one test turns the limit on.
         connect_rate_limit_per_minute: 0,
+        http_rate_limit_per_minute: 0,
+        token_rate_limit_per_sec: 0,
         connect_verify_timeout_secs: 1,
         ..Config::default()
     };
@@ -375,12 +391,14 @@ impl TestApp {
             vault,
             addr,
             http_addr,
+            metrics_addr,
             stop,
             server,
         } = start(&self.db, keys, &self.clock, self.tweak).await;
         self.vault = vault;
         self.addr = addr;
         self.http_addr = http_addr;
+        self.metrics_addr = metrics_addr;
         self.keys = keys.into();
         self.stop = Some(stop);
         self.server = Some(server);

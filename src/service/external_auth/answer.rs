@@ -17,6 +17,25 @@ pub const EXTERNAL_ID_MISMATCH: &str = "external_id_mismatch";
 pub const EXTERNAL_ID_MISSING: &str = "external_id_missing";
 
 /// The default message for each built-in code (a mapping rule may replace them).
+/// An outcome as `/metrics` labels it: one of a fixed set, whatever a connector's
+/// rules map an answer to.
+pub fn metric_label(outcome: &str) -> &'static str {
+    [
+        "authenticated",
+        INVALID_CREDENTIALS,
+        LOGIN_REFUSED,
+        UPSTREAM_UNAVAILABLE,
+        UNKNOWN_USER,
+        PRE_VALIDATION_FAILED,
+        LOCKED_OUT,
+        EXTERNAL_ID_MISMATCH,
+        EXTERNAL_ID_MISSING,
+    ]
+    .into_iter()
+    .find(|known| *known == outcome)
+    .unwrap_or("refused_other")
+}
+
 pub fn default_message(code: &str) -> &'static str {
     match code {
         INVALID_CREDENTIALS | UNKNOWN_USER => "The email or password is incorrect.",

@@ -183,6 +183,9 @@ impl ExternalAuth {
             outcome.error_code.as_str()
         };
         tracing::Span::current().record("outcome", outcome_name);
+        self.vault
+            .metrics()
+            .external_auth(answer::metric_label(outcome_name));
         let attempt = Attempt {
             tenant_id: &caller.tenant_id,
             connector_id: &connector.id,
