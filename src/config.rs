@@ -283,6 +283,13 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("token_rate_limit_burst", EnvKind::Number),
 ];
 
+/// The environment variables `serve` reads: `CREDVAULT_` and each setting's name.
+pub fn env_names() -> impl Iterator<Item = String> {
+    ENV_SETTINGS
+        .iter()
+        .map(|(name, _)| format!("CREDVAULT_{}", name.to_ascii_uppercase()))
+}
+
 impl Config {
     /// Reads `file` (if any), then applies `CREDVAULT_*` variables from `env`.
     pub fn load(

@@ -10,6 +10,7 @@ mod connect;
 mod connect_kit;
 mod credentials;
 mod crypto;
+mod deploy;
 mod drills;
 mod external_auth;
 mod fake_provider;
