@@ -361,35 +361,15 @@ impl App {
                 verify_timeout: Duration::from_secs(self.config.connect_verify_timeout_secs),
             },
         );
-        let ops = crate::http::Ops::new(self.vault.clone(), serving.ready.clone());
         let page = crate::http::PageState::new(
             connect.clone(),
             !self.config.allow_http_urls,
             self.config.connect_rate_limit_per_minute,
             self.config.http_rate_limit_per_minute,
         );
-        let mut main = crate::http::router(page).merge(crate::http::ops_health(ops.clone()));
-        let ops_server = match self.ops {
-            Some((listener, _)) => {
-                let router =
-                    crate::http::ops_router(ops.clone()).merge(crate::http::ops_health(ops));
-                Some(serve_http(listener, None, router, stop))
-            }
-            None => {
-                main = main.merge(crate::http::ops_router(ops));
-                None
-            }
-        };
-        let main_server = serve_http(self.http.0, self.tls.clone(), main, stop);
-        let http: Served<std::io::Error> = Box::pin(async move {
-            match ops_server {
-                Some(ops_server) => {
-                    let (main, ops) = tokio::join!(main_server, ops_server);
-                    main.and(ops)
-                }
-                None => main_server.await,
-            }
-        });
+        let ops = crate::http::Ops::new(self.vault.clone(), serving.ready.clone());
+        let listeners = (self.http.0, self.ops.map(|(listener, _)| listener));
+        let http = serve_pages_and_ops(listeners, self.tls.clone(), page, ops, stop);
         let apis = Apis {
             vault: self.vault,
             connect,
@@ -436,8 +416,6 @@ fn serve_grpc(
                 .max_encoding_message_size(limit)
         };
     }
-    let keepalive = (config.http2_keepalive_interval_secs > 0)
-        .then(|| Duration::from_secs(config.http2_keepalive_interval_secs));
     let Apis {
         vault,
         connect,
@@ -445,21 +423,7 @@ fn serve_grpc(
         health,
         stop,
     } = apis;
-    let router = Server::builder()
-        .concurrency_limit_per_connection(config.grpc_concurrency_per_connection.max(1))
-        .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
-        .max_concurrent_streams(Some(config.max_concurrent_streams.max(1)))
-        .http2_keepalive_interval(keepalive)
-        .http2_keepalive_timeout(Some(Duration::from_secs(
-            config.http2_keepalive_timeout_secs.max(1),
-        )))
-        .trace_fn(move |request| {
-            if observe {
-                tracing::info_span!("rpc", method = %request.uri().path())
-            } else {
-                tracing::Span::none()
-            }
-        })
+    let router = grpc_server(config, observe)
         .layer(Observed::layer(observe.then(|| vault.metrics().clone())))
         .layer(tower_layer::layer_fn(OversizeIsResourceExhausted))
         .add_service(health)
@@ -497,6 +461,53 @@ fn serve_grpc(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             drained,
         )),
+    })
+}
+
+/// The gRPC server with the configuration's limits and, if `observe`, a span per RPC.
+fn grpc_server(config: &Config, observe: bool) -> Server {
+    let keepalive = (config.http2_keepalive_interval_secs > 0)
+        .then(|| Duration::from_secs(config.http2_keepalive_interval_secs));
+    Server::builder()
+        .concurrency_limit_per_connection(config.grpc_concurrency_per_connection.max(1))
+        .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
+        .max_concurrent_streams(Some(config.max_concurrent_streams.max(1)))
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(Duration::from_secs(
+            config.http2_keepalive_timeout_secs.max(1),
+        )))
+        .trace_fn(move |request| {
+            if observe {
+                tracing::info_span!("rpc", method = %request.uri().path())
+            } else {
+                tracing::Span::none()
+            }
+        })
+}
+
+/// The HTTP side: the pages (over TLS when `tls` is set) with `/healthz`, and
+/// `/readyz` and `/metrics` on the metrics listener when there is one, else beside
+/// the pages.
+fn serve_pages_and_ops(
+    (main, metrics): (TcpListener, Option<TcpListener>),
+    tls: Option<Arc<Tls>>,
+    page: crate::http::PageState,
+    ops: crate::http::Ops,
+    stop: &Shutdown,
+) -> Served<std::io::Error> {
+    let pages = crate::http::router(page).merge(crate::http::ops_health(ops.clone()));
+    let Some(metrics) = metrics else {
+        let pages = pages.merge(crate::http::ops_router(ops));
+        return serve_http(main, tls, pages, stop);
+    };
+    let ops = crate::http::ops_router(ops.clone()).merge(crate::http::ops_health(ops));
+    let (pages, ops) = (
+        serve_http(main, tls, pages, stop),
+        serve_http(metrics, None, ops, stop),
+    );
+    Box::pin(async move {
+        let (pages, ops) = tokio::join!(pages, ops);
+        pages.and(ops)
     })
 }
 
