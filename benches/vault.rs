@@ -232,11 +232,7 @@ impl Endpoint {
 /// Registers the users and creates the connector (JSON, the call number passed in
 /// `{{DEVICENAME}}`) the Authenticate calls use; returns its id.
 async fn auth_setup(server: &Server) -> String {
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = channel(server).await;
     let bearer = Bearer(server.token.clone());
     let mut users = UserServiceClient::with_interceptor(channel.clone(), bearer.clone());
     for i in 0..AUTH_USERS {
