@@ -495,12 +495,12 @@ fn serve_pages_and_ops(
     ops: crate::http::Ops,
     stop: &Shutdown,
 ) -> Served<std::io::Error> {
-    let pages = crate::http::router(page).merge(crate::http::ops_health(ops.clone()));
+    let pages = crate::http::router(page).merge(crate::http::ops_health());
     let Some(metrics) = metrics else {
         let pages = pages.merge(crate::http::ops_router(ops));
         return serve_http(main, tls, pages, stop);
     };
-    let ops = crate::http::ops_router(ops.clone()).merge(crate::http::ops_health(ops));
+    let ops = crate::http::ops_router(ops).merge(crate::http::ops_health());
     let (pages, ops) = (
         serve_http(main, tls, pages, stop),
         serve_http(metrics, None, ops, stop),

@@ -11,7 +11,7 @@
 //! serves browsers (the connect page, the OAuth callback), which have no client
 //! certificates.
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -67,18 +67,51 @@ impl Side {
     }
 }
 
+/// What the files held, read once per check.
+struct Contents {
+    cert: Vec<u8>,
+    key: zeroize::Zeroizing<Vec<u8>>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl Contents {
+    fn read(files: &TlsFiles) -> Result<Self, TlsError> {
+        Ok(Self {
+            cert: read(&files.cert)?,
+            key: zeroize::Zeroizing::new(read(&files.key)?),
+            client_ca: files.client_ca.as_deref().map(read).transpose()?,
+        })
+    }
+
+    /// SHA-256 over all of it: what [`Tls::reload_if_changed`] compares.
+    fn digest(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        for bytes in [
+            Some(&self.cert[..]),
+            Some(&self.key[..]),
+            self.client_ca.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            hash.update((bytes.len() as u64).to_be_bytes());
+            hash.update(bytes);
+        }
+        hash.finalize().into()
+    }
+}
+
+/// The configurations being served, and the digest of the files they came from.
 struct Loaded {
     grpc: Arc<ServerConfig>,
     http: Arc<ServerConfig>,
-    /// SHA-256 over the files' contents: what [`Tls::reload_if_changed`] compares.
     digest: [u8; 32],
 }
 
 /// The listeners' current TLS configurations; see the module docs.
 pub struct Tls {
     files: TlsFiles,
-    current: RwLock<(Arc<ServerConfig>, Arc<ServerConfig>)>,
-    digest: Mutex<[u8; 32]>,
+    current: RwLock<Loaded>,
     metrics: Arc<Metrics>,
 }
 
@@ -91,12 +124,11 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// Loads the files; an error here stops the server from starting.
     pub fn load(files: TlsFiles, metrics: Arc<Metrics>) -> Result<Arc<Self>, TlsError> {
-        let (loaded, not_after) = build(&files)?;
+        let (loaded, not_after) = build(&files, &Contents::read(&files)?)?;
         metrics.tls_loaded(true, not_after);
         Ok(Arc::new(Self {
             files,
-            current: RwLock::new((loaded.grpc, loaded.http)),
-            digest: Mutex::new(loaded.digest),
+            current: RwLock::new(loaded),
             metrics,
         }))
     }
@@ -105,18 +137,37 @@ impl Tls {
     pub fn config(&self, side: Side) -> Arc<ServerConfig> {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
         match side {
-            Side::Grpc => current.0.clone(),
-            Side::Http => current.1.clone(),
+            Side::Grpc => current.grpc.clone(),
+            Side::Http => current.http.clone(),
         }
     }
 
     /// Reads the files again and switches to them; on error keeps what it had.
     pub fn reload(&self) -> Result<(), TlsError> {
-        match build(&self.files) {
+        let contents = Contents::read(&self.files);
+        self.switch(contents.and_then(|c| build(&self.files, &c)))
+    }
+
+    /// Reloads if the files' contents differ from what is being served; true if so.
+    /// Until a broken change is fixed, every check tries it again (and counts the error).
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let contents = Contents::read(&self.files)?;
+        let serving = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .digest;
+        if contents.digest() == serving {
+            return Ok(false);
+        }
+        self.switch(build(&self.files, &contents)).map(|()| true)
+    }
+
+    /// Serves what a reload built, or keeps serving what it had.
+    fn switch(&self, built: Result<(Loaded, Option<i64>), TlsError>) -> Result<(), TlsError> {
+        match built {
             Ok((loaded, not_after)) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) =
-                    (loaded.grpc, loaded.http);
-                *self.digest.lock().unwrap_or_else(|e| e.into_inner()) = loaded.digest;
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
                 self.metrics.tls_loaded(true, not_after);
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
                 Ok(())
@@ -128,22 +179,13 @@ impl Tls {
             }
         }
     }
-
-    /// Reloads if the files' contents differ from what is being served; true if so.
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
-        let now = digest(&self.files)?;
-        if now == *self.digest.lock().unwrap_or_else(|e| e.into_inner()) {
-            return Ok(false);
-        }
-        self.reload().map(|()| true)
-    }
 }
 
 /// Reloads `tls` when its files change (checked every `every`) and on SIGHUP, until
 /// `stop`.
 #[tracing::instrument(name = "job.tls_watch", skip_all)]
 pub async fn watch(tls: Arc<Tls>, every: Duration, stop: Shutdown) {
-    let mut hangup = hangup_signals();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate, and the files were just loaded.
@@ -154,7 +196,7 @@ pub async fn watch(tls: Arc<Tls>, every: Duration, stop: Shutdown) {
                 // Errors are logged and counted inside.
                 let _ = tls.reload_if_changed();
             }
-            Some(()) = hangup.recv() => {
+            () = next_hangup(&mut hangup) => {
                 tracing::info!("SIGHUP: reloading the TLS certificate");
                 let _ = tls.reload();
             }
@@ -163,22 +205,14 @@ pub async fn watch(tls: Arc<Tls>, every: Duration, stop: Shutdown) {
     }
 }
 
-/// SIGHUPs as a channel (none where there are no signals).
-fn hangup_signals() -> tokio::sync::mpsc::Receiver<()> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    #[cfg(unix)]
-    if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        tokio::spawn(async move {
-            while signal.recv().await.is_some() {
-                if tx.send(()).await.is_err() {
-                    return;
-                }
-            }
-        });
+/// The next SIGHUP (never, if the handler could not be installed).
+async fn next_hangup(signal: &mut Option<tokio::signal::unix::Signal>) {
+    if let Some(signal) = signal
+        && signal.recv().await.is_some()
+    {
+        return;
     }
-    #[cfg(not(unix))]
-    drop(tx);
-    rx
+    std::future::pending().await
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -188,28 +222,9 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn digest(files: &TlsFiles) -> Result<[u8; 32], TlsError> {
-    let mut hash = Sha256::new();
-    for path in [
-        Some(&files.cert),
-        Some(&files.key),
-        files.client_ca.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let bytes = zeroize::Zeroizing::new(read(path)?);
-        hash.update((bytes.len() as u64).to_be_bytes());
-        hash.update(&bytes);
-    }
-    Ok(hash.finalize().into())
-}
-
-/// Both listeners' configurations from the files, and the leaf's expiry.
-fn build(files: &TlsFiles) -> Result<(Loaded, Option<i64>), TlsError> {
-    let digest = digest(files)?;
-    let pem = read(&files.cert)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+/// Both listeners' configurations from the files' `contents`, and the leaf's expiry.
+fn build(files: &TlsFiles, contents: &Contents) -> Result<(Loaded, Option<i64>), TlsError> {
+    let certs = CertificateDer::pem_slice_iter(&contents.cert)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Read {
             path: files.cert.clone(),
@@ -219,8 +234,7 @@ fn build(files: &TlsFiles) -> Result<(Loaded, Option<i64>), TlsError> {
         .first()
         .ok_or_else(|| TlsError::NoCertificate(files.cert.clone()))?;
     let not_after = not_after::of(leaf);
-    let key_pem = zeroize::Zeroizing::new(read(&files.key)?);
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Read {
+    let key = PrivateKeyDer::from_pem_slice(&contents.key).map_err(|e| TlsError::Read {
         path: files.key.clone(),
         reason: format!("no usable private key ({e})"),
     })?;
@@ -233,16 +247,18 @@ fn build(files: &TlsFiles) -> Result<(Loaded, Option<i64>), TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs.clone(), key.clone_key())?;
     http.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let grpc = match &files.client_ca {
-        Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
-        None => builder.with_no_client_auth(),
+    let grpc = match (&files.client_ca, &contents.client_ca) {
+        (Some(path), Some(pem)) => {
+            builder.with_client_cert_verifier(client_verifier(path, pem, provider)?)
+        }
+        _ => builder.with_no_client_auth(),
     };
     let mut grpc = grpc.with_single_cert(certs, key)?;
     grpc.alpn_protocols = vec![b"h2".to_vec()];
     let loaded = Loaded {
         grpc: Arc::new(grpc),
         http: Arc::new(http),
-        digest,
+        digest: contents.digest(),
     };
     Ok((loaded, not_after))
 }
@@ -250,11 +266,11 @@ fn build(files: &TlsFiles) -> Result<(Loaded, Option<i64>), TlsError> {
 /// Requires a client certificate issued by a CA in `path`.
 fn client_verifier(
     path: &Path,
+    pem: &[u8],
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let pem = read(path)?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| TlsError::ClientCa(format!("{}: {e}", path.display())))?;
         roots
             .add(cert)
