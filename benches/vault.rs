@@ -153,7 +153,7 @@ async fn start(backend: &'static str) -> Server {
 async fn start_variant(backend: &'static str, variant: Variant) -> Server {
     let (mut server, vault) = start_empty(backend, variant).await;
     let caller = Caller {
-        tenant_id: vault.list_tenants().await.unwrap()[0].id.clone(),
+        tenant_id: vault.list_tenants(1, "").await.unwrap().items[0].id.clone(),
         token_id: "bench".into(),
         scopes: vec![],
     };
@@ -935,7 +935,7 @@ async fn scaling(backend: &'static str, sizes: &[u64]) -> Vec<String> {
     let mut lines = Vec::new();
     for &n in sizes {
         let (server, vault) = start_empty(backend, Variant::default()).await;
-        let tenant = vault.list_tenants().await.unwrap()[0].id.clone();
+        let tenant = vault.list_tenants(1, "").await.unwrap().items[0].id.clone();
         let seeding = Instant::now();
         bulk_seed(
             &server.database_url,

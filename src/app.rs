@@ -34,6 +34,7 @@ use crate::proto::{
 };
 use crate::service::external_auth::ExternalAuth;
 use crate::service::links::{Connect, ConnectConfig};
+use crate::service::retention::Retention;
 use crate::service::users::Users;
 use crate::service::{Settings, Vault};
 use crate::shutdown::Shutdown;
@@ -44,9 +45,6 @@ use crate::workers;
 
 /// Credentials transitioned per scanner transaction.
 pub const SCAN_BATCH: u32 = 1000;
-
-/// How often used request ids and expired connect states are deleted.
-const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -131,6 +129,7 @@ fn settings(config: &Config, http: SocketAddr) -> Result<Settings, AppError> {
     horizons.dedup();
     let settings = Settings {
         idempotency_ttl_ms: secs(config.idempotency_ttl_secs),
+        event_retention_ms: secs(config.event_retention_days.saturating_mul(24 * 60 * 60)),
         callback_url: format!("{}/oauth/callback", base.trim_end_matches('/')),
         allow_http_urls: config.allow_http_urls,
         provider_timeout: Duration::from_secs(config.provider_timeout_secs),
@@ -304,14 +303,23 @@ impl App {
     fn spawn_workers(&self, serving: &Serving, stop: &Shutdown) -> Vec<JoinHandle<()>> {
         let c = &self.config;
         let v = &self.vault;
-        let mut background = vec![
-            tokio::spawn(prune_forever(v.clone(), stop.clone())),
-            tokio::spawn(watch_storage(v.clone(), serving.clone(), stop.clone())),
-        ];
+        let mut background = vec![tokio::spawn(watch_storage(
+            v.clone(),
+            serving.clone(),
+            stop.clone(),
+        ))];
         if let Some(tls) = &self.tls {
             let every = Duration::from_secs(c.tls_reload_interval_secs.max(1));
             background.push(tokio::spawn(crate::tls::watch(
                 tls.clone(),
+                every,
+                stop.clone(),
+            )));
+        }
+        if c.retention_interval_secs > 0 {
+            let every = Duration::from_secs(c.retention_interval_secs);
+            background.push(tokio::spawn(workers::pruner::run(
+                Retention::new(v, every),
                 every,
                 stop.clone(),
             )));
@@ -478,7 +486,7 @@ fn grpc_server(config: &Config, observe: bool) -> Server {
         )))
         .trace_fn(move |request| {
             if observe {
-                tracing::info_span!("rpc", method = %request.uri().path())
+                crate::grpc::observe::span(request)
             } else {
                 tracing::Span::none()
             }
@@ -624,21 +632,6 @@ async fn watch_storage(vault: Vault, serving: Serving, stop: Shutdown) {
             } else {
                 tracing::error!("database unreachable: health reports NOT_SERVING");
             }
-        }
-    }
-}
-
-async fn prune_forever(vault: Vault, stop: Shutdown) {
-    let mut every = tokio::time::interval(PRUNE_EVERY);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            () = stop.wait() => return,
-        }
-        match vault.prune().await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(pruned = n, "forgot expired request ids and connect states"),
-            Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
     }
 }

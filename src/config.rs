@@ -42,6 +42,11 @@ pub struct Config {
     pub max_connections: u32,
     /// How long a used `request_id` is remembered, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// Days events and finished webhook deliveries are kept; 0 keeps them forever.
+    pub event_retention_days: u64,
+    /// Seconds between retention passes (one replica at a time runs each, under a
+    /// lease); 0 turns the job off.
+    pub retention_interval_secs: u64,
     /// HTTP address for the OAuth callback; port 0 picks a free port.
     pub http_listen: SocketAddr,
     /// The URL at which browsers reach `http_listen` (behind a proxy, its public
@@ -102,6 +107,9 @@ pub struct Config {
     /// A separate plain-HTTP address for `/metrics`, `/healthz` and `/readyz`
     /// (keep it internal); unset serves them on `http_listen` too.
     pub metrics_listen: Option<SocketAddr>,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g. `http://collector:4318`);
+    /// spans are exported to its `/v1/traces` in batches. Unset: not exported.
+    pub otlp_endpoint: Option<String>,
     /// gRPC requests handled at once per connection.
     pub grpc_concurrency_per_connection: usize,
     /// Longest a unary gRPC call may take before DEADLINE_EXCEEDED, in seconds.
@@ -134,6 +142,8 @@ impl Default for Config {
             max_message_bytes: 1024 * 1024,
             max_connections: 8,
             idempotency_ttl_secs: 24 * 60 * 60,
+            event_retention_days: 30,
+            retention_interval_secs: 60 * 60,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: None,
             allow_http_urls: false,
@@ -159,6 +169,7 @@ impl Default for Config {
             tls_client_ca_file: None,
             tls_reload_interval_secs: 30,
             metrics_listen: None,
+            otlp_endpoint: None,
             grpc_concurrency_per_connection: 64,
             request_timeout_secs: 30,
             max_concurrent_streams: 128,
@@ -188,6 +199,10 @@ impl std::fmt::Debug for Config {
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_client_ca_file", &self.tls_client_ca_file)
             .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(redact_password),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -248,6 +263,8 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("max_message_bytes", EnvKind::Number),
     ("max_connections", EnvKind::Number),
     ("idempotency_ttl_secs", EnvKind::Number),
+    ("event_retention_days", EnvKind::Number),
+    ("retention_interval_secs", EnvKind::Number),
     ("http_listen", EnvKind::Text),
     ("public_base_url", EnvKind::Text),
     ("allow_http_urls", EnvKind::Flag),
@@ -273,6 +290,7 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("tls_client_ca_file", EnvKind::Text),
     ("tls_reload_interval_secs", EnvKind::Number),
     ("metrics_listen", EnvKind::Text),
+    ("otlp_endpoint", EnvKind::Text),
     ("grpc_concurrency_per_connection", EnvKind::Number),
     ("request_timeout_secs", EnvKind::Number),
     ("max_concurrent_streams", EnvKind::Number),

@@ -21,6 +21,7 @@ pub mod store;
 pub mod telemetry;
 pub mod template;
 pub mod tls;
+pub mod trace_context;
 
 pub use app::App;
 pub use config::Config;

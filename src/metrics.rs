@@ -35,6 +35,11 @@ struct Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct State {
     state: &'static str,
 }
@@ -71,6 +76,7 @@ pub struct Metrics {
     oldest_pending_delivery: Gauge<f64, std::sync::atomic::AtomicU64>,
     scan_duration: Histogram,
     scan_items: Family<Outcome, Counter>,
+    pruned: Family<Kind, Counter>,
     seals: Family<KeyVersion, Counter>,
     connect: Family<Outcome, Counter>,
     external_auth: Family<Outcome, Counter>,
@@ -120,6 +126,7 @@ impl Metrics {
             oldest_pending_delivery: Gauge::default(),
             scan_duration: latency(),
             scan_items: Family::default(),
+            pruned: Family::default(),
             seals: Family::default(),
             connect: Family::default(),
             external_auth: Family::default(),
@@ -174,6 +181,11 @@ impl Metrics {
             "expiry_scan_items",
             "Credentials the expiry scanner expired or warned about",
             self.scan_items.clone(),
+        );
+        r.register(
+            "retention_pruned",
+            "Rows the retention job deleted: request_ids, oauth_states, deliveries, events",
+            self.pruned.clone(),
         );
         r.register(
             "seals",
@@ -252,6 +264,10 @@ impl Metrics {
                 .get_or_create(&Outcome { outcome })
                 .inc_by(n as u64);
         }
+    }
+
+    pub fn pruned(&self, kind: &'static str, rows: u64) {
+        self.pruned.get_or_create(&Kind { kind }).inc_by(rows);
     }
 
     pub fn connect(&self, outcome: &'static str) {

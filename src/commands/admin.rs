@@ -89,18 +89,20 @@ pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
             print_json(&tenant_json(t.get_ref()));
         }
         TenantCommand::List { client } => {
-            let mut c = client::admin(&client).await?;
-            let r = c
-                .list_tenants(pb::ListTenantsRequest {})
-                .await
-                .map_err(status)?;
-            print_json(&json!(
-                r.get_ref()
-                    .tenants
-                    .iter()
-                    .map(tenant_json)
-                    .collect::<Vec<_>>()
-            ));
+            let c = client::admin(&client).await?;
+            let tenants = client::all_pages(|page_token| {
+                let mut c = c.clone();
+                async move {
+                    let request = pb::ListTenantsRequest {
+                        page_size: client::PAGE_SIZE,
+                        page_token,
+                    };
+                    let r = c.list_tenants(request).await?.into_inner();
+                    Ok((r.tenants, r.next_page_token))
+                }
+            })
+            .await?;
+            print_json(&json!(tenants.iter().map(tenant_json).collect::<Vec<_>>()));
         }
     }
     Ok(())
@@ -131,18 +133,21 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             print_json(&out);
         }
         TokenCommand::List { tenant, client } => {
-            let mut c = client::admin(&client).await?;
-            let r = c
-                .list_service_tokens(pb::ListServiceTokensRequest { tenant })
-                .await
-                .map_err(status)?;
-            print_json(&json!(
-                r.get_ref()
-                    .tokens
-                    .iter()
-                    .map(token_json)
-                    .collect::<Vec<_>>()
-            ));
+            let c = client::admin(&client).await?;
+            let tokens = client::all_pages(|page_token| {
+                let (mut c, tenant) = (c.clone(), tenant.clone());
+                async move {
+                    let request = pb::ListServiceTokensRequest {
+                        tenant,
+                        page_size: client::PAGE_SIZE,
+                        page_token,
+                    };
+                    let r = c.list_service_tokens(request).await?.into_inner();
+                    Ok((r.tokens, r.next_page_token))
+                }
+            })
+            .await?;
+            print_json(&json!(tokens.iter().map(token_json).collect::<Vec<_>>()));
         }
         TokenCommand::Revoke { id, client } => {
             let mut c = client::admin(&client).await?;

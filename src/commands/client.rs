@@ -100,6 +100,27 @@ pub fn status(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
+/// The most a listing RPC returns per page; what the CLI asks for.
+pub const PAGE_SIZE: i32 = 1000;
+
+/// Every item of a paged listing: asks `page` for the page after each
+/// `next_page_token` until one comes back empty.
+pub async fn all_pages<T, Fut>(mut page: impl FnMut(String) -> Fut) -> anyhow::Result<Vec<T>>
+where
+    Fut: Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token).await.map_err(status)?;
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        token = next;
+    }
+}
+
 pub fn print_json(value: &serde_json::Value) {
     println!(
         "{}",

@@ -140,18 +140,21 @@ pub async fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
             print_json(&provider_json(p.get_ref()));
         }
         ProviderCommand::List { client } => {
-            let mut c = client::oauth(&client).await?;
-            let r = c
-                .list_providers(pb::ListProvidersRequest {})
-                .await
-                .map_err(status)?;
-            print_json(&json!(
-                r.get_ref()
-                    .providers
-                    .iter()
-                    .map(provider_json)
-                    .collect::<Vec<_>>()
-            ));
+            let c = client::oauth(&client).await?;
+            let providers = client::all_pages(|page_token| {
+                let mut c = c.clone();
+                async move {
+                    let request = pb::ListProvidersRequest {
+                        page_size: client::PAGE_SIZE,
+                        page_token,
+                    };
+                    let r = c.list_providers(request).await?.into_inner();
+                    Ok((r.providers, r.next_page_token))
+                }
+            })
+            .await?;
+            let providers: Vec<_> = providers.iter().map(provider_json).collect();
+            print_json(&json!(providers));
         }
         ProviderCommand::SetSecret {
             slug,

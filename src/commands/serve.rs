@@ -30,7 +30,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.log_json {
         config.log_format = LogFormat::Json;
     }
-    telemetry::init(config.log_format, &config.log_level);
+    let telemetry = telemetry::init(
+        config.log_format,
+        &config.log_level,
+        config.otlp_endpoint.as_deref(),
+    )?;
     let defaults =
         embedded::apply(&mut config).context("preparing the embedded default data directory")?;
     if let Some(path) = &defaults.dev_key_file {
@@ -46,16 +50,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Some((token, secret)) = app.vault().bootstrap().await? {
             super::operator::print_token(&token, secret.expose_secret());
         }
-    } else if app.vault().list_tenants().await?.is_empty() {
+    } else if app.vault().list_tenants(1, "").await?.items.is_empty() {
         tracing::warn!(
             "this vault has no tenants and no tokens yet: run `credvault admin bootstrap` \
              once, with the same configuration, to mint the first admin token"
         );
     }
-    tracing::info!(addr = %app.grpc_addr(), backend = ?app.vault().store().backend(), "credvault serving gRPC");
-    app.run(shutdown_signal()).await?;
+    tracing::info!(
+        addr = %app.grpc_addr(),
+        http = %app.http_addr(),
+        backend = ?app.vault().store().backend(),
+        "credvault serving gRPC"
+    );
+    let ran = app.run(shutdown_signal()).await;
     tracing::info!("credvault stopped");
-    Ok(())
+    // The last spans, the shutdown's included, go out before the process ends.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    Ok(ran?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

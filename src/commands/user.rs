@@ -108,22 +108,20 @@ pub async fn run(cmd: UserCommand) -> anyhow::Result<()> {
             print_json(&user_json(r.get_ref()));
         }
         UserCommand::List { client } => {
-            let mut c = client::users(&client).await?;
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let request = pb::ListUsersRequest {
-                    page_size: 1000,
-                    page_token,
-                };
-                let page = c.list_users(request).await.map_err(status)?.into_inner();
-                all.extend(page.users.iter().map(user_json));
-                if page.next_page_token.is_empty() {
-                    break;
+            let c = client::users(&client).await?;
+            let users = client::all_pages(|page_token| {
+                let mut c = c.clone();
+                async move {
+                    let request = pb::ListUsersRequest {
+                        page_size: client::PAGE_SIZE,
+                        page_token,
+                    };
+                    let r = c.list_users(request).await?.into_inner();
+                    Ok((r.users, r.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
-            print_json(&json!(all));
+            })
+            .await?;
+            print_json(&json!(users.iter().map(user_json).collect::<Vec<_>>()));
         }
         UserCommand::Update {
             user,

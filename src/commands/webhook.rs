@@ -151,18 +151,21 @@ pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {
             print_json(&out);
         }
         WebhookCommand::List { client } => {
-            let mut c = client::webhooks(&client).await?;
-            let r = c
-                .list_webhook_endpoints(pb::ListWebhookEndpointsRequest {})
-                .await
-                .map_err(status)?;
-            print_json(&json!(
-                r.get_ref()
-                    .endpoints
-                    .iter()
-                    .map(endpoint_json)
-                    .collect::<Vec<_>>()
-            ));
+            let c = client::webhooks(&client).await?;
+            let endpoints = client::all_pages(|page_token| {
+                let mut c = c.clone();
+                async move {
+                    let request = pb::ListWebhookEndpointsRequest {
+                        page_size: client::PAGE_SIZE,
+                        page_token,
+                    };
+                    let r = c.list_webhook_endpoints(request).await?.into_inner();
+                    Ok((r.endpoints, r.next_page_token))
+                }
+            })
+            .await?;
+            let endpoints: Vec<_> = endpoints.iter().map(endpoint_json).collect();
+            print_json(&json!(endpoints));
         }
         WebhookCommand::Enable {
             id,

@@ -37,9 +37,11 @@ impl AdminService for AdminApi {
         req: Request<pb::ListTenantsRequest>,
     ) -> Reply<pb::ListTenantsResponse> {
         authorize(&self.vault, &req, Scope::Admin).await?;
-        let tenants = self.vault.list_tenants().await?;
+        let r = req.get_ref();
+        let page = self.vault.list_tenants(r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListTenantsResponse {
-            tenants: tenants.into_iter().map(convert::tenant).collect(),
+            tenants: page.items.into_iter().map(convert::tenant).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -68,12 +70,14 @@ impl AdminService for AdminApi {
         req: Request<pb::ListServiceTokensRequest>,
     ) -> Reply<pb::ListServiceTokensResponse> {
         let caller = authorize_any(&self.vault, &req, TOKEN_ADMINS).await?;
-        let tokens = self
+        let r = req.get_ref();
+        let page = self
             .vault
-            .list_tokens(&caller, &req.get_ref().tenant)
+            .list_tokens(&caller, &r.tenant, r.page_size, &r.page_token)
             .await?;
         Ok(Response::new(pb::ListServiceTokensResponse {
-            tokens: tokens.into_iter().map(convert::service_token).collect(),
+            tokens: page.items.into_iter().map(convert::service_token).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 

@@ -37,5 +37,7 @@ async fn authorize_any<T>(vault: &Vault, req: &Request<T>, scopes: &[Scope]) -> 
         .metadata()
         .get("authorization")
         .map(|v| v.to_str().unwrap_or_default());
-    vault.authorize_any(header, scopes).await
+    let caller = vault.authorize_any(header, scopes).await?;
+    tracing::Span::current().record("tenant", caller.tenant_id.as_str());
+    Ok(caller)
 }

@@ -47,9 +47,14 @@ impl OAuthService for OAuthApi {
         req: Request<pb::ListProvidersRequest>,
     ) -> Reply<pb::ListProvidersResponse> {
         let caller = authorize(&self.vault, &req, Scope::ProvidersRead).await?;
-        let providers = self.vault.list_providers(&caller).await?;
+        let r = req.get_ref();
+        let page = self
+            .vault
+            .list_providers(&caller, r.page_size, &r.page_token)
+            .await?;
         Ok(Response::new(pb::ListProvidersResponse {
-            providers: providers.into_iter().map(convert::provider).collect(),
+            providers: page.items.into_iter().map(convert::provider).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 

@@ -1,7 +1,9 @@
-//! Every gRPC call counted: a layer that times each call from request to its final
-//! status (in the response headers, or in the trailers after a body or a stream) and
-//! keeps the in-flight gauge. Only methods the server has are named; any other path
-//! counts as `unknown`, so a client cannot grow the label set.
+//! Every gRPC call counted and traced: [`span`] opens a call's span (joined to the
+//! caller's `traceparent`), and a layer times each call from request to its final
+//! status (in the response headers, or in the trailers after a body or a stream),
+//! keeps the in-flight gauge and records the status on the span. Only methods the
+//! server has are named; any other path counts as `unknown`, so a client cannot grow
+//! the label set.
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
@@ -54,6 +56,37 @@ fn method_of(path: &str) -> (&'static str, &'static str) {
     METHODS.get(path).copied().unwrap_or(UNKNOWN)
 }
 
+/// The longest `x-request-id` recorded on a span.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The span of one call: its method, the caller's trace as parent, the caller's
+/// `x-request-id`; the tenant is recorded once the token is known, the outcome (the
+/// status code's name) when the status is.
+pub fn span(request: &http::Request<()>) -> tracing::Span {
+    let (service, method) = method_of(request.uri().path());
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %format_args!("{service}/{method}"),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        tenant = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    crate::trace_context::adopt(&span, request.headers());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID);
+    if let Some(id) = request_id {
+        span.record("request_id", id);
+    }
+    span
+}
+
 /// gRPC's canonical code names, indexed by code.
 const CODES: [&str; 17] = [
     "OK",
@@ -92,6 +125,8 @@ struct Call {
     method: &'static str,
     started: Instant,
     done: bool,
+    /// The call's span, to record the outcome on (set once the call is polled in it).
+    span: tracing::Span,
 }
 
 impl Call {
@@ -104,6 +139,7 @@ impl Call {
             method,
             started: Instant::now(),
             done: false,
+            span: tracing::Span::none(),
         }
     }
 
@@ -116,6 +152,7 @@ impl Call {
             method: self.method,
             code,
         };
+        self.span.record("outcome", code);
         self.metrics.rpc(&labels, self.started.elapsed());
         self.metrics.rpc_in_flight(self.service, -1);
     }
@@ -169,6 +206,8 @@ where
         let mut call = Call::start(metrics.clone(), request.uri().path());
         let response = self.inner.call(request);
         Box::pin(async move {
+            // Polled inside the call's span (tonic enters it around the future).
+            call.span = tracing::Span::current();
             let response = response.await?;
             if let Some(code) = code_name(response.headers()) {
                 call.finish(code);

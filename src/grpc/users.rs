@@ -61,7 +61,7 @@ impl UserService for UserApi {
         let r = req.get_ref();
         let page = self.users.list(&caller, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListUsersResponse {
-            users: page.users.into_iter().map(user_out).collect(),
+            users: page.items.into_iter().map(user_out).collect(),
             next_page_token: page.next_page_token,
         }))
     }

@@ -127,12 +127,18 @@ impl WebhookService for WebhookApi {
         req: Request<pb::ListWebhookEndpointsRequest>,
     ) -> Reply<pb::ListWebhookEndpointsResponse> {
         let caller = authorize(&self.vault, &req, Scope::WebhooksRead).await?;
-        let endpoints = self.vault.list_endpoints(&caller).await?;
+        let r = req.get_ref();
+        let page = self
+            .vault
+            .list_endpoints(&caller, r.page_size, &r.page_token)
+            .await?;
         Ok(Response::new(pb::ListWebhookEndpointsResponse {
-            endpoints: endpoints
+            endpoints: page
+                .items
                 .into_iter()
                 .map(|e| convert::endpoint(e.endpoint, e.previous_secret_until))
                 .collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 

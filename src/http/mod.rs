@@ -59,7 +59,32 @@ pub fn router(state: PageState) -> Router {
             state.clone(),
             per_client_ip,
         ))
+        .layer(axum::middleware::from_fn(traced))
         .with_state(state)
+}
+
+/// A span per request, named by its route (never the path: it holds link tokens)
+/// and joined to the browser's or proxy's `traceparent`.
+async fn traced(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::trace_context::adopt(&span, request.headers());
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 /// 429 for a client IP over `http_rate_limit_per_minute`.

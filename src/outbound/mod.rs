@@ -99,6 +99,7 @@ impl Outbound {
                 .map_err(|why| SendError::Blocked(Blocked(why)))?;
         }
         *request.timeout_mut() = Some(timeout);
+        crate::trace_context::inject(request.headers_mut());
         let client = if guard.allow_private {
             &self.private_ok
         } else {

@@ -4,6 +4,7 @@
 //! of their own tenant and nothing else.
 use secrecy::SecretString;
 
+use super::pagination::{Cursor, Page};
 use super::{Caller, Vault, validate};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
@@ -70,8 +71,10 @@ impl Vault {
         }
     }
 
-    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        Ok(self.store.list_tenants().await?)
+    pub async fn list_tenants(&self, page_size: i32, page_token: &str) -> Result<Page<Tenant>> {
+        let cursor = Cursor::new(page_size, page_token, ids::TENANT_PREFIX)?;
+        let tenants = self.store.list_tenants(cursor.window()).await?;
+        Ok(cursor.finish(tenants, |t| &t.id))
     }
 
     /// A tenant by id (`ten_…`, which names cannot start with) or else by name.
@@ -149,9 +152,17 @@ impl Vault {
         }
     }
 
-    pub async fn list_tokens(&self, caller: &Caller, tenant: &str) -> Result<Vec<ServiceToken>> {
+    pub async fn list_tokens(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<ServiceToken>> {
+        let cursor = Cursor::new(page_size, page_token, ids::TOKEN_ID_PREFIX)?;
         let tenant = self.managed_tenant(caller, tenant).await?;
-        Ok(self.store.list_tokens(&tenant.id).await?)
+        let tokens = self.store.list_tokens(&tenant.id, cursor.window()).await?;
+        Ok(cursor.finish(tokens, |t| &t.id))
     }
 
     /// Revokes a token; a `tenant:admin` caller only its own tenant's (another

@@ -24,6 +24,7 @@ mod oauth_flow;
 mod pagination;
 mod providers;
 mod refresh;
+pub mod retention;
 pub mod users;
 pub mod validate;
 mod webhooks;
@@ -43,6 +44,8 @@ pub use webhooks::{DEFAULT_OVERLAP_SECS, EndpointChanges};
 pub struct Settings {
     /// How long a used `request_id` is remembered (at least a day by default).
     pub idempotency_ttl_ms: Millis,
+    /// How long events and finished deliveries are kept; 0 keeps them.
+    pub event_retention_ms: Millis,
     /// The OAuth redirect URI: `<public base URL>/oauth/callback`.
     pub callback_url: String,
     /// Accept `http://` provider endpoints and redirect URLs (tests, local development).
@@ -84,6 +87,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             idempotency_ttl_ms: 24 * 60 * 60 * 1000,
+            event_retention_ms: 30 * 24 * 60 * 60 * 1000,
             callback_url: "http://127.0.0.1:8080/oauth/callback".into(),
             allow_http_urls: false,
             oauth_state_ttl_ms: 10 * 60 * 1000,
@@ -222,17 +226,5 @@ impl Vault {
 
     pub fn now(&self) -> Millis {
         self.clock.now_ms()
-    }
-
-    /// Forgets request ids older than the idempotency window and connect states that
-    /// have expired; returns how many rows went.
-    pub async fn prune(&self) -> crate::error::Result<u64> {
-        let now = self.now();
-        let keys = self
-            .store
-            .prune_idempotency(now - self.settings.idempotency_ttl_ms)
-            .await?;
-        let states = self.store.prune_oauth_states(now).await?;
-        Ok(keys + states)
     }
 }

@@ -91,10 +91,18 @@ impl Vault {
     }
 
     /// One attempt at a claimed delivery, recorded (schedule, dead letter, 410).
+    #[tracing::instrument(
+        name = "delivery_attempt",
+        skip_all,
+        fields(
+            delivery = %claimed.delivery.id,
+            tenant = %claimed.delivery.tenant_id,
+            outcome = tracing::field::Empty,
+        )
+    )]
     pub async fn attempt_delivery(&self, claimed: ClaimedDelivery) -> Result<Sent> {
         let d = &claimed.delivery;
         let now = self.now();
-        let attempts = d.attempts + 1;
         let target = self.delivery_target(d, now).await?;
         let attempt = match &target {
             Err(reason) => Attempt::Failed {
@@ -122,8 +130,44 @@ impl Vault {
                     .await
             }
         };
-        let unusable = target.is_err();
-        let record = match attempt {
+        let record = self
+            .attempt_record(d, attempt, target.is_err(), now)
+            .await?;
+        let outcome = match record.status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Pending => "retrying",
+            DeliveryStatus::Dead if record.last_status == Some(410) => "gone",
+            DeliveryStatus::Dead => "dead",
+        };
+        self.metrics.delivery(outcome);
+        tracing::Span::current().record("outcome", outcome);
+        let sent = if record.status == DeliveryStatus::Delivered {
+            Sent::Delivered
+        } else {
+            Sent::Failed
+        };
+        if !self
+            .store
+            .record_attempt(&d.id, &self.instance, &record)
+            .await?
+        {
+            tracing::warn!(delivery = %d.id, "delivery lease lapsed before the attempt was recorded");
+        }
+        Ok(sent)
+    }
+
+    /// What an attempt's result means for its delivery: delivered, retried on the
+    /// schedule, or dead (schedule exhausted, nowhere to send, 410, which also
+    /// disables an endpoint).
+    async fn attempt_record(
+        &self,
+        d: &Delivery,
+        attempt: Attempt,
+        unusable: bool,
+        now: Millis,
+    ) -> Result<AttemptRecord> {
+        let attempts = d.attempts + 1;
+        Ok(match attempt {
             Attempt::Delivered(status) => AttemptRecord {
                 status: DeliveryStatus::Delivered,
                 attempts,
@@ -178,26 +222,7 @@ impl Vault {
                     at: now,
                 }
             }
-        };
-        self.metrics.delivery(match record.status {
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Pending => "retrying",
-            DeliveryStatus::Dead if record.last_status == Some(410) => "gone",
-            DeliveryStatus::Dead => "dead",
-        });
-        let sent = if record.status == DeliveryStatus::Delivered {
-            Sent::Delivered
-        } else {
-            Sent::Failed
-        };
-        if !self
-            .store
-            .record_attempt(&d.id, &self.instance, &record)
-            .await?
-        {
-            tracing::warn!(delivery = %d.id, "delivery lease lapsed before the attempt was recorded");
-        }
-        Ok(sent)
+        })
     }
 }
 

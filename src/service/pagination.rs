@@ -3,6 +3,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::store::Window;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -57,6 +58,51 @@ pub fn finish<T>(mut items: Vec<T>, size: u32, id: impl Fn(&T) -> &str) -> (Vec<
         (items, next)
     } else {
         (items, String::new())
+    }
+}
+
+/// One page of a listing, and the token that continues it (empty at the end).
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
+/// Where a requested page starts and how long it is, checked.
+#[derive(Debug)]
+pub struct Cursor {
+    after: Option<String>,
+    size: u32,
+}
+
+impl Cursor {
+    /// For listings keyed by our ids with `prefix`.
+    pub fn new(page_size: i32, page_token: &str, prefix: &str) -> Result<Self> {
+        Self::with(page_size, page_token, |id| ids::is_well_formed(id, prefix))
+    }
+
+    /// For listings keyed by something else, each key checked by `valid`.
+    pub fn with(page_size: i32, page_token: &str, valid: impl Fn(&str) -> bool) -> Result<Self> {
+        Ok(Self {
+            size: size(page_size)?,
+            after: decode_with(page_token, valid)?,
+        })
+    }
+
+    /// The rows to read: one more than the page, to know whether another follows.
+    pub fn window(&self) -> Window<'_> {
+        Window {
+            after: self.after.as_deref(),
+            limit: Some(self.size + 1),
+        }
+    }
+
+    pub fn finish<T>(&self, items: Vec<T>, key: impl Fn(&T) -> &str) -> Page<T> {
+        let (items, next_page_token) = finish(items, self.size, key);
+        Page {
+            items,
+            next_page_token,
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
+use super::pagination::{Cursor, Page};
 use super::{Caller, Vault, validate};
 use crate::crypto::AadContext;
 use crate::error::{Error, Result};
@@ -13,7 +14,7 @@ use crate::oauth::forms::{AuthMode, FormField, Verification};
 use crate::oauth::{
     Provider, ProviderConfig, SealedProvider, TokenAuthMethod, catalog, forms, redirect,
 };
-use crate::store::StoreError;
+use crate::store::{StoreError, Window};
 
 const MAX_REDIRECT_URLS: usize = 32;
 const MAX_EXTRA_PARAMS: usize = 32;
@@ -345,8 +346,20 @@ impl Vault {
             .ok_or_else(|| provider_not_found(slug))
     }
 
-    pub async fn list_providers(&self, caller: &Caller) -> Result<Vec<SealedProvider>> {
-        Ok(self.store.list_providers(&caller.tenant_id).await?)
+    pub async fn list_providers(
+        &self,
+        caller: &Caller,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<SealedProvider>> {
+        let cursor = Cursor::with(page_size, page_token, |slug| {
+            validate::slug("page_token", slug).is_ok()
+        })?;
+        let providers = self
+            .store
+            .list_providers(&caller.tenant_id, cursor.window())
+            .await?;
+        Ok(cursor.finish(providers, |p| &p.provider.slug))
     }
 
     /// Applies the changes (compare-and-set) and clears any recorded error, since an
@@ -417,8 +430,8 @@ impl Vault {
     /// AAD (run once per start; a no-op when there are none).
     pub async fn upgrade_provider_secrets(&self) -> Result<usize> {
         let mut upgraded = 0;
-        for tenant in self.store.list_tenants().await? {
-            for p in self.store.list_providers(&tenant.id).await? {
+        for tenant in self.store.list_tenants(Window::ALL).await? {
+            for p in self.store.list_providers(&tenant.id, Window::ALL).await? {
                 let Some(blob) = &p.client_secret else {
                     continue;
                 };

@@ -1,6 +1,7 @@
 //! End users as records of their own: registered, looked up by id or email,
 //! updated, and deleted together with their credentials.
-use super::{Caller, Vault, pagination, validate};
+use super::pagination::{Cursor, Page};
+use super::{Caller, Vault, validate};
 use crate::error::{Error, Result};
 use crate::model::AuditEntry;
 use crate::model::users::{EndUser, email_key};
@@ -27,13 +28,6 @@ pub struct UserChanges {
 pub enum UserKey {
     Id(String),
     Email(String),
-}
-
-/// A page of users in id order.
-#[derive(Debug)]
-pub struct UserPage {
-    pub users: Vec<EndUser>,
-    pub next_page_token: String,
 }
 
 /// A credential deleted with its user, and how revoking it at the provider went.
@@ -201,21 +195,16 @@ impl Users {
         caller: &Caller,
         page_size: i32,
         page_token: &str,
-    ) -> Result<UserPage> {
-        let size = pagination::size(page_size)?;
-        let after = pagination::decode_with(page_token, |id| {
+    ) -> Result<Page<EndUser>> {
+        let cursor = Cursor::with(page_size, page_token, |id| {
             !id.is_empty() && id.chars().count() <= validate::MAX_TEXT_CHARS
         })?;
         let users = self
             .vault
             .store
-            .list_users(&caller.tenant_id, after.as_deref(), size + 1)
+            .list_users(&caller.tenant_id, cursor.window())
             .await?;
-        let (users, next_page_token) = pagination::finish(users, size, |u| u.user_id.as_str());
-        Ok(UserPage {
-            users,
-            next_page_token,
-        })
+        Ok(cursor.finish(users, |u| u.user_id.as_str()))
     }
 
     pub async fn update(&self, caller: &Caller, req: UserChanges) -> Result<EndUser> {

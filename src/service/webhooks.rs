@@ -1,13 +1,14 @@
 //! Webhook endpoints, the event log, deliveries, and putting work back in the queue.
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Caller, Vault, pagination};
+use super::pagination::{self, Cursor, Page};
+use super::{Caller, Vault};
 use crate::clock::Millis;
 use crate::crypto::AadContext;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::{EVENT_TYPES, Event};
-use crate::store::DeliveryFilter;
+use crate::store::{DeliveryFilter, Window};
 use crate::webhooks::{Delivery, DeliveryStatus, Endpoint, SealedEndpoint, signing};
 
 /// How long a rotated-out secret keeps signing unless the caller says otherwise.
@@ -93,7 +94,11 @@ impl Vault {
     ) -> Result<(Endpoint, SecretString)> {
         self.check_endpoint_url("url", url).await?;
         check_event_types(&event_types)?;
-        if self.store.list_endpoints(&caller.tenant_id).await?.len() >= MAX_ENDPOINTS_PER_TENANT {
+        let existing = self
+            .store
+            .list_endpoints(&caller.tenant_id, Window::ALL)
+            .await?;
+        if existing.len() >= MAX_ENDPOINTS_PER_TENANT {
             return Err(Error::ResourceExhausted(format!(
                 "a tenant may have at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints"
             )));
@@ -136,8 +141,18 @@ impl Vault {
             .ok_or_else(|| endpoint_not_found(id))
     }
 
-    pub async fn list_endpoints(&self, caller: &Caller) -> Result<Vec<SealedEndpoint>> {
-        Ok(self.store.list_endpoints(&caller.tenant_id).await?)
+    pub async fn list_endpoints(
+        &self,
+        caller: &Caller,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<SealedEndpoint>> {
+        let cursor = Cursor::new(page_size, page_token, ids::ENDPOINT_PREFIX)?;
+        let endpoints = self
+            .store
+            .list_endpoints(&caller.tenant_id, cursor.window())
+            .await?;
+        Ok(cursor.finish(endpoints, |e| &e.endpoint.id))
     }
 
     async fn write_endpoint(

@@ -51,6 +51,21 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Which rows of a listing in key order to read: those after `after`, at most
+/// `limit` of them (`None`: all, for the vault's own walks over bounded sets).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window<'a> {
+    pub after: Option<&'a str>,
+    pub limit: Option<u32>,
+}
+
+impl Window<'_> {
+    pub const ALL: Window<'static> = Window {
+        after: None,
+        limit: None,
+    };
+}
+
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -121,7 +136,8 @@ pub trait Store:
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
     async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
-    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// In id order.
+    async fn list_tenants(&self, window: Window<'_>) -> StoreResult<Vec<Tenant>>;
     /// On a vault without tenants: stores `tenant` and `token` in one transaction and
     /// returns true. False (nothing written) when any tenant exists.
     async fn bootstrap(
@@ -134,7 +150,12 @@ pub trait Store:
     async fn insert_token(&self, token: &ServiceToken, hash: &[u8]) -> StoreResult<()>;
     async fn find_token_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ServiceToken>>;
     async fn get_token(&self, id: &str) -> StoreResult<Option<ServiceToken>>;
-    async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<ServiceToken>>;
+    /// In id order.
+    async fn list_tokens(
+        &self,
+        tenant_id: &str,
+        window: Window<'_>,
+    ) -> StoreResult<Vec<ServiceToken>>;
     /// Marks a token revoked (once), unless it is the last working `admin` token
     /// (checked and written atomically, so two revocations cannot both pass).
     async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Revocation>;
@@ -235,7 +256,12 @@ pub trait Store:
         tenant_id: &str,
         slug: &str,
     ) -> StoreResult<Option<SealedProvider>>;
-    async fn list_providers(&self, tenant_id: &str) -> StoreResult<Vec<SealedProvider>>;
+    /// In slug order.
+    async fn list_providers(
+        &self,
+        tenant_id: &str,
+        window: Window<'_>,
+    ) -> StoreResult<Vec<SealedProvider>>;
     /// Compare-and-set on `expected_version`; returns whether it wrote. In the same
     /// transaction, the provider's credentials that are backing off after failed
     /// refreshes become due at once (`provider.updated_at`).
@@ -276,6 +302,16 @@ pub trait Store:
     -> StoreResult<StateLookup>;
     /// Deletes states that expired before `before`; returns how many.
     async fn prune_oauth_states(&self, before: Millis) -> StoreResult<u64>;
+    /// Takes the lease of background job `job` until `until` if nobody holds it, its
+    /// holder's lease ran out by `now`, or `owner` holds it already; returns whether
+    /// it was taken (atomically: two replicas never both get it).
+    async fn acquire_job_lease(
+        &self,
+        job: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> StoreResult<bool>;
 
     /// The id of a tenant's newest event.
     async fn latest_event_id(&self, tenant_id: &str) -> StoreResult<Option<String>>;

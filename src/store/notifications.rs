@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use super::rows::{self, CREDENTIAL_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
 use super::sql::{AnyQuery, push_conditions};
-use super::{Backend, SqlStore, StoreError, StoreResult};
+use super::{Backend, SqlStore, StoreError, StoreResult, Window};
 use crate::clock::Millis;
 use crate::model::{CredentialMeta, EVENT_EXPIRED, Event};
 use crate::webhooks::{AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, SealedEndpoint};
@@ -52,7 +52,12 @@ pub trait NotificationStore: Send + Sync {
 
     async fn insert_endpoint(&self, endpoint: &SealedEndpoint) -> StoreResult<()>;
     async fn get_endpoint(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedEndpoint>>;
-    async fn list_endpoints(&self, tenant_id: &str) -> StoreResult<Vec<SealedEndpoint>>;
+    /// In id order.
+    async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        window: Window<'_>,
+    ) -> StoreResult<Vec<SealedEndpoint>>;
     /// Compare-and-set on `expected_version`.
     async fn update_endpoint(
         &self,
@@ -67,6 +72,13 @@ pub trait NotificationStore: Send + Sync {
         reason: &str,
         at: Millis,
     ) -> StoreResult<()>;
+
+    /// Deletes up to `limit` finished (not pending) deliveries last changed before
+    /// `before`; returns how many.
+    async fn prune_deliveries(&self, before: Millis, limit: u32) -> StoreResult<u64>;
+    /// Deletes up to `limit` events created before `before` that were dispatched
+    /// and have no delivery left; returns how many.
+    async fn prune_events(&self, before: Millis, limit: u32) -> StoreResult<u64>;
 
     /// Fans up to `limit` undispatched events out to one delivery per matching
     /// enabled endpoint; returns how many events it dispatched.
@@ -314,11 +326,14 @@ impl NotificationStore for SqlStore {
             .await
     }
 
-    async fn list_endpoints(&self, tenant_id: &str) -> StoreResult<Vec<SealedEndpoint>> {
-        let sql = format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY id"
-        );
-        self.fetch_all(&sql, &[tenant_id], rows::endpoint).await
+    async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        window: Window<'_>,
+    ) -> StoreResult<Vec<SealedEndpoint>> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1");
+        self.fetch_window(sql, vec![tenant_id], "id", window, rows::endpoint)
+            .await
     }
 
     async fn update_endpoint(
@@ -372,6 +387,25 @@ impl NotificationStore for SqlStore {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    async fn prune_deliveries(&self, before: Millis, limit: u32) -> StoreResult<u64> {
+        let sql = format!(
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+             WHERE status <> 'pending' AND updated_at < $1 LIMIT {limit})"
+        );
+        let done = sqlx::query(&sql).bind(before).execute(&self.write).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_events(&self, before: Millis, limit: u32) -> StoreResult<u64> {
+        let sql = format!(
+            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e \
+             WHERE e.created_at < $1 AND e.dispatched_at IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT {limit})"
+        );
+        let done = sqlx::query(&sql).bind(before).execute(&self.write).await?;
+        Ok(done.rows_affected())
     }
 
     async fn dispatch_events(&self, now: Millis, limit: u32) -> StoreResult<usize> {

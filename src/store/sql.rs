@@ -18,7 +18,7 @@ const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
      WHERE c.tenant_id = $1";
 use super::{
     Backend, CredentialWrite, IdempotencyRecord, ListFilter, Revocation, Store, StoreError,
-    StoreResult,
+    StoreResult, Window,
 };
 use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
@@ -82,6 +82,28 @@ impl SqlStore {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
         let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// The rows of `sql` (a SELECT ending in its WHERE clause, or in its FROM when
+    /// `params` is empty) that `window` names, in `key` order.
+    pub(super) async fn fetch_window<'a, T>(
+        &self,
+        mut sql: String,
+        mut params: Vec<&'a str>,
+        key: &str,
+        window: Window<'a>,
+        decode: fn(&AnyRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        if let Some(after) = window.after {
+            let joiner = if params.is_empty() { "WHERE" } else { "AND" };
+            params.push(after);
+            sql.push_str(&format!(" {joiner} {key} > ${}", params.len()));
+        }
+        sql.push_str(&format!(" ORDER BY {key}"));
+        if let Some(limit) = window.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        self.fetch_all(&sql, &params, decode).await
     }
 
     /// Runs `delete` (binding the tenant and the key) and, if it removed a row,
@@ -263,13 +285,10 @@ impl Store for SqlStore {
         self.fetch_optional(sql, &[name], rows::tenant).await
     }
 
-    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        self.fetch_all(
-            "SELECT id, name, created_at FROM tenants ORDER BY id",
-            &[],
-            rows::tenant,
-        )
-        .await
+    async fn list_tenants(&self, window: Window<'_>) -> StoreResult<Vec<Tenant>> {
+        let sql = "SELECT id, name, created_at FROM tenants".to_owned();
+        self.fetch_window(sql, vec![], "id", window, rows::tenant)
+            .await
     }
 
     async fn bootstrap(&self, t: &Tenant, token: &ServiceToken, hash: &[u8]) -> StoreResult<bool> {
@@ -318,10 +337,13 @@ impl Store for SqlStore {
         self.fetch_optional(&sql, &[id], rows::service_token).await
     }
 
-    async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<ServiceToken>> {
-        let sql =
-            format!("SELECT {TOKEN_COLUMNS} FROM service_tokens WHERE tenant_id = $1 ORDER BY id");
-        self.fetch_all(&sql, &[tenant_id], rows::service_token)
+    async fn list_tokens(
+        &self,
+        tenant_id: &str,
+        window: Window<'_>,
+    ) -> StoreResult<Vec<ServiceToken>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM service_tokens WHERE tenant_id = $1");
+        self.fetch_window(sql, vec![tenant_id], "id", window, rows::service_token)
             .await
     }
 
@@ -436,6 +458,27 @@ impl Store for SqlStore {
             .execute(&self.write)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn acquire_job_lease(
+        &self,
+        job: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO job_leases (job, owner, lease_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (job) DO UPDATE SET owner = $2, lease_until = $3 \
+             WHERE job_leases.lease_until <= $4 OR job_leases.owner = $2",
+        )
+        .bind(job)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn get_credential(
@@ -644,11 +687,14 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn list_providers(&self, tenant_id: &str) -> StoreResult<Vec<SealedProvider>> {
-        let sql = format!(
-            "SELECT {PROVIDER_COLUMNS} FROM oauth_providers WHERE tenant_id = $1 ORDER BY slug"
-        );
-        self.fetch_all(&sql, &[tenant_id], rows::provider).await
+    async fn list_providers(
+        &self,
+        tenant_id: &str,
+        window: Window<'_>,
+    ) -> StoreResult<Vec<SealedProvider>> {
+        let sql = format!("SELECT {PROVIDER_COLUMNS} FROM oauth_providers WHERE tenant_id = $1");
+        self.fetch_window(sql, vec![tenant_id], "slug", window, rows::provider)
+            .await
     }
 
     async fn update_provider(

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::sql::{conflict_or, insert_audit_query};
-use super::{SqlStore, StoreResult};
+use super::{SqlStore, StoreResult, Window};
 use crate::clock::Millis;
 use crate::model::AuditEntry;
 use crate::model::users::{EndUser, email_key};
@@ -35,13 +35,8 @@ pub trait UserStore: Send + Sync {
         tenant_id: &str,
         email: &str,
     ) -> StoreResult<Option<EndUser>>;
-    /// A page in user id order, after `after` if given.
-    async fn list_users(
-        &self,
-        tenant_id: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<EndUser>>;
+    /// In user id order.
+    async fn list_users(&self, tenant_id: &str, window: Window<'_>) -> StoreResult<Vec<EndUser>>;
     /// Writes the email and external id; false if the user does not exist.
     /// [`super::StoreError::Conflict`] when either is another user's.
     async fn update_user(&self, user: &EndUser) -> StoreResult<bool>;
@@ -112,20 +107,10 @@ impl UserStore for SqlStore {
             .await
     }
 
-    async fn list_users(
-        &self,
-        tenant_id: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<EndUser>> {
-        let mut sql = format!("SELECT {USER_COLUMNS} FROM end_users WHERE tenant_id = $1");
-        let mut params = vec![tenant_id];
-        if let Some(after) = after {
-            sql.push_str(" AND user_id > $2");
-            params.push(after);
-        }
-        sql.push_str(&format!(" ORDER BY user_id LIMIT {limit}"));
-        self.fetch_all(&sql, &params, user).await
+    async fn list_users(&self, tenant_id: &str, window: Window<'_>) -> StoreResult<Vec<EndUser>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM end_users WHERE tenant_id = $1");
+        self.fetch_window(sql, vec![tenant_id], "user_id", window, user)
+            .await
     }
 
     async fn update_user(&self, u: &EndUser) -> StoreResult<bool> {

@@ -85,16 +85,13 @@ pub async fn run(vault: Vault, every: Duration, batch: u32, concurrency: usize, 
             };
             let Ok(permit) = permit else { break };
             let vault = vault.clone();
-            let span = tracing::info_span!("delivery_attempt", delivery = %delivery.delivery.id);
-            tokio::spawn(
-                async move {
-                    let _slot = permit;
-                    if let Err(e) = vault.attempt_delivery(delivery).await {
-                        tracing::warn!(error = %e, "delivery attempt failed to run");
-                    }
+            // The attempt has its own span (`delivery_attempt`).
+            tokio::spawn(async move {
+                let _slot = permit;
+                if let Err(e) = vault.attempt_delivery(delivery).await {
+                    tracing::warn!(error = %e, "delivery attempt failed to run");
                 }
-                .instrument(span),
-            );
+            });
         }
     }
     // Every slot back means every attempt in flight has been recorded.

@@ -72,19 +72,27 @@ pub async fn run(vault: Vault, every: Duration, batch: u32, concurrency: usize, 
             _ = ticks.tick() => {}
             () = stop.wait() => return,
         }
-        let span = tracing::info_span!("refresh_pass");
-        match run_pass_until(&vault, batch, concurrency, &stop)
-            .instrument(span)
-            .await
-        {
-            Ok(p) if p.claimed > 0 => tracing::info!(
-                claimed = p.claimed,
-                refreshed = p.refreshed,
-                failed = p.failed,
-                "refresh pass"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "refresh pass failed"),
+        let span = tracing::info_span!("refresh_pass", outcome = tracing::field::Empty);
+        let pass = run_pass_until(&vault, batch, concurrency, &stop)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
+        match pass {
+            Ok(p) => {
+                span.record("outcome", "ok");
+                if p.claimed > 0 {
+                    tracing::info!(
+                        claimed = p.claimed,
+                        refreshed = p.refreshed,
+                        failed = p.failed,
+                        "refresh pass"
+                    );
+                }
+            }
+            Err(e) => {
+                span.record("outcome", "error");
+                tracing::warn!(error = %e, "refresh pass failed");
+            }
         }
     }
 }

@@ -17,13 +17,20 @@ pub async fn run(vault: Vault, every: Duration, batch: u32, stop: Shutdown) {
             _ = ticks.tick() => {}
             () = stop.wait() => return,
         }
-        let span = tracing::info_span!("expiry_scan");
-        match vault.scan_expiries(batch).instrument(span).await {
-            Ok(p) if p.expired + p.warned > 0 => {
-                tracing::info!(expired = p.expired, warned = p.warned, "expiry scan")
+        let span = tracing::info_span!("expiry_scan", outcome = tracing::field::Empty);
+        let pass = vault.scan_expiries(batch).instrument(span.clone()).await;
+        let _entered = span.enter();
+        match pass {
+            Ok(p) => {
+                span.record("outcome", "ok");
+                if p.expired + p.warned > 0 {
+                    tracing::info!(expired = p.expired, warned = p.warned, "expiry scan");
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "expiry scan failed"),
+            Err(e) => {
+                span.record("outcome", "error");
+                tracing::warn!(error = %e, "expiry scan failed");
+            }
         }
     }
 }

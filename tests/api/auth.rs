@@ -77,7 +77,7 @@ both_backends! {
         assert_eq!(code, Code::InvalidArgument);
         assert!(message.starts_with("name:"), "{message}");
         let names: Vec<_> = admin
-            .list_tenants(pb::ListTenantsRequest {})
+            .list_tenants(pb::ListTenantsRequest::default())
             .await
             .unwrap()
             .into_inner()
@@ -115,7 +115,7 @@ both_backends! {
         assert!(minted.secret.starts_with("cvt_"));
         assert!(!format!("{minted:?}").contains(&minted.secret), "Debug redacts the token");
         let listed = admin
-            .list_service_tokens(pb::ListServiceTokensRequest { tenant: "initech".into() })
+            .list_service_tokens(pb::ListServiceTokensRequest { tenant: "initech".into(), ..Default::default() })
             .await
             .unwrap()
             .into_inner();

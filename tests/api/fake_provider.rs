@@ -49,6 +49,8 @@ pub struct Inner {
     pub refresh_requests: usize,
     /// Authorization-code requests received.
     pub code_requests: usize,
+    /// The `traceparent` of every token request, in order ("" when absent).
+    pub traceparents: Vec<String>,
     pub pkce_verified: usize,
     /// Tokens revoked through the revocation endpoint.
     pub revoked: Vec<String>,
@@ -200,6 +202,9 @@ async fn token(
     let grant_type = form.get("grant_type").cloned().unwrap_or_default();
     let scripted = {
         let mut i = inner.lock().unwrap();
+        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        i.traceparents
+            .push(traceparent.unwrap_or_default().to_owned());
         match grant_type.as_str() {
             "refresh_token" => {
                 i.refresh_requests += 1;

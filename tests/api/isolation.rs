@@ -85,8 +85,8 @@ both_backends! {
         let event = wa.list_events(pb::ListEventsRequest::default()).await.unwrap().into_inner().events[0].clone();
 
         // B sees none of it, and what it names answers like what is missing.
-        assert!(ob.list_providers(pb::ListProvidersRequest {}).await.unwrap().into_inner().providers.is_empty());
-        assert!(wb.list_webhook_endpoints(pb::ListWebhookEndpointsRequest {}).await.unwrap().into_inner().endpoints.is_empty());
+        assert!(ob.list_providers(pb::ListProvidersRequest::default()).await.unwrap().into_inner().providers.is_empty());
+        assert!(wb.list_webhook_endpoints(pb::ListWebhookEndpointsRequest::default()).await.unwrap().into_inner().endpoints.is_empty());
         assert!(wb.list_events(pb::ListEventsRequest::default()).await.unwrap().into_inner().events.is_empty());
         assert!(wb.list_deliveries(pb::ListDeliveriesRequest::default()).await.unwrap().into_inner().deliveries.is_empty());
         let filtered = pb::ListDeliveriesRequest { event_id: event.id.clone(), ..Default::default() };
@@ -127,7 +127,7 @@ both_backends! {
 
         // A's things are as they were.
         assert_eq!(oa.get_provider(pb::GetProviderRequest { slug: slug() }).await.unwrap().into_inner().client_id, "acme-client");
-        assert!(wa.list_webhook_endpoints(pb::ListWebhookEndpointsRequest {}).await.unwrap().into_inner().endpoints[0].enabled);
+        assert!(wa.list_webhook_endpoints(pb::ListWebhookEndpointsRequest::default()).await.unwrap().into_inner().endpoints[0].enabled);
         assert_eq!(receiver.received().len(), 1);
     }
 }

@@ -52,7 +52,7 @@ both_backends! {
         let mut events = w.watch_events(pb::WatchEventsRequest::default()).await.unwrap().into_inner();
         let mut admin = app.admin(&app.admin_token).await;
         let id = admin
-            .list_service_tokens(pb::ListServiceTokensRequest { tenant: "acme".into() })
+            .list_service_tokens(pb::ListServiceTokensRequest { tenant: "acme".into(), ..Default::default() })
             .await
             .unwrap()
             .into_inner()

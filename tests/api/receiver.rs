@@ -32,6 +32,8 @@ pub struct Received {
     pub timestamp: i64,
     pub signature: String,
     pub body: String,
+    /// The W3C trace context the vault sent.
+    pub traceparent: String,
 }
 
 struct Inner {
@@ -106,6 +108,7 @@ async fn hook(
             timestamp: header("webhook-timestamp").parse().unwrap_or(-1),
             signature: header("webhook-signature"),
             body: String::from_utf8_lossy(&body).into_owned(),
+            traceparent: header("traceparent"),
         });
         let otherwise = i.otherwise.clone();
         i.script.pop_front().unwrap_or(otherwise)

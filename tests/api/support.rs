@@ -58,10 +58,19 @@ pub fn logs() -> &'static LogBuffer {
     LOGS.get_or_init(|| {
         let buffer = LogBuffer::default();
         let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
+        // As in the binary: logs, and every span an OpenTelemetry span (so trace
+        // context flows), here with no exporter.
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let provider = credvault::telemetry::provider(None).unwrap();
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with(credvault::telemetry::layer(&provider))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone()),
+            )
             .init();
         buffer
     })
@@ -358,9 +367,11 @@ pub fn test_config(db: &TestDb, keys: &str, tweak: Tweak) -> Config {
         max_connections: 4,
         http_listen: "127.0.0.1:0".parse().unwrap(),
         allow_http_urls: true,
-        // Tests run refresh, scan and delivery passes themselves, on the manual clock.
+        // Tests run refresh, scan, delivery and retention passes themselves, on the
+        // manual clock.
         refresher_interval_secs: 0,
         scan_interval_secs: 0,
+        retention_interval_secs: 0,
         deliver_interval_ms: 0,
         provider_timeout_secs: 1,
         webhook_timeout_secs: 1,

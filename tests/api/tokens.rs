@@ -49,13 +49,13 @@ both_backends! {
         let mut a = app.admin(&boss).await;
         let minted = a.create_service_token(mint("acme", &["credentials:read", "tenant:admin"])).await.unwrap().into_inner();
         assert_eq!(minted.token.as_ref().unwrap().tenant_id, acme.id);
-        assert_eq!(a.list_service_tokens(pb::ListServiceTokensRequest { tenant: acme.id.clone() }).await.unwrap().into_inner().tokens.len(), 3);
+        assert_eq!(a.list_service_tokens(pb::ListServiceTokensRequest { tenant: acme.id.clone(), ..Default::default() }).await.unwrap().into_inner().tokens.len(), 3);
         for (code, message) in [
             code_of(a.create_service_token(mint("globex", &["credentials:read"])).await),
             code_of(a.create_service_token(mint("acme", &["admin"])).await),
-            code_of(a.list_service_tokens(pb::ListServiceTokensRequest { tenant: "globex".into() }).await),
+            code_of(a.list_service_tokens(pb::ListServiceTokensRequest { tenant: "globex".into(), ..Default::default() }).await),
             code_of(a.create_tenant(pb::CreateTenantRequest { name: "initech".into() }).await),
-            code_of(a.list_tenants(pb::ListTenantsRequest {}).await),
+            code_of(a.list_tenants(pb::ListTenantsRequest::default()).await),
         ] {
             assert_eq!(code, Code::PermissionDenied, "{message}");
         }
@@ -70,7 +70,7 @@ both_backends! {
 
     async fn the_last_admin_token_cannot_be_revoked(app) {
         let mut admin = app.admin(&app.admin_token).await;
-        let tokens = admin.list_service_tokens(pb::ListServiceTokensRequest { tenant: "default".into() }).await.unwrap().into_inner().tokens;
+        let tokens = admin.list_service_tokens(pb::ListServiceTokensRequest { tenant: "default".into(), ..Default::default() }).await.unwrap().into_inner().tokens;
         let bootstrap = tokens[0].id.clone();
         let (code, message) = code_of(admin.revoke_service_token(pb::RevokeServiceTokenRequest { id: bootstrap.clone() }).await);
         assert_eq!(code, Code::FailedPrecondition, "{message}");
@@ -107,7 +107,7 @@ both_backends! {
         let (token, secret) = app.vault.recover_admin("default").await.unwrap();
         assert!(token.scopes.contains(&credvault::model::Scope::Admin));
         let mut admin = app.admin(&SecretString::from(secret.expose_secret().to_owned())).await;
-        assert!(admin.list_tenants(pb::ListTenantsRequest {}).await.is_ok());
+        assert!(admin.list_tenants(pb::ListTenantsRequest::default()).await.is_ok());
     }
 
     async fn a_wrong_master_key_refuses_to_start(app) {

@@ -225,7 +225,7 @@ both_backends! {
         assert_eq!(flaky.received().len(), 4, "the whole (test) schedule");
         assert_eq!(redirecting.received().len(), 4, "3xx is a failure, not followed");
         let mut w = app.webhooks(&t.token).await;
-        let endpoints = w.list_webhook_endpoints(pb::ListWebhookEndpointsRequest {}).await.unwrap().into_inner().endpoints;
+        let endpoints = w.list_webhook_endpoints(pb::ListWebhookEndpointsRequest::default()).await.unwrap().into_inner().endpoints;
         let g = endpoints.iter().find(|e| e.id == gone_ep.id).unwrap();
         assert!(!g.enabled && g.disabled_reason.contains("410"), "{g:?}");
         let dead = w
@@ -500,4 +500,88 @@ both_backends! {
         let pass = pass.await.unwrap();
         assert_eq!((pass.delivered, pass.failed), (1, 1));
     }
+}
+
+both_backends! {
+    // Retention: finished deliveries and then their events go after
+    // `event_retention_days`; pending work and young rows stay; one replica at a
+    // time runs the pass (the lease), and the other takes over once it runs out.
+    async fn retention_prunes_old_events_and_finished_deliveries_under_a_lease(app) {
+        use credvault::service::retention::Retention;
+        let hour = std::time::Duration::from_secs(3600);
+        let (ok, failing) = (Receiver::start().await, Receiver::start().await);
+        failing.otherwise(Answer::Status(500));
+        let t = app.tenant("acme").await;
+        endpoint(&app, &t, &ok.url(), &[]).await;
+        endpoint(&app, &t, &failing.url(), &[]).await;
+        expiring_key(&app, &t, "ada", 1_000).await;
+        app.clock.advance_ms(2_000);
+        assert_eq!(scan(&app).await.expired, 1);
+        let pass = deliver(&app).await;
+        assert_eq!((pass.delivered, pass.failed), (1, 1), "one delivered, one still pending");
+
+        // 31 days on, a young event joins the old one.
+        app.clock.advance_ms(31 * DAY);
+        expiring_key(&app, &t, "bob", 1_000).await;
+        app.clock.advance_ms(2_000);
+        scan(&app).await;
+        deliver(&app).await;
+        assert_eq!((app.rows("events").await, app.rows("deliveries").await), (2, 4));
+
+        let mine = Retention::new(&app.vault, hour);
+        let pruned = mine.pass().await.unwrap().expect("nobody else holds the lease");
+        assert_eq!((pruned.deliveries, pruned.events), (1, 0), "the old event still has a pending delivery");
+        let peer = app.spawn_peer().await;
+        let theirs = Retention::new(&peer.vault, hour);
+        assert!(theirs.pass().await.unwrap().is_none(), "the lease is the first replica's for an hour");
+
+        // The old pending delivery gave up long ago (as its row now says); once the
+        // lease runs out the peer prunes it
+        // and then its event, and leaves the young ones.
+        let old = format!(
+            "UPDATE deliveries SET status = 'dead', updated_at = created_at \
+             WHERE status = 'pending' AND created_at < {}",
+            now(&app) - 30 * DAY
+        );
+        assert_eq!(app.execute(&old, &[]).await, 1);
+        app.clock.advance_ms(HOUR + 1);
+        let pruned = theirs.pass().await.unwrap().expect("the lease ran out");
+        assert_eq!((pruned.deliveries, pruned.events), (1, 1));
+        assert!(mine.pass().await.unwrap().is_none(), "now the peer holds it");
+        assert_eq!((app.rows("events").await, app.rows("deliveries").await), (1, 2));
+        let mut w = app.webhooks(&t.token).await;
+        let events = w.list_events(pb::ListEventsRequest::default()).await.unwrap().into_inner().events;
+        assert_eq!(events.len(), 1, "the young event is still listed");
+        let text = scrape_text(app.http_addr).await;
+        // This replica's own counts: the first pass, which deleted one delivery.
+        assert!(text.contains("credvault_retention_pruned_total{kind=\"deliveries\"} 1"), "{text}");
+        assert!(text.contains("credvault_retention_pruned_total{kind=\"events\"} 0"), "{text}");
+    }
+}
+
+both_backends! {
+    tweak = |c| credvault::Config { event_retention_days: 0, ..c };
+    async fn retention_zero_keeps_events_forever(app) {
+        let t = app.tenant("acme").await;
+        let ok = Receiver::start().await;
+        endpoint(&app, &t, &ok.url(), &[]).await;
+        expiring_key(&app, &t, "ada", 1_000).await;
+        app.clock.advance_ms(2_000);
+        scan(&app).await;
+        deliver(&app).await;
+        app.clock.advance_ms(3650 * DAY);
+        let retention = credvault::service::retention::Retention::new(&app.vault, std::time::Duration::from_secs(60));
+        let pruned = retention.pass().await.unwrap().unwrap();
+        assert_eq!((pruned.deliveries, pruned.events), (0, 0));
+        assert_eq!((app.rows("events").await, app.rows("deliveries").await), (1, 1));
+    }
+}
+
+async fn scrape_text(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }

@@ -13,7 +13,7 @@ use crate::model::connect::{
 };
 use crate::oauth::redirect;
 use crate::service::{Caller, pagination, validate};
-use crate::store::LinkFilter;
+use crate::store::{LinkFilter, Window};
 
 /// A `CreateConnectLink` request as received.
 #[derive(Debug, Default)]
@@ -234,7 +234,11 @@ impl Connect {
     /// Every slug names a provider the page can offer: registered, and for OAuth
     /// with a client id (one read of the tenant's registry).
     async fn check_servable(&self, tenant_id: &str, slugs: &[String]) -> Result<()> {
-        let registered = self.vault.store.list_providers(tenant_id).await?;
+        let registered = self
+            .vault
+            .store
+            .list_providers(tenant_id, Window::ALL)
+            .await?;
         for slug in slugs {
             let provider = registered
                 .iter()

@@ -18,7 +18,7 @@ use crate::model::connect::{
 use crate::oauth::forms::{AuthMode, FormField, PASSWORD_FIELD, USERNAME_FIELD, default_fields};
 use crate::oauth::{ConnectRequest, LinkBinding, OAuthState, SealedProvider, redirect};
 use crate::service::{Caller, CredentialChanges, NewCredential, oauth_flow};
-use crate::store::{AttemptCount, ConnectNotice};
+use crate::store::{AttemptCount, ConnectNotice, Window};
 
 /// The longest value a form field takes.
 pub const MAX_FIELD_CHARS: usize = 4096;
@@ -209,7 +209,11 @@ impl Connect {
             .await?
             .map(|t| t.name)
             .unwrap_or_default();
-        let registered = self.vault.store.list_providers(&link.tenant_id).await?;
+        let registered = self
+            .vault
+            .store
+            .list_providers(&link.tenant_id, Window::ALL)
+            .await?;
         let all = link.request.providers.iter().any(|p| p == "*");
         let mut providers: Vec<PageProvider> = registered
             .into_iter()
