@@ -9,6 +9,7 @@
 //! cargo bench --bench vault -- --backend sqlite --rpc reveal      # one RPC (for profiling)
 //! cargo bench --bench vault -- --rpc check,authenticate           # some RPCs, with the baseline
 //! cargo bench --bench vault -- --overheads                        # what TLS, metrics and spans cost
+//! cargo bench --bench vault -- --overheads --otel                 # …with OpenTelemetry spans on
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
@@ -671,11 +672,17 @@ async fn bench_backend(backend: &'static str, requests: usize, seconds: u64) -> 
 
 /// `--overheads`: RevealCredential at 64 in flight on SQLite against three servers —
 /// as shipped, with TLS, and without RPC metrics and spans — in interleaved rounds
-/// (the machine is noisy), logging at `info` to nowhere as a production server would.
-async fn overheads(seconds: u64) -> Vec<String> {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(std::io::sink)
+/// (the machine is noisy), with the binary's subscriber: logs at `info` to nowhere,
+/// and with `otel` every span an OpenTelemetry span too, as with `otlp_endpoint` set
+/// (nothing exported here: the cost measured is making the spans).
+async fn overheads(seconds: u64, otel: bool) -> Vec<String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let provider = credvault::telemetry::provider(None).unwrap();
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(otel.then(|| credvault::telemetry::layer(&provider)))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
         .try_init();
     let variants = [
         (
@@ -1010,7 +1017,8 @@ async fn main() {
     };
     if flag("--overheads") {
         let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5);
-        println!("{}\n\n{}", machine(), overheads(seconds).await.join("\n"));
+        let rows = overheads(seconds, flag("--otel")).await;
+        println!("{}\n\n{}", machine(), rows.join("\n"));
         return;
     }
     if flag("--scaling") {

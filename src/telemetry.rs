@@ -1,10 +1,13 @@
 //! Logging and tracing setup. Nothing secret is ever passed to `tracing` by this
 //! crate; the canary tests check that, at trace level, across the whole process.
 //!
-//! Every span also becomes an OpenTelemetry span (so it has a trace id that joins the
-//! caller's `traceparent` and goes on with outbound requests, see
-//! [`crate::trace_context`]); with `otlp_endpoint` set, finished spans are exported
-//! in batches over OTLP/HTTP (protobuf) to `<otlp_endpoint>/v1/traces`.
+//! With `otlp_endpoint` set, every span also becomes an OpenTelemetry span — it joins
+//! the caller's `traceparent` and its context goes on with outbound requests (see
+//! [`crate::trace_context`]) — and finished spans are exported in batches over
+//! OTLP/HTTP (protobuf) to `<otlp_endpoint>/v1/traces`. Without it there is no
+//! OpenTelemetry layer at all: making those spans costs about a tenth of reveal
+//! throughput at 64 in flight (docs/benchmarks.md), which nobody should pay for spans
+//! that go nowhere.
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -44,8 +47,8 @@ impl Telemetry {
 }
 
 /// Installs the global subscriber (`RUST_LOG` if set, else `level`) with logs on
-/// stderr and spans into OpenTelemetry, exported when `otlp_endpoint` is set; must
-/// run inside the Tokio runtime that will carry the exports.
+/// stderr and, when `otlp_endpoint` is set, spans into OpenTelemetry and out to it;
+/// must run inside the Tokio runtime that will carry the exports.
 pub fn init(
     format: LogFormat,
     level: &str,
@@ -60,7 +63,7 @@ pub fn init(
         .with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(layer(&provider));
+        .with(otlp_endpoint.is_some().then(|| layer(&provider)));
     // `try_init` fails only if a subscriber is already installed, which is fine.
     let _ = match format {
         LogFormat::Text => registry.with(fmt).try_init(),

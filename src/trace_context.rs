@@ -2,7 +2,8 @@
 //! metadata or an HTTP request's headers as the parent of the span that serves it,
 //! and put on every outbound request (provider token calls, webhook deliveries) as
 //! the context of the span that sends it. Without a subscriber that carries
-//! OpenTelemetry spans ([`crate::telemetry`]) both are no-ops.
+//! OpenTelemetry spans ([`crate::telemetry`], which adds one with `otlp_endpoint`)
+//! both are no-ops.
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use tracing::Span;

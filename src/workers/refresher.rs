@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use tracing::Instrument;
 
 use crate::error::Result;
 use crate::service::Vault;
@@ -65,34 +64,18 @@ pub async fn run_pass_until(
 
 /// Runs passes every `every` until `stop` turns on.
 pub async fn run(vault: Vault, every: Duration, batch: u32, concurrency: usize, stop: Shutdown) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = stop.wait() => return,
+    let passes = stop.clone();
+    super::repeat("refresh_pass", every, stop, || async {
+        let p = run_pass_until(&vault, batch, concurrency, &passes).await?;
+        if p.claimed > 0 {
+            tracing::info!(
+                claimed = p.claimed,
+                refreshed = p.refreshed,
+                failed = p.failed,
+                "refresh pass"
+            );
         }
-        let span = tracing::info_span!("refresh_pass", outcome = tracing::field::Empty);
-        let pass = run_pass_until(&vault, batch, concurrency, &stop)
-            .instrument(span.clone())
-            .await;
-        let _entered = span.enter();
-        match pass {
-            Ok(p) => {
-                span.record("outcome", "ok");
-                if p.claimed > 0 {
-                    tracing::info!(
-                        claimed = p.claimed,
-                        refreshed = p.refreshed,
-                        failed = p.failed,
-                        "refresh pass"
-                    );
-                }
-            }
-            Err(e) => {
-                span.record("outcome", "error");
-                tracing::warn!(error = %e, "refresh pass failed");
-            }
-        }
-    }
+        Ok("ok")
+    })
+    .await;
 }

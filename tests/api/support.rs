@@ -58,8 +58,8 @@ pub fn logs() -> &'static LogBuffer {
     LOGS.get_or_init(|| {
         let buffer = LogBuffer::default();
         let writer = buffer.clone();
-        // As in the binary: logs, and every span an OpenTelemetry span (so trace
-        // context flows), here with no exporter.
+        // As in the binary with `otlp_endpoint` set: logs, and every span an
+        // OpenTelemetry span (so trace context flows), here with no exporter.
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
         let provider = credvault::telemetry::provider(None).unwrap();

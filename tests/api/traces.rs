@@ -1,7 +1,9 @@
 //! Traces: the caller's W3C `traceparent` (gRPC metadata, HTTP headers) becomes the
 //! parent of the vault's span, that span's context goes on to providers and webhook
 //! receivers, and with `otlp_endpoint` the spans reach an OTLP/HTTP collector — here
-//! an in-process one that decodes the protobuf export, fed by the real binary.
+//! an in-process one that decodes the protobuf export, fed by the real binary. (The
+//! in-process server runs under the test subscriber, which carries the OpenTelemetry
+//! layer as the binary does when `otlp_endpoint` is set.)
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
