@@ -182,31 +182,28 @@ async fn insert_notice(
 #[async_trait]
 impl ConnectStore for SqlStore {
     async fn insert_link(&self, l: &ConnectLink, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO connect_links ({LINK_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        ))
-        .bind(&l.tenant_id)
-        .bind(l.id.as_str())
-        .bind(&l.token_hash)
-        .bind(&l.user_id)
-        .bind(&l.user_email)
-        .bind(super::rows::json_text(&l.request))
-        .bind(l.status.as_str())
-        .bind(&l.credential_id)
-        .bind(l.failed_attempts)
-        .bind(&l.revoked_reason)
-        .bind(l.expires_at)
-        .bind(l.created_at)
-        .bind(l.updated_at)
-        .bind(l.completed_at)
-        .bind(l.revoked_at)
-        .bind(&l.signed_in_browser)
-        .execute(&mut *tx)
-        .await?;
-        insert_audit_query(audit).execute(&mut *tx).await?;
-        tx.commit().await?;
+        );
+        let insert = sqlx::query(&sql)
+            .bind(&l.tenant_id)
+            .bind(l.id.as_str())
+            .bind(&l.token_hash)
+            .bind(&l.user_id)
+            .bind(&l.user_email)
+            .bind(super::rows::json_text(&l.request))
+            .bind(l.status.as_str())
+            .bind(&l.credential_id)
+            .bind(l.failed_attempts)
+            .bind(&l.revoked_reason)
+            .bind(l.expires_at)
+            .bind(l.created_at)
+            .bind(l.updated_at)
+            .bind(l.completed_at)
+            .bind(l.revoked_at)
+            .bind(&l.signed_in_browser);
+        self.write_audited(insert, audit).await?;
         Ok(())
     }
 

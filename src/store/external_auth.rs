@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::{conflict_or, insert_audit_query};
 use super::{SqlStore, StoreResult};
 use crate::clock::Millis;
 use crate::model::external_auth::{ConnectorId, SealedConnector};
@@ -118,22 +117,18 @@ fn connector(row: &AnyRow) -> StoreResult<SealedConnector> {
 #[async_trait]
 impl AuthStore for SqlStore {
     async fn insert_connector(&self, c: &SealedConnector, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO auth_connectors ({CONNECTOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(&c.tenant_id)
-        .bind(c.id.as_str())
-        .bind(&c.name)
-        .bind(&c.config)
-        .bind(c.version)
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_or)?;
-        insert_audit_query(audit).execute(&mut *tx).await?;
-        tx.commit().await?;
+        );
+        let insert = sqlx::query(&sql)
+            .bind(&c.tenant_id)
+            .bind(c.id.as_str())
+            .bind(&c.name)
+            .bind(&c.config)
+            .bind(c.version)
+            .bind(c.created_at)
+            .bind(c.updated_at);
+        self.write_audited(insert, audit).await?;
         Ok(())
     }
 
@@ -162,8 +157,7 @@ impl AuthStore for SqlStore {
         expected_version: i64,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE auth_connectors SET name = $3, config = $4, version = $5, updated_at = $6 \
              WHERE tenant_id = $1 AND id = $2 AND version = $7",
         )
@@ -173,16 +167,8 @@ impl AuthStore for SqlStore {
         .bind(&c.config)
         .bind(c.version)
         .bind(c.updated_at)
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_or)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit_query(audit).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(true)
+        .bind(expected_version);
+        self.write_audited(update, audit).await
     }
 
     async fn delete_connector(

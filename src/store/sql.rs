@@ -115,12 +115,19 @@ impl SqlStore {
         key: &str,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
+        let delete = sqlx::query(delete).bind(tenant_id).bind(key);
+        self.write_audited(delete, audit).await
+    }
+
+    /// Runs `write` and, if it changed a row, records `audit` in the same transaction;
+    /// returns whether it changed one (a taken unique key is [`StoreError::Conflict`]).
+    pub(super) async fn write_audited(
+        &self,
+        write: AnyQuery<'_>,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(delete)
-            .bind(tenant_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        let done = write.execute(&mut *tx).await.map_err(conflict_or)?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -652,26 +659,22 @@ impl Store for SqlStore {
 
     async fn insert_provider(&self, p: &SealedProvider, audit: &AuditEntry) -> StoreResult<()> {
         let m = &p.provider;
-        let mut tx = self.begin_write().await?;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO oauth_providers ({PROVIDER_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&m.tenant_id)
-        .bind(&m.id)
-        .bind(&m.slug)
-        .bind(rows::json_text(&m.config))
-        .bind(&p.client_secret)
-        .bind(&m.last_error)
-        .bind(m.last_error_at)
-        .bind(m.version)
-        .bind(m.created_at)
-        .bind(m.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_or)?;
-        insert_audit_query(audit).execute(&mut *tx).await?;
-        tx.commit().await?;
+        );
+        let insert = sqlx::query(&sql)
+            .bind(&m.tenant_id)
+            .bind(&m.id)
+            .bind(&m.slug)
+            .bind(rows::json_text(&m.config))
+            .bind(&p.client_secret)
+            .bind(&m.last_error)
+            .bind(m.last_error_at)
+            .bind(m.version)
+            .bind(m.created_at)
+            .bind(m.updated_at);
+        self.write_audited(insert, audit).await?;
         Ok(())
     }
 
