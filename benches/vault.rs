@@ -10,6 +10,7 @@
 //! cargo bench --bench vault -- --rpc check,authenticate           # some RPCs, with the baseline
 //! cargo bench --bench vault -- --overheads                        # what TLS, metrics and spans cost
 //! cargo bench --bench vault -- --overheads --otel                 # …with OpenTelemetry spans on
+//! cargo bench --bench vault -- --rewrap --count 100000             # rewrap alone and under reveals
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
@@ -37,6 +38,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 const KEYS: &str = "1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const KEY_2: &str = "2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const SEEDED: usize = 1000;
 const CONNECTIONS: usize = 4;
 const IN_FLIGHT: usize = 64;
@@ -143,6 +145,8 @@ fn postgres_admin() -> String {
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 struct Variant {
     tls: bool,
+    /// Master keys 1 and 2 (1 active), for the rewrap runs.
+    rotating: bool,
     /// Without RPC metrics and the per-RPC span.
     bare: bool,
 }
@@ -311,8 +315,13 @@ async fn start_empty(
         listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(database_url.clone()),
-        master_keys: Some(SecretString::from(KEYS.to_owned())),
+        master_keys: Some(SecretString::from(if variant.rotating {
+            format!("{KEYS},{KEY_2}")
+        } else {
+            KEYS.to_owned()
+        })),
         refresher_interval_secs: 0,
+        rewrap_interval_secs: 0,
         scan_interval_secs: 0,
         allow_http_urls: true,
         deliver_interval_ms: 0,
@@ -693,14 +702,14 @@ async fn overheads(seconds: u64, otel: bool) -> Vec<String> {
             "TLS 1.3",
             Variant {
                 tls: true,
-                bare: false,
+                ..Variant::default()
             },
         ),
         (
             "plaintext, no metrics or RPC span",
             Variant {
-                tls: false,
                 bare: true,
+                ..Variant::default()
             },
         ),
     ];
@@ -995,6 +1004,129 @@ async fn scaling(backend: &'static str, sizes: &[u64]) -> Vec<String> {
     lines
 }
 
+/// Replaces the stand-in ciphertexts `bulk_seed` wrote with real sealed API keys, so
+/// they open (and rewrap), a transaction per 1,000 rows.
+async fn seal_seeded(url: &str, vault: &credvault::service::Vault, tenant: &str, n: u64) {
+    let pool = AnyPool::connect(url).await.unwrap();
+    for chunk in 0..n.div_ceil(1000) {
+        let mut tx = pool.begin().await.unwrap();
+        for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
+            let id = format!("cred_{i:032}");
+            let user = format!("user-{}", i % 1000);
+            let aad = credvault::crypto::AadContext {
+                tenant_id: tenant,
+                user_id: &user,
+                credential_id: &id,
+            };
+            let plain = format!(r#"{{"api_key":{{"key":"sk_live_{i:040}"}}}}"#);
+            let blob = vault.keyring().seal(&aad, plain.as_bytes());
+            sqlx::query("UPDATE credentials SET secret = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(blob)
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    pool.close().await;
+}
+
+/// Values sealed under key version 1 now.
+async fn under_v1(vault: &credvault::service::Vault) -> u64 {
+    let counts = vault.store().sealed_counts().await.unwrap();
+    counts
+        .iter()
+        .filter(|c| c.key_version == 1)
+        .map(|c| c.values)
+        .sum()
+}
+
+/// `--rewrap`: on `n` stored credentials, reveals at 64 in flight alone; a rewrap
+/// pass alone; then (moving the values back) a rewrap pass while the same reveal load
+/// runs, at `rate` (0: unthrottled). One table line per rate.
+async fn rewrap(backend: &'static str, n: u64, seconds: u64, rates: &[u32]) -> Vec<String> {
+    use credvault::service::keys::rewrap::{Pace, Rewrap};
+    let (mut server, vault) = start_empty(
+        backend,
+        Variant {
+            rotating: true,
+            ..Variant::default()
+        },
+    )
+    .await;
+    let tenant = vault.list_tenants(1, "").await.unwrap().items[0].id.clone();
+    let now = credvault::clock::Clock::now_ms(&SystemClock);
+    bulk_seed(&server.database_url, &tenant, n, 0, now).await;
+    seal_seeded(&server.database_url, &vault, &tenant, n).await;
+    server.ids = (0..n)
+        .step_by(97)
+        .map(|i| format!("cred_{i:032}"))
+        .collect();
+    let mut admin =
+        credvault::proto::v1::admin_service_client::AdminServiceClient::with_interceptor(
+            channel(&server).await,
+            Bearer(server.token.clone()),
+        );
+    let mut activate = async |version| {
+        admin
+            .activate_key(pb::ActivateKeyRequest { version })
+            .await
+            .expect("activate");
+    };
+    let alone = concurrent(&server, Rpc::Reveal, seconds).await.per_sec;
+    activate(2).await;
+    let job = Rewrap::new(
+        &vault,
+        Pace {
+            batch: 500,
+            rate: 0,
+        },
+    );
+    let t = Instant::now();
+    let pass = job.pass().await.unwrap().unwrap();
+    let solo = pass.rewrapped as f64 / t.elapsed().as_secs_f64();
+    eprintln!("{backend}: reveals alone {alone:.0}/s, rewrap alone {solo:.0}/s");
+    let mut lines = Vec::new();
+    let mut to = 1;
+    for &rate in rates {
+        activate(to).await;
+        let before = under_v1(&vault).await;
+        let job = Arc::new(Rewrap::new(&vault, Pace { batch: 500, rate }));
+        let running = tokio::spawn({
+            let job = job.clone();
+            async move { job.pass().await.unwrap().unwrap() }
+        });
+        let t = Instant::now();
+        let during = concurrent(&server, Rpc::Reveal, seconds).await.per_sec;
+        let window = t.elapsed().as_secs_f64();
+        let moved = under_v1(&vault).await.abs_diff(before);
+        let finished = running.is_finished();
+        running.await.unwrap();
+        let rate_label = if rate == 0 {
+            "unthrottled".to_owned()
+        } else {
+            format!("{rate}/s")
+        };
+        let line = format!(
+            "| {backend} | {n} | {solo:.0} | {rate_label} | {:.0}{} | {alone:.0} | {during:.0} | {:+.1} % |",
+            moved as f64 / window,
+            if finished {
+                " (finished within the window)"
+            } else {
+                ""
+            },
+            (during / alone - 1.0) * 100.0,
+        );
+        eprintln!("{line}");
+        lines.push(line);
+        to = if to == 1 { 2 } else { 1 };
+    }
+    drop_database(&server).await;
+    lines
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1019,6 +1151,21 @@ async fn main() {
         let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5);
         let rows = overheads(seconds, flag("--otel")).await;
         println!("{}\n\n{}", machine(), rows.join("\n"));
+        return;
+    }
+    if flag("--rewrap") {
+        let n: u64 = arg("--count")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5);
+        let mut lines = vec![
+            "| backend | stored | rewrap alone, values/s | rewrap_rate | rewrap during reveals, values/s | reveals/s alone | reveals/s during rewrap | reveal change |".to_owned(),
+            "|---|---:|---:|---|---:|---:|---:|---:|".to_owned(),
+        ];
+        for backend in &backends {
+            lines.extend(rewrap(backend, n, seconds, &[5000, 0]).await);
+        }
+        println!("{}\n\n{}", machine(), lines.join("\n"));
         return;
     }
     if flag("--scaling") {

@@ -14,12 +14,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 
+use crate::clock::Millis;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::grpc::limits::OversizeIsResourceExhausted;
 use crate::grpc::observe::Observed;
 use crate::grpc::{
-    AdminApi, ConnectApi, CredentialApi, ExternalAuthApi, OAuthApi, UserApi, WebhookApi,
+    AdminApi, ConnectApi, CredentialApi, ExternalAuthApi, KeysApi, OAuthApi, UserApi, WebhookApi,
 };
 use crate::outbound::{Guard, Outbound};
 use crate::proto::{
@@ -33,6 +34,8 @@ use crate::proto::{
     },
 };
 use crate::service::external_auth::ExternalAuth;
+use crate::service::keys::lifecycle::KeyLifecycle;
+use crate::service::keys::rewrap::{Pace, Rewrap};
 use crate::service::links::{Connect, ConnectConfig};
 use crate::service::retention::Retention;
 use crate::service::users::Users;
@@ -80,6 +83,9 @@ impl From<crate::error::Error> for AppError {
 
 pub struct App {
     vault: Vault,
+    keys: Arc<KeyLifecycle>,
+    /// The rewrap job, shared by its worker and `RewrapSecrets`.
+    rewrap: Arc<Rewrap>,
     grpc: (TcpListener, SocketAddr),
     http: (TcpListener, SocketAddr),
     /// `metrics_listen`, when set.
@@ -161,13 +167,15 @@ fn settings(config: &Config, http: SocketAddr) -> Result<Settings, AppError> {
 
 /// Opens the vault the configuration describes, without serving it: loads the
 /// keyring, opens the store (running migrations), builds the guarded outbound client,
-/// checks the keyring against the database, and re-seals provider secrets from older
-/// versions. `http` is the HTTP address browsers reach (see [`settings`]).
+/// checks the keyring against the database, re-seals provider secrets from older
+/// versions, and joins the cluster's key lifecycle (adopting its active key version,
+/// refusing to start without it). `http` is the HTTP address browsers reach (see
+/// [`settings`]).
 pub async fn open_vault(
     config: &Config,
     clock: Arc<dyn Clock>,
     http: SocketAddr,
-) -> Result<Vault, AppError> {
+) -> Result<(Vault, Arc<KeyLifecycle>), AppError> {
     let keyring = Arc::new(config.keyring()?);
     let url = config
         .database_url
@@ -184,7 +192,11 @@ pub async fn open_vault(
             "re-sealed provider client secrets with their endpoints bound"
         );
     }
-    Ok(vault)
+    let heartbeat_ms =
+        Millis::try_from(config.key_heartbeat_secs.max(1) * 1000).unwrap_or(Millis::MAX);
+    let keys = Arc::new(KeyLifecycle::new(&vault, heartbeat_ms));
+    keys.join(config.active_key_version).await?;
+    Ok((vault, keys))
 }
 
 impl App {
@@ -205,12 +217,18 @@ impl App {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let vault = open_vault(config, clock, http.1).await?;
+        let (vault, keys) = open_vault(config, clock, http.1).await?;
         let tls = tls_files
             .map(|files| Tls::load(files, vault.metrics().clone()))
             .transpose()?;
+        let pace = Pace {
+            batch: config.rewrap_batch,
+            rate: config.rewrap_rate,
+        };
         Ok(Self {
+            rewrap: Arc::new(Rewrap::new(&vault, pace)),
             vault,
+            keys,
             grpc,
             http,
             ops,
@@ -249,6 +267,11 @@ impl App {
 
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// This replica's part in the key lifecycle (heartbeats, activation).
+    pub fn keys(&self) -> &Arc<KeyLifecycle> {
+        &self.keys
     }
 
     /// Serves gRPC (with health and reflection) and HTTP until `shutdown` resolves,
@@ -316,6 +339,18 @@ impl App {
                 stop.clone(),
             )));
         }
+        background.push(tokio::spawn(workers::keys::heartbeat(
+            self.keys.clone(),
+            Duration::from_secs(c.key_heartbeat_secs.max(1)),
+            stop.clone(),
+        )));
+        if c.rewrap_interval_secs > 0 {
+            background.push(tokio::spawn(workers::keys::rewrap(
+                self.rewrap.clone(),
+                Duration::from_secs(c.rewrap_interval_secs),
+                stop.clone(),
+            )));
+        }
         if c.retention_interval_secs > 0 {
             let every = Duration::from_secs(c.retention_interval_secs);
             background.push(tokio::spawn(workers::pruner::run(
@@ -376,9 +411,11 @@ impl App {
             self.config.http_rate_limit_per_minute,
         );
         let ops = crate::http::Ops::new(self.vault.clone(), serving.ready.clone());
+        let keys = KeysApi::new(self.vault.clone(), self.keys.clone(), self.rewrap.clone());
         let listeners = (self.http.0, self.ops.map(|(listener, _)| listener));
         let http = serve_pages_and_ops(listeners, self.tls.clone(), page, ops, stop);
         let apis = Apis {
+            keys,
             vault: self.vault,
             connect,
             external_auth,
@@ -396,6 +433,7 @@ type Served<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
 /// What the gRPC services are built from.
 struct Apis {
     vault: Vault,
+    keys: KeysApi,
     connect: Connect,
     external_auth: ExternalAuth,
     health: HealthServer<crate::grpc::health::DrainingHealth>,
@@ -426,6 +464,7 @@ fn serve_grpc(
     }
     let Apis {
         vault,
+        keys,
         connect,
         external_auth,
         health,
@@ -441,7 +480,10 @@ fn serve_grpc(
             CredentialServiceServer,
             CredentialApi::new(vault.clone())
         ))
-        .add_service(limited!(AdminServiceServer, AdminApi::new(vault.clone())))
+        .add_service(limited!(
+            AdminServiceServer,
+            AdminApi::new(vault.clone(), keys)
+        ))
         .add_service(limited!(ConnectServiceServer, ConnectApi::new(connect)))
         .add_service(limited!(
             ExternalAuthServiceServer,

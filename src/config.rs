@@ -31,8 +31,21 @@ pub struct Config {
     pub master_keys: Option<SecretString>,
     /// A file of master keys, one `<version>:<base64>` per line; should be mode 0600.
     pub master_key_file: Option<PathBuf>,
-    /// The version that seals new secrets; defaults to the highest configured.
+    /// The version that seals new secrets when the database has none recorded yet
+    /// (its first start); afterwards the cluster's active version is kept in the
+    /// database and moved with `credvault keys activate`. Defaults to the highest
+    /// configured.
     pub active_key_version: Option<u32>,
+    /// Seconds between key heartbeats: each replica reports the key versions it holds
+    /// and follows the cluster's active version. A replica silent for three is not live.
+    pub key_heartbeat_secs: u64,
+    /// Seconds between background rewrap passes (each re-seals what is not under the
+    /// active version, one replica at a time, under a lease); 0 turns the job off.
+    pub rewrap_interval_secs: u64,
+    /// Sealed values per rewrap batch (one transaction).
+    pub rewrap_batch: u32,
+    /// Sealed values rewrapped per second at most; 0 = unthrottled.
+    pub rewrap_rate: u32,
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `credvault=debug`; `RUST_LOG` wins if set.
     pub log_level: String,
@@ -137,6 +150,10 @@ impl Default for Config {
             master_keys: None,
             master_key_file: None,
             active_key_version: None,
+            key_heartbeat_secs: 10,
+            rewrap_interval_secs: 5 * 60,
+            rewrap_batch: 500,
+            rewrap_rate: 5000,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             max_message_bytes: 1024 * 1024,
@@ -258,6 +275,10 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("master_keys", EnvKind::Text),
     ("master_key_file", EnvKind::Text),
     ("active_key_version", EnvKind::Number),
+    ("key_heartbeat_secs", EnvKind::Number),
+    ("rewrap_interval_secs", EnvKind::Number),
+    ("rewrap_batch", EnvKind::Number),
+    ("rewrap_rate", EnvKind::Number),
     ("log_format", EnvKind::Text),
     ("log_level", EnvKind::Text),
     ("max_message_bytes", EnvKind::Number),

@@ -46,6 +46,9 @@ enum Command {
     /// External auth: connectors to your own REST auth system.
     #[command(subcommand)]
     Auth(commands::auth::AuthCommand),
+    /// Master key versions: status, activate, rewrap, retire (admin scope).
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
     /// Offline operator commands on the database itself (bootstrap, recover).
     #[command(subcommand)]
     Admin(commands::operator::AdminCommand),
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
             Command::Webhook(cmd) => commands::webhook::run(cmd).await,
             Command::User(cmd) => commands::user::run(cmd).await,
             Command::Auth(cmd) => commands::auth::run(cmd).await,
+            Command::Keys(cmd) => commands::keys::run(cmd).await,
             Command::Admin(cmd) => commands::operator::run(cmd).await,
             Command::Health(args) => commands::health::run(args).await,
         }

@@ -78,6 +78,8 @@ pub struct Metrics {
     scan_items: Family<Outcome, Counter>,
     pruned: Family<Kind, Counter>,
     seals: Family<KeyVersion, Counter>,
+    legacy_seals: Family<KeyVersion, Gauge>,
+    rewrapped: Family<Outcome, Counter>,
     connect: Family<Outcome, Counter>,
     external_auth: Family<Outcome, Counter>,
     db_connections: Family<State, Gauge>,
@@ -128,6 +130,8 @@ impl Metrics {
             scan_items: Family::default(),
             pruned: Family::default(),
             seals: Family::default(),
+            legacy_seals: Family::default(),
+            rewrapped: Family::default(),
             connect: Family::default(),
             external_auth: Family::default(),
             db_connections: Family::default(),
@@ -191,6 +195,17 @@ impl Metrics {
             "seals",
             "Secrets sealed, by master key version",
             self.seals.clone(),
+        );
+        r.register(
+            "key_legacy_seals",
+            "Format-1 seals made directly under each master key version (a lower bound); \
+             rotate at 2^31",
+            self.legacy_seals.clone(),
+        );
+        r.register(
+            "rewrap_values",
+            "Sealed values the rewrap job handled, by outcome: rewrapped, raced, failed",
+            self.rewrapped.clone(),
         );
         r.register(
             "connect_outcomes",
@@ -268,6 +283,24 @@ impl Metrics {
 
     pub fn pruned(&self, kind: &'static str, rows: u64) {
         self.pruned.get_or_create(&Kind { kind }).inc_by(rows);
+    }
+
+    /// What the cluster knows of `key_version`'s format-1 seals.
+    pub fn set_legacy_seals(&self, key_version: u32, seals: u64) {
+        self.legacy_seals
+            .get_or_create(&KeyVersion { key_version })
+            .set(i64::try_from(seals).unwrap_or(i64::MAX));
+    }
+
+    /// One rewrap batch's outcome.
+    pub fn count_rewrap(&self, rewrapped: u64, raced: u64, failed: u64) {
+        for (outcome, n) in [
+            ("rewrapped", rewrapped),
+            ("raced", raced),
+            ("failed", failed),
+        ] {
+            self.rewrapped.get_or_create(&Outcome { outcome }).inc_by(n);
+        }
     }
 
     pub fn connect(&self, outcome: &'static str) {

@@ -4,6 +4,7 @@ pub mod client;
 pub mod connect;
 pub mod cred;
 pub mod health;
+pub mod keys;
 pub mod operator;
 pub mod provider;
 pub mod serve;

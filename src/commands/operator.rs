@@ -57,7 +57,9 @@ async fn open(args: &ConfigArgs) -> anyhow::Result<credvault::service::Vault> {
     let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     // The embedded default's database and dev key, when nothing else is configured.
     embedded::apply(&mut config).context("preparing the embedded default data directory")?;
-    let vault = app::open_vault(&config, Arc::new(SystemClock), config.http_listen).await?;
+    let (vault, keys) = app::open_vault(&config, Arc::new(SystemClock), config.http_listen).await?;
+    // An offline command is not a serving replica: it must not hold up activation.
+    keys.leave().await?;
     Ok(vault)
 }
 

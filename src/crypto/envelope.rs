@@ -1,17 +1,27 @@
-//! The sealed-secret format, byte for byte (mirrored in `docs/encryption.md`):
+//! The sealed-secret formats, byte for byte (mirrored in `docs/encryption.md`).
+//!
+//! Format 2, written by every seal:
 //!
 //! ```text
 //! offset  len  field
-//!      0    1  format version (1)
+//!      0    1  format version (2)
 //!      1    4  master key version, big-endian u32
-//!      5   12  nonce for the wrapped data key
-//!     17   48  wrapped data key: AES-256-GCM(KEK, 32-byte DEK) ‖ 16-byte tag
-//!     65   12  nonce for the payload
-//!     77   n+16 payload: AES-256-GCM(DEK, plaintext) ‖ 16-byte tag
+//!      5   32  salt
+//!     37   12  nonce for the wrapped data key
+//!     49   48  wrapped data key: AES-256-GCM(WK, 32-byte DEK) ‖ 16-byte tag
+//!     97   12  nonce for the payload
+//!    109 n+16  payload: AES-256-GCM(DEK, plaintext) ‖ 16-byte tag
 //! ```
 //!
-//! Both encryptions use AAD = bytes 0..5 ‖ purpose (0x01 data key, 0x02 payload) ‖
-//! for tenant id, user id and credential id in turn: u16 big-endian length ‖ UTF-8 bytes.
+//! where the wrapping key WK = HKDF-SHA256(IKM = KEK, salt, info = "credvault/v2/wrap-key"),
+//! a fresh key for every seal, so the master key itself encrypts nothing.
+//!
+//! Format 1 (read only; rewrapped to format 2 by `credvault keys rewrap`) has no salt:
+//! the header is 5 bytes and the data key is wrapped directly under the KEK.
+//!
+//! Both encryptions use AAD = header (bytes before the first nonce) ‖ purpose (0x01 data
+//! key, 0x02 payload) ‖ for tenant id, user id and credential id in turn: u16 big-endian
+//! length ‖ UTF-8 bytes.
 use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce,
     aead::{Aead, Payload},
@@ -21,19 +31,57 @@ use zeroize::Zeroizing;
 
 use super::{CryptoError, Keyring};
 
-pub const FORMAT_VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 5;
+/// The format every seal writes.
+pub const FORMAT_VERSION: u8 = 2;
+/// The format of blobs sealed before per-seal keys; still opened.
+pub const LEGACY_FORMAT_VERSION: u8 = 1;
+const SALT_LEN: usize = 32;
+/// The header of the format every seal writes: version, key version, salt.
+pub const HEADER_LEN: usize = 5 + SALT_LEN;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const DEK_LEN: usize = 32;
 const WRAPPED_DEK_LEN: usize = DEK_LEN + TAG_LEN;
-const PAYLOAD_NONCE_AT: usize = HEADER_LEN + NONCE_LEN + WRAPPED_DEK_LEN;
-const PAYLOAD_AT: usize = PAYLOAD_NONCE_AT + NONCE_LEN;
-/// The shortest possible blob: an empty payload.
-pub const MIN_BLOB_LEN: usize = PAYLOAD_AT + TAG_LEN;
+/// The HKDF `info` of a seal's wrapping key.
+const WRAP_KEY_INFO: &[u8] = b"credvault/v2/wrap-key";
 
 const PURPOSE_DATA_KEY: u8 = 0x01;
 const PURPOSE_PAYLOAD: u8 = 0x02;
+
+/// Where the fields of one format sit: everything after the header has the same shape.
+#[derive(Clone, Copy)]
+struct Layout {
+    header: usize,
+}
+
+impl Layout {
+    const V1: Layout = Layout { header: 5 };
+    const V2: Layout = Layout { header: HEADER_LEN };
+
+    fn of(format: u8) -> Option<Layout> {
+        match format {
+            LEGACY_FORMAT_VERSION => Some(Self::V1),
+            FORMAT_VERSION => Some(Self::V2),
+            _ => None,
+        }
+    }
+    fn wrapped_at(self) -> usize {
+        self.header + NONCE_LEN
+    }
+    fn payload_nonce_at(self) -> usize {
+        self.wrapped_at() + WRAPPED_DEK_LEN
+    }
+    fn payload_at(self) -> usize {
+        self.payload_nonce_at() + NONCE_LEN
+    }
+    /// The shortest blob of this format: an empty payload.
+    fn min_len(self) -> usize {
+        self.payload_at() + TAG_LEN
+    }
+}
+
+/// The shortest possible blob of the current format: an empty payload.
+pub const MIN_BLOB_LEN: usize = HEADER_LEN + NONCE_LEN + WRAPPED_DEK_LEN + NONCE_LEN + TAG_LEN;
 
 /// Where a sealed secret lives. Bound into the AAD, so a blob copied to another row
 /// (or another tenant, user or id) no longer opens.
@@ -61,14 +109,21 @@ impl AadContext<'_> {
     }
 }
 
-/// The master key version a blob was sealed under, read from its header.
+/// The master key version a blob was sealed under, read from its header (the same
+/// place in every format).
 pub fn key_version_of(blob: &[u8]) -> Option<u32> {
-    let bytes: [u8; 4] = blob.get(1..HEADER_LEN)?.try_into().ok()?;
+    let bytes: [u8; 4] = blob.get(1..5)?.try_into().ok()?;
     Some(u32::from_be_bytes(bytes))
+}
+
+/// The format version of a blob (its first byte).
+pub fn format_of(blob: &[u8]) -> Option<u8> {
+    blob.first().copied()
 }
 
 /// The random inputs of one sealing; fixed only in known-answer tests.
 pub(crate) struct SealRandomness {
+    pub salt: [u8; SALT_LEN],
     pub dek: Zeroizing<[u8; DEK_LEN]>,
     pub dek_nonce: [u8; NONCE_LEN],
     pub payload_nonce: [u8; NONCE_LEN],
@@ -77,10 +132,12 @@ pub(crate) struct SealRandomness {
 impl SealRandomness {
     fn from_os() -> Self {
         let mut r = Self {
+            salt: [0; SALT_LEN],
             dek: Zeroizing::new([0; DEK_LEN]),
             dek_nonce: [0; NONCE_LEN],
             payload_nonce: [0; NONCE_LEN],
         };
+        OsRng.fill_bytes(&mut r.salt);
         OsRng.fill_bytes(r.dek.as_mut());
         OsRng.fill_bytes(&mut r.dek_nonce);
         OsRng.fill_bytes(&mut r.payload_nonce);
@@ -89,7 +146,7 @@ impl SealRandomness {
 }
 
 impl Keyring {
-    /// Seals `plaintext` for the row `ctx` under the active master key.
+    /// Seals `plaintext` for the row `ctx` under the active master key, in format 2.
     pub fn seal(&self, ctx: &AadContext<'_>, plaintext: &[u8]) -> Vec<u8> {
         self.seal_with(ctx, plaintext, SealRandomness::from_os())
     }
@@ -100,65 +157,112 @@ impl Keyring {
         plaintext: &[u8],
         r: SealRandomness,
     ) -> Vec<u8> {
-        let (version, kek) = self.active_cipher();
+        let version = self.active_version();
+        let mut header = Vec::with_capacity(MIN_BLOB_LEN + plaintext.len());
+        header.push(FORMAT_VERSION);
+        header.extend_from_slice(&version.to_be_bytes());
+        header.extend_from_slice(&r.salt);
+        // `active_version` is always in the keyring.
+        let Some(wrap) = self.wrap_cipher(version, &r.salt) else {
+            unreachable!("the active key version is in the keyring")
+        };
         self.count_seal(version);
-        let mut blob = Vec::with_capacity(MIN_BLOB_LEN + plaintext.len());
-        blob.push(FORMAT_VERSION);
-        blob.extend_from_slice(&version.to_be_bytes());
-
-        let wrapped = encrypt(
-            kek,
-            &r.dek_nonce,
-            r.dek.as_ref(),
-            &ctx.aad(&blob, PURPOSE_DATA_KEY),
-        );
-        let dek = Aes256Gcm::new(r.dek.as_ref().into());
-        let sealed = encrypt(
-            &dek,
-            &r.payload_nonce,
-            plaintext,
-            &ctx.aad(&blob, PURPOSE_PAYLOAD),
-        );
-
-        blob.extend_from_slice(&r.dek_nonce);
-        blob.extend_from_slice(&wrapped);
-        blob.extend_from_slice(&r.payload_nonce);
-        blob.extend_from_slice(&sealed);
-        blob
+        finish_seal(header, &wrap, ctx, plaintext, &r)
     }
 
-    /// Opens a blob sealed for the row `ctx`. Fails, returning no plaintext, if any
-    /// byte was changed or the blob belongs to another row.
+    /// Seals in the retired format 1 (data key wrapped directly under the KEK). Only
+    /// for tests that need old blobs beside new ones; the vault never writes format 1.
+    #[doc(hidden)]
+    pub fn seal_legacy_format(&self, ctx: &AadContext<'_>, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_legacy_with(ctx, plaintext, SealRandomness::from_os())
+    }
+
+    pub(crate) fn seal_legacy_with(
+        &self,
+        ctx: &AadContext<'_>,
+        plaintext: &[u8],
+        r: SealRandomness,
+    ) -> Vec<u8> {
+        let version = self.active_version();
+        let mut header = vec![LEGACY_FORMAT_VERSION];
+        header.extend_from_slice(&version.to_be_bytes());
+        let Some(kek) = self.cipher(version) else {
+            unreachable!("the active key version is in the keyring")
+        };
+        finish_seal(header, kek, ctx, plaintext, &r)
+    }
+
+    /// Opens a blob sealed for the row `ctx`, in either format. Fails, returning no
+    /// plaintext, if any byte was changed or the blob belongs to another row.
     pub fn open(
         &self,
         ctx: &AadContext<'_>,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if blob.len() < MIN_BLOB_LEN {
+        let format = format_of(blob).ok_or(CryptoError::Malformed("too short"))?;
+        let layout = Layout::of(format).ok_or(CryptoError::Malformed("unknown format version"))?;
+        if blob.len() < layout.min_len() {
             return Err(CryptoError::Malformed("too short"));
         }
-        if blob[0] != FORMAT_VERSION {
-            return Err(CryptoError::Malformed("unknown format version"));
-        }
         let version = key_version_of(blob).ok_or(CryptoError::Malformed("too short"))?;
-        let kek = self
-            .cipher(version)
-            .ok_or(CryptoError::UnknownKeyVersion(version))?;
-        let header = &blob[..HEADER_LEN];
+        let header = &blob[..layout.header];
+        let derived;
+        let wrap = if format == FORMAT_VERSION {
+            derived = self.wrap_cipher(version, &header[5..]);
+            derived.as_ref()
+        } else {
+            self.cipher(version)
+        }
+        .ok_or(CryptoError::UnknownKeyVersion(version))?;
 
-        let dek_nonce = &blob[HEADER_LEN..HEADER_LEN + NONCE_LEN];
-        let wrapped = &blob[HEADER_LEN + NONCE_LEN..PAYLOAD_NONCE_AT];
-        let dek = decrypt(kek, dek_nonce, wrapped, &ctx.aad(header, PURPOSE_DATA_KEY))?;
+        let dek_nonce = &blob[layout.header..layout.wrapped_at()];
+        let wrapped = &blob[layout.wrapped_at()..layout.payload_nonce_at()];
+        let dek = decrypt(wrap, dek_nonce, wrapped, &ctx.aad(header, PURPOSE_DATA_KEY))?;
         let dek = Aes256Gcm::new_from_slice(&dek).map_err(|_| CryptoError::Authentication)?;
 
-        let payload_nonce = &blob[PAYLOAD_NONCE_AT..PAYLOAD_AT];
+        let payload_nonce = &blob[layout.payload_nonce_at()..layout.payload_at()];
         decrypt(
             &dek,
             payload_nonce,
-            &blob[PAYLOAD_AT..],
+            &blob[layout.payload_at()..],
             &ctx.aad(header, PURPOSE_PAYLOAD),
         )
     }
+
+    /// The AES-256-GCM cipher under a format-2 seal's own wrapping key.
+    fn wrap_cipher(&self, version: u32, salt: &[u8]) -> Option<Aes256Gcm> {
+        let key = self.derive(version, Some(salt), WRAP_KEY_INFO)?;
+        Some(Aes256Gcm::new(key.as_ref().into()))
+    }
+}
+
+/// Wraps the data key under `wrap`, seals the payload under the data key and lays out
+/// `header ‖ nonce₁ ‖ wrapped DEK ‖ nonce₂ ‖ payload`.
+fn finish_seal(
+    mut blob: Vec<u8>,
+    wrap: &Aes256Gcm,
+    ctx: &AadContext<'_>,
+    plaintext: &[u8],
+    r: &SealRandomness,
+) -> Vec<u8> {
+    let wrapped = encrypt(
+        wrap,
+        &r.dek_nonce,
+        r.dek.as_ref(),
+        &ctx.aad(&blob, PURPOSE_DATA_KEY),
+    );
+    let dek = Aes256Gcm::new(r.dek.as_ref().into());
+    let sealed = encrypt(
+        &dek,
+        &r.payload_nonce,
+        plaintext,
+        &ctx.aad(&blob, PURPOSE_PAYLOAD),
+    );
+    blob.extend_from_slice(&r.dek_nonce);
+    blob.extend_from_slice(&wrapped);
+    blob.extend_from_slice(&r.payload_nonce);
+    blob.extend_from_slice(&sealed);
+    blob
 }
 
 fn encrypt(cipher: &Aes256Gcm, nonce: &[u8; NONCE_LEN], msg: &[u8], aad: &[u8]) -> Vec<u8> {
@@ -270,10 +374,59 @@ mod tests {
     }
 
     #[test]
+    fn format_1_and_format_2_blobs_open_side_by_side() {
+        let ring = ring(&[1, 2]);
+        let old = ring.seal_legacy_format(&CTX, b"old");
+        let new = ring.seal(&CTX, b"new");
+        assert_eq!((format_of(&old), format_of(&new)), (Some(1), Some(2)));
+        assert_eq!(old.len() + SALT_LEN, new.len());
+        assert_eq!(ring.open(&CTX, &old).unwrap().as_slice(), b"old");
+        assert_eq!(ring.open(&CTX, &new).unwrap().as_slice(), b"new");
+        // A format-2 blob relabelled as format 1 (or back) fails, never a panic.
+        let mut relabelled = new.clone();
+        relabelled[0] = 1;
+        assert_eq!(
+            ring.open(&CTX, &relabelled).unwrap_err(),
+            CryptoError::Authentication
+        );
+        let mut relabelled = old.clone();
+        relabelled[0] = 2;
+        assert!(ring.open(&CTX, &relabelled).is_err());
+    }
+
+    #[test]
+    fn each_seal_wraps_under_its_own_key() {
+        let ring = ring(&[1]);
+        let a = ring.seal(&CTX, b"x");
+        let b = ring.seal(&CTX, b"x");
+        assert_ne!(a[5..HEADER_LEN], b[5..HEADER_LEN], "salts repeat");
+        let (wa, wb) = (
+            ring.derive(1, Some(&a[5..HEADER_LEN]), WRAP_KEY_INFO)
+                .unwrap(),
+            ring.derive(1, Some(&b[5..HEADER_LEN]), WRAP_KEY_INFO)
+                .unwrap(),
+        );
+        assert_ne!(*wa, *wb);
+        assert_ne!(*wa, [1u8; 32]);
+        // The salt is authenticated: another salt derives another key.
+        let mut resalted = a.clone();
+        resalted[10] ^= 1;
+        assert_eq!(
+            ring.open(&CTX, &resalted).unwrap_err(),
+            CryptoError::Authentication
+        );
+    }
+
+    #[test]
     fn garbage_is_malformed_not_a_panic() {
         let ring = ring(&[1]);
         assert_eq!(
             ring.open(&CTX, b"").unwrap_err(),
+            CryptoError::Malformed("too short")
+        );
+        let v1 = ring.seal_legacy_format(&CTX, b"");
+        assert_eq!(
+            ring.open(&CTX, &v1[..v1.len() - 1]).unwrap_err(),
             CryptoError::Malformed("too short")
         );
         let mut blob = ring.seal(&CTX, b"x");
@@ -285,7 +438,7 @@ mod tests {
     }
 }
 
-/// The worked example of `docs/encryption.md`, checked against the document itself.
+/// The worked examples of `docs/encryption.md`, checked against the document itself.
 #[cfg(test)]
 mod worked_example {
     use super::*;
@@ -299,25 +452,33 @@ mod worked_example {
     pub(crate) const PLAINTEXT: &[u8] = br#"{"api_key":{"key":"sk_test_123"}}"#;
 
     fn seq<const N: usize>(start: u8) -> [u8; N] {
-        std::array::from_fn(|i| start + i as u8)
+        std::array::from_fn(|i| start.wrapping_add(i as u8))
     }
 
-    pub(crate) fn example() -> (Keyring, Vec<u8>) {
-        let ring = Keyring::new(vec![MasterKey::new(1, seq(0x00))], None).unwrap();
-        let randomness = SealRandomness {
+    fn ring() -> Keyring {
+        Keyring::new(vec![MasterKey::new(1, seq(0x00))], None).unwrap()
+    }
+
+    fn randomness() -> SealRandomness {
+        SealRandomness {
+            salt: seq(0x60),
             dek: Zeroizing::new(seq(0x20)),
             dek_nonce: seq(0x40),
             payload_nonce: seq(0x50),
-        };
-        let blob = ring.seal_with(&CTX, PLAINTEXT, randomness);
-        (ring, blob)
+        }
     }
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The hex after `label: ` on its own line of `docs/encryption.md`.
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len() / 2)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The hex after `label` at the start of its own line of `docs/encryption.md`.
     fn documented(label: &str) -> &'static str {
         let doc = include_str!("../../docs/encryption.md");
         doc.lines()
@@ -327,40 +488,52 @@ mod worked_example {
     }
 
     #[test]
-    fn sealing_the_documented_inputs_gives_the_documented_blob() {
-        let (ring, blob) = example();
-        assert_eq!(hex(&blob), documented("blob: "));
+    fn sealing_the_documented_inputs_gives_the_documented_blobs() {
+        let ring = ring();
+        let v2 = ring.seal_with(&CTX, PLAINTEXT, randomness());
+        assert_eq!(hex(&v2), documented("blob-v2: "));
+        assert_eq!(v2.len(), 158);
         assert_eq!(
-            hex(&CTX.aad(&blob[..HEADER_LEN], PURPOSE_DATA_KEY)),
-            documented("aad-dek: ")
+            hex(&CTX.aad(&v2[..HEADER_LEN], PURPOSE_DATA_KEY)),
+            documented("aad-dek-v2: ")
         );
-        assert_eq!(blob.len(), 126);
-        assert_eq!(ring.open(&CTX, &blob).unwrap().as_slice(), PLAINTEXT);
+        let wrap_key = ring
+            .derive(1, Some(&seq::<32>(0x60)), WRAP_KEY_INFO)
+            .unwrap();
+        assert_eq!(hex(wrap_key.as_ref()), documented("wrap-key: "));
+        assert_eq!(ring.open(&CTX, &v2).unwrap().as_slice(), PLAINTEXT);
+
+        let v1 = ring.seal_legacy_with(&CTX, PLAINTEXT, randomness());
+        assert_eq!(hex(&v1), documented("blob-v1: "));
+        assert_eq!(v1.len(), 126);
+        assert_eq!(ring.open(&CTX, &v1).unwrap().as_slice(), PLAINTEXT);
     }
 
-    /// Follows the document's steps with the AES-GCM primitive alone.
+    /// Follows the document's steps with HKDF and AES-GCM alone.
     #[test]
     fn the_documented_steps_decrypt_it_without_the_keyring() {
-        let blob: Vec<u8> = (0..documented("blob: ").len() / 2)
-            .map(|i| u8::from_str_radix(&documented("blob: ")[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
-        let kek = Aes256Gcm::new(&seq::<32>(0x00).into());
-        let header = &blob[..5];
-        let dek = kek
+        let blob = unhex(documented("blob-v2: "));
+        let salt = &blob[5..37];
+        let mut wrap_key = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &seq::<32>(0x00))
+            .expand(b"credvault/v2/wrap-key", &mut wrap_key)
+            .unwrap();
+        let header = &blob[..37];
+        let dek = Aes256Gcm::new(&wrap_key.into())
             .decrypt(
-                Nonce::from_slice(&blob[5..17]),
+                Nonce::from_slice(&blob[37..49]),
                 Payload {
-                    msg: &blob[17..65],
+                    msg: &blob[49..97],
                     aad: &CTX.aad(header, 1),
                 },
             )
             .unwrap();
-        let dek = Aes256Gcm::new_from_slice(&dek).unwrap();
-        let plain = dek
+        let plain = Aes256Gcm::new_from_slice(&dek)
+            .unwrap()
             .decrypt(
-                Nonce::from_slice(&blob[65..77]),
+                Nonce::from_slice(&blob[97..109]),
                 Payload {
-                    msg: &blob[77..],
+                    msg: &blob[109..],
                     aad: &CTX.aad(header, 2),
                 },
             )

@@ -1,12 +1,15 @@
 //! Versioned master keys (KEKs), loaded from configuration, never from the database.
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::{Engine, engine::general_purpose::STANDARD};
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use rand::{RngCore, rngs::OsRng};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// One 256-bit master key and its version.
@@ -69,57 +72,72 @@ pub enum KeyringError {
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Domain label of the key derived from each KEK for request fingerprints.
-const FINGERPRINT_LABEL: &[u8] = b"credvault/v1/request-fingerprint";
-/// Domain label of the key derived from each KEK for its key check value, and the
-/// fixed message that key authenticates.
-const KEY_CHECK_KEY_LABEL: &[u8] = b"credvault/v1/key-check-key";
-const KEY_CHECK_MESSAGE: &[u8] = b"credvault/v1/key-check";
+/// HKDF `info` labels of the keys derived from each KEK for purposes other than
+/// sealing. Each purpose has its own key; none is the KEK.
+const FINGERPRINT_INFO: &[u8] = b"credvault/v2/request-fingerprint";
+const KEY_CHECK_INFO: &[u8] = b"credvault/v2/key-check";
+/// The message a key check key authenticates.
+const KEY_CHECK_MESSAGE: &[u8] = b"credvault/v2/key-check-value";
+/// Marks values derived the format-2 way, so stored ones tell their derivation.
+const DERIVATION_V2: u8 = 2;
 
-/// The master keys, with exactly one active for new writes. Ciphers are keyed once
-/// here and reused; `Aes256Gcm` zeroizes its key schedule on drop.
+/// The keys of format 1, derived by HMAC(KEK, label). Only read to accept (and upgrade)
+/// what older versions stored.
+mod legacy {
+    pub const FINGERPRINT_LABEL: &[u8] = b"credvault/v1/request-fingerprint";
+    pub const KEY_CHECK_KEY_LABEL: &[u8] = b"credvault/v1/key-check-key";
+    pub const KEY_CHECK_MESSAGE: &[u8] = b"credvault/v1/key-check";
+}
+
+/// What a stored key check value says about a configured key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// It is the key, checked the current way.
+    Matches,
+    /// It is the key, but the stored value is of the older derivation: store
+    /// [`Keyring::check_value`] in its place.
+    MatchesLegacy,
+    /// Another key was configured under this version.
+    Differs,
+}
+
+/// The master keys, with exactly one active for new writes. The active version can
+/// change while running (it is a cluster-wide fact kept in the database).
 pub struct Keyring {
+    keys: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    /// Format-1 ciphers, keyed directly by the KEK; only opens old blobs. `Aes256Gcm`
+    /// zeroizes its key schedule on drop.
     ciphers: BTreeMap<u32, Aes256Gcm>,
-    /// Per version, HMAC-SHA256(KEK, FINGERPRINT_LABEL): a key that is not the KEK.
-    fingerprint_keys: BTreeMap<u32, Zeroizing<[u8; 32]>>,
-    /// Per version, the key check value: HMAC-SHA256(HMAC-SHA256(KEK,
-    /// KEY_CHECK_KEY_LABEL), KEY_CHECK_MESSAGE). Stored in the database, it tells a
-    /// wrong key from tampered data; it reveals nothing about the KEK.
-    check_values: BTreeMap<u32, [u8; 32]>,
-    active: u32,
-    /// Seals per version since this keyring was built (for `/metrics`).
-    seals: BTreeMap<u32, std::sync::atomic::AtomicU64>,
+    active: AtomicU32,
+    /// Seals per version since this keyring was built (for `/metrics` and the
+    /// persisted seal counters).
+    seals: BTreeMap<u32, AtomicU64>,
 }
 
 impl Keyring {
     /// Builds a keyring; `active` defaults to the highest version.
     pub fn new(keys: Vec<MasterKey>, active: Option<u32>) -> Result<Self, KeyringError> {
+        let mut by_version = BTreeMap::new();
         let mut ciphers = BTreeMap::new();
-        let mut fingerprint_keys = BTreeMap::new();
-        let mut check_values = BTreeMap::new();
-        for k in &keys {
-            let cipher = Aes256Gcm::new(k.key.as_ref().into());
-            if ciphers.insert(k.version, cipher).is_some() {
+        for k in keys {
+            ciphers.insert(k.version, Aes256Gcm::new(k.key.as_ref().into()));
+            if by_version.insert(k.version, k.key).is_some() {
                 return Err(KeyringError::Duplicate(k.version));
             }
-            fingerprint_keys.insert(
-                k.version,
-                Zeroizing::new(hmac(k.key.as_ref(), FINGERPRINT_LABEL)),
-            );
-            let check_key = Zeroizing::new(hmac(k.key.as_ref(), KEY_CHECK_KEY_LABEL));
-            check_values.insert(k.version, hmac(check_key.as_ref(), KEY_CHECK_MESSAGE));
         }
-        let highest = *ciphers.keys().next_back().ok_or(KeyringError::Empty)?;
+        let highest = *by_version.keys().next_back().ok_or(KeyringError::Empty)?;
         let active = active.unwrap_or(highest);
-        if !ciphers.contains_key(&active) {
+        if !by_version.contains_key(&active) {
             return Err(KeyringError::ActiveMissing(active));
         }
         Ok(Self {
-            seals: ciphers.keys().map(|v| (*v, Default::default())).collect(),
+            seals: by_version
+                .keys()
+                .map(|v| (*v, Default::default()))
+                .collect(),
+            keys: by_version,
             ciphers,
-            fingerprint_keys,
-            check_values,
-            active,
+            active: AtomicU32::new(active),
         })
     }
 
@@ -127,13 +145,13 @@ impl Keyring {
     pub fn seal_counts(&self) -> Vec<(u32, u64)> {
         self.seals
             .iter()
-            .map(|(v, n)| (*v, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .map(|(v, n)| (*v, n.load(Ordering::Relaxed)))
             .collect()
     }
 
     pub(crate) fn count_seal(&self, version: u32) {
         if let Some(n) = self.seals.get(&version) {
-            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            n.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -145,58 +163,130 @@ impl Keyring {
             .filter(|e| !e.is_empty() && !e.starts_with('#'));
         let mut keys = Vec::new();
         for (i, entry) in entries.enumerate() {
-            let n = i + 1;
-            let (version, b64) = entry.split_once(':').ok_or(KeyringError::Syntax(n))?;
-            let version: u32 = version
-                .trim()
-                .parse()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or(KeyringError::Version(n))?;
-            let bytes = Zeroizing::new(
-                STANDARD
-                    .decode(b64.trim())
-                    .map_err(|_| KeyringError::KeyBytes(n))?,
-            );
-            let key: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyringError::KeyBytes(n))?;
-            keys.push(MasterKey::new(version, key));
+            keys.push(parse_entry(i + 1, entry)?);
         }
         Self::new(keys, active)
     }
 
     /// The version new secrets are sealed under.
     pub fn active_version(&self) -> u32 {
-        self.active
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Makes `version` the one new secrets are sealed under.
+    pub fn set_active(&self, version: u32) -> Result<(), KeyringError> {
+        if !self.keys.contains_key(&version) {
+            return Err(KeyringError::ActiveMissing(version));
+        }
+        self.active.store(version, Ordering::Release);
+        Ok(())
+    }
+
+    pub fn holds(&self, version: u32) -> bool {
+        self.keys.contains_key(&version)
     }
 
     pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
-        self.ciphers.keys().copied()
+        self.keys.keys().copied()
     }
 
     /// A keyed fingerprint of `data` under the key derived from master key `version`:
     /// lets requests be compared later without storing anything guessable from them.
-    pub fn fingerprint(&self, version: u32, data: &[u8]) -> Option<[u8; 32]> {
-        self.fingerprint_keys
-            .get(&version)
-            .map(|key| hmac(key.as_ref(), data))
+    /// The first byte names the derivation (2).
+    pub fn fingerprint(&self, version: u32, data: &[u8]) -> Option<Vec<u8>> {
+        let key = self.derive(version, None, FINGERPRINT_INFO)?;
+        let mut tagged = vec![DERIVATION_V2];
+        tagged.extend_from_slice(&hmac(key.as_ref(), data));
+        Some(tagged)
     }
 
-    /// The key check value of each configured version.
-    pub fn check_values(&self) -> impl Iterator<Item = (u32, [u8; 32])> + '_ {
-        self.check_values.iter().map(|(v, c)| (*v, *c))
+    /// Whether `stored` is the fingerprint of `data` under `version`, in constant
+    /// time; stored fingerprints of either derivation are understood.
+    pub fn fingerprint_matches(&self, version: u32, stored: &[u8], data: &[u8]) -> Option<bool> {
+        let expected = if stored.len() == 32 {
+            let key = Zeroizing::new(hmac(
+                self.keys.get(&version)?.as_ref(),
+                legacy::FINGERPRINT_LABEL,
+            ));
+            hmac(key.as_ref(), data).to_vec()
+        } else {
+            self.fingerprint(version, data)?
+        };
+        Some(bool::from(expected.as_slice().ct_eq(stored)))
     }
 
-    pub(super) fn active_cipher(&self) -> (u32, &Aes256Gcm) {
-        // `new` guarantees the active version is present.
-        (self.active, &self.ciphers[&self.active])
+    /// The key check value of `version`, tagged with its derivation:
+    /// `0x02 ‖ HMAC-SHA256(HKDF(KEK, info "credvault/v2/key-check"), "credvault/v2/key-check-value")`.
+    /// It tells a wrong key from tampered data and reveals nothing about the KEK.
+    pub fn check_value(&self, version: u32) -> Option<Vec<u8>> {
+        let key = self.derive(version, None, KEY_CHECK_INFO)?;
+        let mut tagged = vec![DERIVATION_V2];
+        tagged.extend_from_slice(&hmac(key.as_ref(), KEY_CHECK_MESSAGE));
+        Some(tagged)
+    }
+
+    /// Compares a stored key check value with the configured key `version`, in
+    /// constant time; values stored by older versions (32 bytes, untagged) are accepted.
+    pub fn check(&self, version: u32, stored: &[u8]) -> Option<KeyCheck> {
+        if stored.len() == 32 {
+            let key = Zeroizing::new(hmac(
+                self.keys.get(&version)?.as_ref(),
+                legacy::KEY_CHECK_KEY_LABEL,
+            ));
+            let value = hmac(key.as_ref(), legacy::KEY_CHECK_MESSAGE);
+            return Some(if bool::from(value.ct_eq(stored)) {
+                KeyCheck::MatchesLegacy
+            } else {
+                KeyCheck::Differs
+            });
+        }
+        let value = self.check_value(version)?;
+        Some(if bool::from(value.as_slice().ct_eq(stored)) {
+            KeyCheck::Matches
+        } else {
+            KeyCheck::Differs
+        })
+    }
+
+    /// HKDF-SHA256 of master key `version` (the IKM) with `salt` and `info`.
+    pub(super) fn derive(
+        &self,
+        version: u32,
+        salt: Option<&[u8]>,
+        info: &[u8],
+    ) -> Option<Zeroizing<[u8; 32]>> {
+        let kek = self.keys.get(&version)?;
+        let mut out = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
+        Hkdf::<Sha256>::new(salt, kek.as_ref())
+            .expand(info, out.as_mut())
+            .ok()?;
+        Some(out)
     }
 
     pub(super) fn cipher(&self, version: u32) -> Option<&Aes256Gcm> {
         self.ciphers.get(&version)
     }
+}
+
+fn parse_entry(n: usize, entry: &str) -> Result<MasterKey, KeyringError> {
+    let (version, b64) = entry.split_once(':').ok_or(KeyringError::Syntax(n))?;
+    let version: u32 = version
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or(KeyringError::Version(n))?;
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(b64.trim())
+            .map_err(|_| KeyringError::KeyBytes(n))?,
+    );
+    let key: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyringError::KeyBytes(n))?;
+    Ok(MasterKey::new(version, key))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -209,8 +299,8 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyring")
-            .field("versions", &self.ciphers.keys().collect::<Vec<_>>())
-            .field("active", &self.active)
+            .field("versions", &self.keys.keys().collect::<Vec<_>>())
+            .field("active", &self.active_version())
             .finish()
     }
 }
@@ -261,27 +351,66 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_are_keyed_per_version() {
+    fn fingerprints_are_keyed_per_version_and_tagged() {
         let ring = Keyring::new(
             vec![MasterKey::new(1, [1; 32]), MasterKey::new(2, [2; 32])],
             None,
         )
         .unwrap();
         let a = ring.fingerprint(1, b"request").unwrap();
+        assert_eq!((a.len(), a[0]), (33, DERIVATION_V2));
         assert_eq!(a, ring.fingerprint(1, b"request").unwrap());
         assert_ne!(a, ring.fingerprint(2, b"request").unwrap());
         assert_ne!(a, ring.fingerprint(1, b"other").unwrap());
         assert!(ring.fingerprint(3, b"request").is_none());
+        assert_eq!(ring.fingerprint_matches(1, &a, b"request"), Some(true));
+        assert_eq!(ring.fingerprint_matches(1, &a, b"other"), Some(false));
+        assert_eq!(ring.fingerprint_matches(2, &a, b"request"), Some(false));
+    }
+
+    #[test]
+    fn fingerprints_stored_by_older_versions_still_match() {
+        let ring = Keyring::new(vec![MasterKey::new(1, [1; 32])], None).unwrap();
+        let key = hmac(&[1; 32], legacy::FINGERPRINT_LABEL);
+        let stored = hmac(&key, b"request");
+        assert_eq!(ring.fingerprint_matches(1, &stored, b"request"), Some(true));
+        assert_eq!(ring.fingerprint_matches(1, &stored, b"other"), Some(false));
     }
 
     #[test]
     fn key_check_values_tell_keys_apart_and_are_not_the_key() {
         let ring = |byte| Keyring::new(vec![MasterKey::new(1, [byte; 32])], None).unwrap();
-        let a: Vec<_> = ring(1).check_values().collect();
-        assert_eq!(a, ring(1).check_values().collect::<Vec<_>>());
-        assert_ne!(a, ring(2).check_values().collect::<Vec<_>>());
-        assert_ne!(a[0].1, [1; 32]);
-        assert_ne!(Some(a[0].1), ring(1).fingerprint(1, KEY_CHECK_MESSAGE));
+        let a = ring(1).check_value(1).unwrap();
+        assert_eq!(a, ring(1).check_value(1).unwrap());
+        assert_ne!(a, ring(2).check_value(1).unwrap());
+        assert_ne!(&a[1..], &[1; 32]);
+        assert_ne!(Some(&a), ring(1).fingerprint(1, KEY_CHECK_MESSAGE).as_ref());
+        assert_eq!(ring(1).check(1, &a), Some(KeyCheck::Matches));
+        assert_eq!(ring(2).check(1, &a), Some(KeyCheck::Differs));
+        assert_eq!(ring(1).check(2, &a), None);
+    }
+
+    #[test]
+    fn key_check_values_stored_by_older_versions_are_recognised() {
+        let ring = |byte| Keyring::new(vec![MasterKey::new(1, [byte; 32])], None).unwrap();
+        let key = hmac(&[1; 32], legacy::KEY_CHECK_KEY_LABEL);
+        let stored = hmac(&key, legacy::KEY_CHECK_MESSAGE);
+        assert_eq!(ring(1).check(1, &stored), Some(KeyCheck::MatchesLegacy));
+        assert_eq!(ring(2).check(1, &stored), Some(KeyCheck::Differs));
+    }
+
+    #[test]
+    fn the_active_version_can_move_only_to_a_held_key() {
+        let ring = Keyring::new(
+            vec![MasterKey::new(1, [1; 32]), MasterKey::new(2, [2; 32])],
+            Some(1),
+        )
+        .unwrap();
+        assert_eq!(ring.active_version(), 1);
+        ring.set_active(2).unwrap();
+        assert_eq!(ring.active_version(), 2);
+        assert_eq!(ring.set_active(3), Err(KeyringError::ActiveMissing(3)));
+        assert_eq!(ring.active_version(), 2);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! A [`Keyring`] holds versioned master keys (KEKs) from configuration. Each sealed
 //! secret gets its own random data key (DEK); the payload is sealed with the DEK and the
-//! DEK with the active KEK, both AES-256-GCM, both bound by AAD to the row they live in.
+//! DEK with a wrapping key derived for that seal alone (HKDF-SHA256 of the active KEK
+//! and a random salt), both AES-256-GCM, both bound by AAD to the row they live in.
 //!
 //! ```
 //! use credvault::crypto::{AadContext, Keyring};
@@ -19,8 +20,10 @@
 mod envelope;
 mod keyring;
 
-pub use envelope::{AadContext, HEADER_LEN, key_version_of};
-pub use keyring::{Keyring, KeyringError, MasterKey};
+pub use envelope::{
+    AadContext, FORMAT_VERSION, HEADER_LEN, LEGACY_FORMAT_VERSION, format_of, key_version_of,
+};
+pub use keyring::{KeyCheck, Keyring, KeyringError, MasterKey};
 
 /// Why a blob could not be opened. None of these carry key or plaintext bytes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

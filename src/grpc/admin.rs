@@ -1,6 +1,7 @@
 use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
+use super::keys::KeysApi;
 use super::{authorize, authorize_any, convert};
 use crate::model::Scope;
 use crate::proto::v1::{self as pb, admin_service_server::AdminService};
@@ -10,14 +11,15 @@ use crate::service::{NewToken, Vault};
 const TOKEN_ADMINS: &[Scope] = &[Scope::Admin, Scope::TenantAdmin];
 
 /// `credvault.v1.AdminService`: tenants need `admin`; tokens `admin` or
-/// `tenant:admin` (its own tenant).
+/// `tenant:admin` (its own tenant); keys `admin`.
 pub struct AdminApi {
     vault: Vault,
+    keys: KeysApi,
 }
 
 impl AdminApi {
-    pub fn new(vault: Vault) -> Self {
-        Self { vault }
+    pub fn new(vault: Vault, keys: KeysApi) -> Self {
+        Self { vault, keys }
     }
 }
 
@@ -89,5 +91,24 @@ impl AdminService for AdminApi {
         let token = self.vault.revoke_token(&caller, &req.get_ref().id).await?;
         tracing::info!(token = %token.id, "service token revoked");
         Ok(Response::new(convert::service_token(token)))
+    }
+
+    async fn get_key_status(&self, req: Request<pb::GetKeyStatusRequest>) -> Reply<pb::KeyStatus> {
+        self.keys.status(req).await
+    }
+
+    async fn activate_key(&self, req: Request<pb::ActivateKeyRequest>) -> Reply<pb::KeyStatus> {
+        self.keys.activate(req).await
+    }
+
+    async fn retire_key(&self, req: Request<pb::RetireKeyRequest>) -> Reply<pb::KeyStatus> {
+        self.keys.retire(req).await
+    }
+
+    async fn rewrap_secrets(
+        &self,
+        req: Request<pb::RewrapSecretsRequest>,
+    ) -> Reply<pb::RewrapSecretsResponse> {
+        self.keys.rewrap(req).await
     }
 }

@@ -2,7 +2,6 @@
 //! and reveal (open the envelope, audited).
 use std::collections::BTreeMap;
 
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::{Caller, Vault, pagination, validate};
@@ -257,7 +256,6 @@ impl Vault {
             fingerprint: self
                 .keyring
                 .fingerprint(key_version, &fingerprint_input)
-                .map(Vec::from)
                 .unwrap_or_default(),
             key_version,
             credential_id: sealed.meta.id.clone(),
@@ -305,16 +303,16 @@ impl Vault {
         existing: &IdempotencyRecord,
         fingerprint_input: &[u8],
     ) -> Result<CredentialMeta> {
-        let fingerprint = self
+        let same = self
             .keyring
-            .fingerprint(existing.key_version, fingerprint_input)
+            .fingerprint_matches(existing.key_version, &existing.fingerprint, fingerprint_input)
             .ok_or_else(|| {
                 Error::Unavailable(format!(
                     "request_id: was recorded under master key version {}, which is not in the keyring",
                     existing.key_version
                 ))
             })?;
-        if !bool::from(fingerprint.ct_eq(existing.fingerprint.as_slice())) {
+        if !same {
             return Err(Error::invalid(
                 "request_id",
                 "was already used for a different request; use a new request_id for a new credential",

@@ -17,7 +17,7 @@ mod admin;
 mod auth;
 mod credentials;
 pub mod external_auth;
-mod keys;
+pub mod keys;
 pub mod links;
 mod notify;
 mod oauth_flow;

@@ -77,7 +77,9 @@ fn provider_not_found(slug: &str) -> Error {
 /// Where the client secret may be sent: the origins of the provider's endpoints,
 /// bound into the sealed secret's AAD. A row edited in the database to point an
 /// endpoint elsewhere no longer opens, so the secret cannot be redirected.
-fn endpoint_binding(c: &ProviderConfig) -> String {
+/// The AAD "user" of a provider's client secret: the origins of its authorization,
+/// token and revocation URLs, in that order.
+pub(super) fn endpoint_binding(c: &ProviderConfig) -> String {
     let origins: Vec<String> = [&c.authorization_url, &c.token_url, &c.revocation_url]
         .iter()
         .map(|u| origin_of(u))

@@ -18,6 +18,7 @@ use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 mod batch;
 mod connect;
 mod external_auth;
+mod keys;
 mod notifications;
 pub mod postgres;
 mod rows;
@@ -27,6 +28,10 @@ mod users;
 
 pub use connect::{AttemptCount, ConnectNotice, ConnectStore, LinkFilter};
 pub use external_auth::{AuthStore, LockoutPolicy};
+pub use keys::{
+    Heartbeat, KeyStore, KeyVersionRow, ReplicaRow, Resealed, SealedColumn, SealedCount,
+    SealedValue,
+};
 pub use notifications::{DeliveryFilter, NotificationStore};
 pub use sql::SqlStore;
 pub use users::{Linked, UserStore};
@@ -122,7 +127,7 @@ pub struct PoolStats {
 
 #[async_trait]
 pub trait Store:
-    NotificationStore + ConnectStore + UserStore + AuthStore + Send + Sync + 'static
+    NotificationStore + ConnectStore + UserStore + AuthStore + KeyStore + Send + Sync + 'static
 {
     fn backend(&self) -> Backend;
 
@@ -159,10 +164,6 @@ pub trait Store:
     /// Marks a token revoked (once), unless it is the last working `admin` token
     /// (checked and written atomically, so two revocations cannot both pass).
     async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Revocation>;
-
-    /// The key check value stored for master key `version`, storing `value` first if
-    /// there is none yet.
-    async fn key_check(&self, version: u32, value: &[u8], at: Millis) -> StoreResult<Vec<u8>>;
 
     /// Stores a new credential, upserting its end user, recording `idempotency` and
     /// `audit`, all in one transaction. [`StoreError::Conflict`] means the request id

@@ -395,25 +395,6 @@ impl Store for SqlStore {
         Ok(outcome)
     }
 
-    async fn key_check(&self, version: u32, value: &[u8], at: Millis) -> StoreResult<Vec<u8>> {
-        let version = i64::from(version);
-        sqlx::query(
-            "INSERT INTO key_checks (version, check_value, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (version) DO NOTHING",
-        )
-        .bind(version)
-        .bind(value)
-        .bind(at)
-        .execute(&self.write)
-        .await?;
-        Ok(
-            sqlx::query_scalar("SELECT check_value FROM key_checks WHERE version = $1")
-                .bind(version)
-                .fetch_one(&self.write)
-                .await?,
-        )
-    }
-
     async fn insert_credential(
         &self,
         c: &SealedCredential,

@@ -7,6 +7,7 @@ use tracing::Instrument;
 use crate::shutdown::Shutdown;
 
 pub mod deliverer;
+pub mod keys;
 pub mod pruner;
 pub mod refresher;
 pub mod scanner;

@@ -17,6 +17,7 @@ mod fake_provider;
 mod fixtures;
 mod idempotency;
 mod isolation;
+mod keys;
 mod lifecycle;
 mod oauth;
 mod operations;

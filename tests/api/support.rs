@@ -8,6 +8,7 @@ use credvault::proto::v1::{
     admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
     o_auth_service_client::OAuthServiceClient, webhook_service_client::WebhookServiceClient,
 };
+use credvault::service::keys::lifecycle::KeyLifecycle;
 use credvault::service::{Caller, NewToken, Vault};
 use credvault::{App, Config};
 use secrecy::{ExposeSecret, SecretString};
@@ -249,6 +250,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub clock: ManualClock,
     pub vault: Vault,
+    /// The running server's key lifecycle (beat it by hand: heartbeats run on real time).
+    pub key_lifecycle: Arc<KeyLifecycle>,
     pub db: TestDb,
     pub addr: std::net::SocketAddr,
     pub http_addr: std::net::SocketAddr,
@@ -265,6 +268,7 @@ pub struct TestApp {
 /// Another instance of the vault on the same database (a replica).
 pub struct Peer {
     pub vault: Vault,
+    pub keys: Arc<KeyLifecycle>,
     pub addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -279,6 +283,7 @@ impl Drop for Peer {
 
 struct Running {
     vault: Vault,
+    keys: Arc<KeyLifecycle>,
     addr: std::net::SocketAddr,
     http_addr: std::net::SocketAddr,
     metrics_addr: Option<std::net::SocketAddr>,
@@ -298,6 +303,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: Tweak) -> Option<TestApp> {
     let clock = ManualClock::new(T0);
     let Running {
         vault,
+        keys: key_lifecycle,
         addr,
         http_addr,
         metrics_addr,
@@ -315,6 +321,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: Tweak) -> Option<TestApp> {
         backend,
         clock,
         vault,
+        key_lifecycle,
         db,
         addr,
         http_addr,
@@ -337,6 +344,7 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Ru
         .await
         .unwrap();
     let vault = app.vault().clone();
+    let keys = app.keys().clone();
     let addr = app.grpc_addr();
     let http_addr = app.http_addr();
     let metrics_addr = app.metrics_addr();
@@ -350,6 +358,7 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Ru
     });
     Running {
         vault,
+        keys,
         addr,
         http_addr,
         metrics_addr,
@@ -372,6 +381,7 @@ pub fn test_config(db: &TestDb, keys: &str, tweak: Tweak) -> Config {
         refresher_interval_secs: 0,
         scan_interval_secs: 0,
         retention_interval_secs: 0,
+        rewrap_interval_secs: 0,
         deliver_interval_ms: 0,
         provider_timeout_secs: 1,
         webhook_timeout_secs: 1,
@@ -400,6 +410,7 @@ impl TestApp {
         }
         let Running {
             vault,
+            keys: key_lifecycle,
             addr,
             http_addr,
             metrics_addr,
@@ -407,6 +418,7 @@ impl TestApp {
             server,
         } = start(&self.db, keys, &self.clock, self.tweak).await;
         self.vault = vault;
+        self.key_lifecycle = key_lifecycle;
         self.addr = addr;
         self.http_addr = http_addr;
         self.metrics_addr = metrics_addr;
@@ -429,9 +441,15 @@ impl TestApp {
 
     /// Another vault instance on the same database and clock.
     pub async fn spawn_peer(&self) -> Peer {
-        let running = start(&self.db, &self.keys, &self.clock, self.tweak).await;
+        self.spawn_peer_with_keys(&self.keys).await
+    }
+
+    /// A replica on the same database and clock whose keyring holds `keys`.
+    pub async fn spawn_peer_with_keys(&self, keys: &str) -> Peer {
+        let running = start(&self.db, keys, &self.clock, self.tweak).await;
         Peer {
             vault: running.vault,
+            keys: running.keys,
             addr: running.addr,
             stop: Some(running.stop),
         }
@@ -593,6 +611,24 @@ impl TestApp {
     pub async fn execute(&self, sql: &str, params: &[&str]) -> u64 {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
         query.execute(&self.raw).await.unwrap().rows_affected()
+    }
+
+    /// The stored key check value of master key `version`.
+    pub async fn key_check(&self, version: i64) -> Vec<u8> {
+        sqlx::query_scalar("SELECT check_value FROM key_checks WHERE version = $1")
+            .bind(version)
+            .fetch_one(&self.raw)
+            .await
+            .unwrap()
+    }
+
+    pub async fn set_key_check(&self, version: i64, value: &[u8]) {
+        sqlx::query("UPDATE key_checks SET check_value = $1 WHERE version = $2")
+            .bind(value)
+            .bind(version)
+            .execute(&self.raw)
+            .await
+            .unwrap();
     }
 
     /// The sealed client secret of every provider (one expected), and its id.

@@ -110,6 +110,30 @@ both_backends! {
         assert!(admin.list_tenants(pb::ListTenantsRequest::default()).await.is_ok());
     }
 
+    async fn a_key_check_stored_by_an_older_version_is_checked_then_upgraded(app) {
+        use hmac::{Hmac, Mac};
+        let legacy = |key: &[u8]| {
+            let mac = |k: &[u8], m: &[u8]| {
+                let mut h = <Hmac<sha2::Sha256> as Mac>::new_from_slice(k).unwrap();
+                h.update(m);
+                h.finalize().into_bytes().to_vec()
+            };
+            mac(&mac(key, b"credvault/v1/key-check-key"), b"credvault/v1/key-check")
+        };
+        let current = app.key_check(1).await;
+        assert_eq!((current.len(), current[0]), (33, 2), "tagged with its derivation");
+        // What a version before HKDF-derived keys stored, for the right key:
+        app.set_key_check(1, &legacy(&[1; 32])).await;
+        let wrong_v1 = "1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+        let config = test_config(&app.db, wrong_v1, |c| c);
+        let err = credvault::App::build_with_clock(&config, Arc::new(app.clock.clone())).await.err().expect("refused");
+        assert!(err.to_string().contains("key check"), "{err}");
+        assert_eq!(app.key_check(1).await, legacy(&[1; 32]), "a refused start changes nothing");
+        // The right key starts and replaces the old value with the current one.
+        app.restart_with_keys(KEY_V1).await;
+        assert_eq!(app.key_check(1).await, current);
+    }
+
     async fn a_wrong_master_key_refuses_to_start(app) {
         let t = app.tenant("acme").await;
         let mut c = app.client(&t.token).await;

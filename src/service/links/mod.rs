@@ -87,10 +87,13 @@ impl Connect {
 
 /// The AAD of a tenant's connect signing secrets: no credential or endpoint id can
 /// take the place of this fixed name.
+/// The AAD id of a tenant's connect signing secret.
+pub(super) const SIGNING_SECRET_ID: &str = "connect:signing-secret";
+
 fn secret_aad(tenant_id: &str) -> AadContext<'_> {
     AadContext {
         tenant_id,
         user_id: "",
-        credential_id: "connect:signing-secret",
+        credential_id: SIGNING_SECRET_ID,
     }
 }

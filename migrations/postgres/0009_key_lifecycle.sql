@@ -1,0 +1,18 @@
+-- Key lifecycle: the active master key version is a cluster-wide fact, replicas report
+-- which versions their keyrings hold, and seals are counted per version.
+
+CREATE TABLE key_versions (
+    version       BIGINT PRIMARY KEY,   -- master key version
+    state         TEXT NOT NULL,        -- 'active' (exactly one), 'ready' or 'retired'
+    seals         BIGINT NOT NULL,      -- seals made under it, flushed by heartbeats
+    legacy_seals  BIGINT NOT NULL,      -- format-1 values found under it when first counted
+    updated_at    BIGINT NOT NULL
+);
+
+CREATE UNIQUE INDEX one_active_key ON key_versions (state) WHERE state = 'active';
+
+CREATE TABLE replicas (
+    id            TEXT PRIMARY KEY,     -- the instance id
+    key_versions  TEXT NOT NULL,        -- comma-separated versions its keyring holds
+    seen_at       BIGINT NOT NULL       -- its last heartbeat, epoch ms
+);
