@@ -154,6 +154,13 @@ both_backends! {
             assert!(before.sealed.iter().any(|c| c.column == column), "{column} counted: {before:?}");
         }
         assert!(before.sealed.iter().any(|c| c.format == 1 && c.values == 1));
+        // A database from before the key lifecycle: its first start counts the
+        // format-1 values under each version as that version's legacy seals.
+        app.execute("DELETE FROM key_versions", &[]).await;
+        app.restart_with_keys(KEY_V1).await;
+        let s = status(&app).await;
+        let v1 = s.versions.iter().find(|v| v.version == 1).unwrap();
+        assert_eq!((v1.state.as_str(), v1.legacy_seals), ("active", 1), "{s:?}");
 
         // Adding v2 to the keyring changes nothing until it is activated.
         app.restart_with_keys(&format!("{KEY_V1},{KEY_V2}")).await;

@@ -79,9 +79,13 @@ impl KeyLifecycle {
     /// Refuses when this keyring lacks the active version: every value it sealed
     /// would be unreadable by the rest of the cluster.
     pub async fn join(&self, configured: Option<u32>) -> Result<u32> {
+        // Registers this keyring's versions first, so a version's first row carries
+        // the format-1 values already sealed under it.
+        self.beat().await?;
         let proposed = configured.unwrap_or_else(|| self.keyring.active_version());
         let active = self.store.init_active_key(proposed, self.now()).await?;
         if self.keyring.set_active(active).is_err() {
+            self.leave().await?;
             let held: Vec<String> = self.keyring.versions().map(|v| v.to_string()).collect();
             return Err(Error::FailedPrecondition(format!(
                 "the cluster's active master key version is {active}, which this keyring \
@@ -98,7 +102,6 @@ impl KeyLifecycle {
                  database; change it with `credvault keys activate`"
             );
         }
-        self.beat().await?;
         Ok(active)
     }
 
