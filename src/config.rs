@@ -153,7 +153,7 @@ impl Default for Config {
             key_heartbeat_secs: 10,
             rewrap_interval_secs: 5 * 60,
             rewrap_batch: 500,
-            rewrap_rate: 5000,
+            rewrap_rate: 2500,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             max_message_bytes: 1024 * 1024,
