@@ -68,7 +68,7 @@ impl KeysApi {
             rewrapped: p.rewrapped,
             raced: p.raced,
             failed: p.failed,
-            remaining: self.keys.status().await?.stale(),
+            remaining: self.keys.stale().await?,
             running_elsewhere: pass.is_none(),
         }))
     }

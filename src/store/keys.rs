@@ -28,7 +28,8 @@ struct Place {
     /// The second half of the row key after `tenant_id` (`''` where the tenant alone
     /// is the key).
     id: &'static str,
-    /// The text columns, after `tenant_id` and the id, that its AAD is built from.
+    /// The text column (or literal) after `tenant_id` and the id that its AAD is
+    /// built from.
     context: &'static str,
 }
 
@@ -84,8 +85,9 @@ pub struct SealedValue {
     pub tenant_id: String,
     /// The row's id within the tenant (empty where the tenant alone is the key).
     pub id: String,
-    /// The column's context fields, in the order [`SealedColumn`] documents.
-    pub context: Vec<String>,
+    /// What besides the tenant and the id the value's AAD is built from: the end
+    /// user (credentials, OAuth states), the provider's JSON config, or empty.
+    pub context: String,
     pub blob: Vec<u8>,
 }
 
@@ -157,7 +159,6 @@ pub trait KeyStore: Send + Sync {
 
     /// The cluster's active version, setting it to `proposed` if none is set yet.
     async fn init_active_key(&self, proposed: u32, at: Millis) -> StoreResult<u32>;
-    async fn active_key(&self) -> StoreResult<Option<u32>>;
     /// Makes `version` the active one, the previous active one `ready`.
     async fn activate_key(&self, version: u32, at: Millis) -> StoreResult<()>;
     /// Marks a non-active version retired; false if it is active.
@@ -199,14 +200,12 @@ fn head(backend: Backend, column: &str) -> String {
     }
 }
 
-fn sealed_value(row: &AnyRow, context: usize) -> StoreResult<SealedValue> {
+fn sealed_value(row: &AnyRow) -> StoreResult<SealedValue> {
     Ok(SealedValue {
         tenant_id: row.try_get(0)?,
         id: row.try_get(1)?,
-        context: (0..context)
-            .map(|i| row.try_get(2 + i))
-            .collect::<Result<_, _>>()?,
-        blob: row.try_get(2 + context)?,
+        context: row.try_get(2)?,
+        blob: row.try_get(3)?,
     })
 }
 
@@ -274,14 +273,6 @@ impl KeyStore for SqlStore {
         };
         tx.commit().await?;
         Ok(active)
-    }
-
-    async fn active_key(&self) -> StoreResult<Option<u32>> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM key_versions WHERE state = 'active'")
-                .fetch_optional(&self.write)
-                .await?;
-        v.map(version_of).transpose()
     }
 
     async fn activate_key(&self, version: u32, at: Millis) -> StoreResult<()> {
@@ -443,7 +434,6 @@ impl KeyStore for SqlStore {
         limit: u32,
     ) -> StoreResult<Vec<SealedValue>> {
         let p = column.place();
-        let context = p.context.split(", ").count();
         let (tenant, id) = after.unwrap_or(("", ""));
         let sql = format!(
             "SELECT tenant_id, {id} AS row_id, {ctx}, {col} FROM {table} \
@@ -463,7 +453,7 @@ impl KeyStore for SqlStore {
             .bind(id)
             .fetch_all(&self.read)
             .await?;
-        rows.iter().map(|r| sealed_value(r, context)).collect()
+        rows.iter().map(sealed_value).collect()
     }
 
     async fn replace_sealed(

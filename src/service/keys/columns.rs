@@ -16,15 +16,14 @@ impl Aad {
     /// The AAD `value` of `column` was sealed with, as the column's own service
     /// builds it.
     pub(super) fn of(column: SealedColumn, value: &SealedValue) -> Aad {
-        let context = |i: usize| value.context.get(i).map_or("", String::as_str);
         let (user_id, id) = match column {
             SealedColumn::CredentialSecret | SealedColumn::OAuthStateVerifier => {
-                (context(0).to_owned(), value.id.clone())
+                (value.context.clone(), value.id.clone())
             }
             // A config that does not parse binds nothing: the value then fails to open
             // and is reported, never re-sealed under a wrong binding.
             SealedColumn::ProviderClientSecret => (
-                serde_json::from_str::<ProviderConfig>(context(0))
+                serde_json::from_str::<ProviderConfig>(&value.context)
                     .map(|c| providers::endpoint_binding(&c))
                     .unwrap_or_default(),
                 value.id.clone(),

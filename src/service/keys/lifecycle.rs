@@ -29,21 +29,24 @@ pub struct KeyStatus {
 impl KeyStatus {
     /// How many values are sealed under `version`, in any format.
     pub fn values_under(&self, version: u32) -> u64 {
-        self.sealed
-            .iter()
-            .filter(|c| c.key_version == version)
-            .map(|c| c.values)
-            .sum()
+        values_under(&self.sealed, version)
     }
+}
 
-    /// How many values are not yet in the current format under the active version.
-    pub fn stale(&self) -> u64 {
-        self.sealed
-            .iter()
-            .filter(|c| c.key_version != self.active || c.format != FORMAT_VERSION)
-            .map(|c| c.values)
-            .sum()
-    }
+fn values_under(sealed: &[SealedCount], version: u32) -> u64 {
+    sealed
+        .iter()
+        .filter(|c| c.key_version == version)
+        .map(|c| c.values)
+        .sum()
+}
+
+/// The cluster's active version, as the rows of `key_versions` say.
+fn active_of(versions: &[KeyVersionRow]) -> Option<u32> {
+    versions
+        .iter()
+        .find(|v| v.state == "active")
+        .map(|v| v.version)
 }
 
 /// The key lifecycle: heartbeats, activation, retirement, status.
@@ -106,10 +109,18 @@ impl KeyLifecycle {
     }
 
     /// Reports this replica's versions and seal counts, and follows the cluster's
-    /// active version.
+    /// active version: one read of `key_versions` and one write per beat.
     pub async fn beat(&self) -> Result<()> {
         let versions: Vec<u32> = self.keyring.versions().collect();
-        let legacy = self.legacy_counts_if_new(&versions).await?;
+        let known = self.store.key_versions().await?;
+        let legacy = if versions
+            .iter()
+            .all(|v| known.iter().any(|k| k.version == *v))
+        {
+            Vec::new()
+        } else {
+            self.legacy_counts().await?
+        };
         let counts = self.keyring.seal_counts();
         let deltas: Vec<(u32, u64)> = {
             let flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
@@ -129,8 +140,9 @@ impl KeyLifecycle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(counts);
-        self.follow_active().await?;
-        self.warn_on_legacy_seals().await
+        self.follow(active_of(&known));
+        self.warn_on_legacy_seals(&known);
+        Ok(())
     }
 
     /// Forgets this replica at a clean shutdown, so activation need not wait for it.
@@ -138,9 +150,9 @@ impl KeyLifecycle {
         Ok(self.store.leave(&self.instance).await?)
     }
 
-    async fn follow_active(&self) -> Result<()> {
-        let Some(active) = self.store.active_key().await? else {
-            return Ok(());
+    fn follow(&self, active: Option<u32>) {
+        let Some(active) = active else {
+            return;
         };
         if active != self.keyring.active_version() && self.keyring.set_active(active).is_err() {
             tracing::error!(
@@ -149,19 +161,11 @@ impl KeyLifecycle {
                  replica keeps sealing under its previous version until it is restarted with it"
             );
         }
-        Ok(())
     }
 
-    /// The format-1 values under each version, counted only when some held version
-    /// has no row yet (its legacy seal count starts from them).
-    async fn legacy_counts_if_new(&self, versions: &[u32]) -> Result<Vec<(u32, u64)>> {
-        let known = self.store.key_versions().await?;
-        if versions
-            .iter()
-            .all(|v| known.iter().any(|k| k.version == *v))
-        {
-            return Ok(Vec::new());
-        }
+    /// The format-1 values under each version: the legacy seal count a version's
+    /// first row starts from.
+    async fn legacy_counts(&self) -> Result<Vec<(u32, u64)>> {
         let mut legacy: BTreeMap<u32, u64> = BTreeMap::new();
         for c in self.store.sealed_counts().await? {
             if c.format == LEGACY_FORMAT_VERSION {
@@ -171,8 +175,8 @@ impl KeyLifecycle {
         Ok(legacy.into_iter().collect())
     }
 
-    async fn warn_on_legacy_seals(&self) -> Result<()> {
-        for v in self.store.key_versions().await? {
+    fn warn_on_legacy_seals(&self, versions: &[KeyVersionRow]) {
+        for v in versions {
             self.metrics.set_legacy_seals(v.version, v.legacy_seals);
             if v.legacy_seals >= LEGACY_SEAL_WARNING && v.state != "retired" {
                 tracing::warn!(
@@ -184,28 +188,39 @@ impl KeyLifecycle {
                 );
             }
         }
-        Ok(())
+    }
+
+    fn live_since(&self) -> Millis {
+        self.now().saturating_sub(self.live_ms)
     }
 
     pub async fn status(&self) -> Result<KeyStatus> {
-        let since = self.now().saturating_sub(self.live_ms);
+        let versions = self.store.key_versions().await?;
         Ok(KeyStatus {
-            active: self
-                .store
-                .active_key()
-                .await?
-                .unwrap_or_else(|| self.keyring.active_version()),
-            versions: self.store.key_versions().await?,
+            active: active_of(&versions).unwrap_or_else(|| self.keyring.active_version()),
+            versions,
             sealed: self.store.sealed_counts().await?,
-            replicas: self.store.live_replicas(since).await?,
+            replicas: self.store.live_replicas(self.live_since()).await?,
         })
+    }
+
+    /// How many values are not yet in the current format under the active version.
+    pub async fn stale(&self) -> Result<u64> {
+        let active = self.keyring.active_version();
+        Ok(self
+            .store
+            .sealed_counts()
+            .await?
+            .iter()
+            .filter(|c| c.key_version != active || c.format != FORMAT_VERSION)
+            .map(|c| c.values)
+            .sum())
     }
 
     /// Makes `version` the cluster's active version once every live replica holds it.
     pub async fn activate(&self, caller: &Caller, version: u32) -> Result<()> {
-        let status = self.status().await?;
-        if status
-            .versions
+        let versions = self.store.key_versions().await?;
+        if versions
             .iter()
             .any(|v| v.version == version && v.state == "retired")
         {
@@ -213,21 +228,20 @@ impl KeyLifecycle {
                 "version: key version {version} is retired and cannot be activated again"
             )));
         }
-        let lacking: Vec<&str> = status
-            .replicas
+        let replicas = self.store.live_replicas(self.live_since()).await?;
+        let mut lacking: Vec<&str> = replicas
             .iter()
             .filter(|r| !r.versions.contains(&version))
             .map(|r| r.id.as_str())
             .collect();
-        if !self.keyring.holds(version) || !lacking.is_empty() {
-            let mut lacking = lacking.join(", ");
-            if !self.keyring.holds(version) && !lacking.contains(&*self.instance) {
-                lacking = format!("{} {lacking}", self.instance);
-            }
+        if !self.keyring.holds(version) && !lacking.contains(&&*self.instance) {
+            lacking.insert(0, &self.instance);
+        }
+        if !lacking.is_empty() {
             return Err(Error::FailedPrecondition(format!(
                 "version: not every live replica holds key version {version} (lacking: {}); \
                  add it to every replica's keyring and restart them first",
-                lacking.trim()
+                lacking.join(", ")
             )));
         }
         self.store.activate_key(version, self.now()).await?;
@@ -239,13 +253,13 @@ impl KeyLifecycle {
 
     /// Marks `version` retired once nothing is sealed under it and it is not active.
     pub async fn retire(&self, caller: &Caller, version: u32) -> Result<()> {
-        let status = self.status().await?;
-        if status.active == version {
+        let versions = self.store.key_versions().await?;
+        if active_of(&versions) == Some(version) {
             return Err(Error::FailedPrecondition(format!(
                 "version: key version {version} is active; activate another one first"
             )));
         }
-        let remaining = status.values_under(version);
+        let remaining = values_under(&self.store.sealed_counts().await?, version);
         if remaining > 0 {
             return Err(Error::FailedPrecondition(format!(
                 "version: {remaining} values are still sealed under key version {version}; \
