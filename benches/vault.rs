@@ -1055,24 +1055,49 @@ async fn under_v1(vault: &credvault::service::Vault) -> u64 {
         .sum()
 }
 
-/// `--rewrap`: on `n` stored credentials, reveals at 64 in flight alone; a rewrap
-/// pass alone; then (moving the values back) a rewrap pass while the same reveal load
-/// runs, at `rate` (0: unthrottled). One table line per rate.
-async fn rewrap(backend: &'static str, n: u64, seconds: u64, rates: &[u32]) -> Vec<String> {
-    use credvault::service::keys::rewrap::{Pace, Rewrap};
-    let (mut server, vault) = start_empty(
-        backend,
-        Variant {
-            rotating: true,
-            ..Variant::default()
-        },
-    )
-    .await;
+/// A server holding key versions 1 and 2 (1 active) with `n` credentials sealed under
+/// 1, reveals aimed at every 97th of them.
+async fn rotating_server(backend: &'static str, n: u64) -> (Server, credvault::service::Vault) {
+    let variant = Variant {
+        rotating: true,
+        ..Variant::default()
+    };
+    let (mut server, vault) = start_empty(backend, variant).await;
     let tenant = vault.list_tenants(1, "").await.unwrap().items[0].id.clone();
     let now = credvault::clock::Clock::now_ms(&SystemClock);
     bulk_seed(&server.database_url, &tenant, n, 0, now).await;
     let ids = seal_seeded(&server.database_url, &vault, &tenant).await;
     server.ids = ids.into_iter().step_by(97).collect();
+    (server, vault)
+}
+
+/// A rewrap pass at `rate` while reveals run for `seconds`: values moved per second
+/// in that window, reveals per second, and whether the pass ended within it.
+async fn rewrap_under_load(
+    server: &Server,
+    vault: &credvault::service::Vault,
+    rate: u32,
+    seconds: u64,
+) -> (f64, f64, bool) {
+    use credvault::service::keys::rewrap::{Pace, Rewrap};
+    let before = under_v1(vault).await;
+    let job = Rewrap::new(vault, Pace { batch: 500, rate });
+    let running = tokio::spawn(async move { job.pass().await.unwrap().unwrap() });
+    let t = Instant::now();
+    let during = concurrent(server, Rpc::Reveal, seconds).await.per_sec;
+    let window = t.elapsed().as_secs_f64();
+    let moved = under_v1(vault).await.abs_diff(before);
+    let finished = running.is_finished();
+    running.await.unwrap();
+    (moved as f64 / window, during, finished)
+}
+
+/// `--rewrap`: on `n` stored credentials, reveals at 64 in flight alone; a rewrap
+/// pass alone; then (moving the values back and forth between versions) a rewrap pass
+/// while the same reveal load runs, at each of `rates` (0: unthrottled).
+async fn rewrap(backend: &'static str, n: u64, seconds: u64, rates: &[u32]) -> Vec<String> {
+    use credvault::service::keys::rewrap::{Pace, Rewrap};
+    let (server, vault) = rotating_server(backend, n).await;
     let mut admin =
         credvault::proto::v1::admin_service_client::AdminServiceClient::with_interceptor(
             channel(&server).await,
@@ -1084,18 +1109,6 @@ async fn rewrap(backend: &'static str, n: u64, seconds: u64, rates: &[u32]) -> V
             .await
             .expect("activate");
     };
-    let mut probe = clients(&server, 1).await.remove(0);
-    let first = probe
-        .creds
-        .reveal_credential(pb::RevealCredentialRequest {
-            id: server.ids[0].clone(),
-            request_id: String::new(),
-        })
-        .await;
-    assert!(
-        first.is_ok(),
-        "a seeded credential does not reveal: {first:?}"
-    );
     let alone = concurrent(&server, Rpc::Reveal, seconds).await.per_sec;
     activate(2).await;
     let job = Rewrap::new(
@@ -1111,39 +1124,25 @@ async fn rewrap(backend: &'static str, n: u64, seconds: u64, rates: &[u32]) -> V
     assert_eq!((pass.rewrapped, under_v1(&vault).await), (n, 0), "{pass:?}");
     eprintln!("{backend}: reveals alone {alone:.0}/s, rewrap alone {solo:.0}/s");
     let mut lines = Vec::new();
-    let mut to = 1;
-    for &rate in rates {
-        activate(to).await;
-        let before = under_v1(&vault).await;
-        let job = Arc::new(Rewrap::new(&vault, Pace { batch: 500, rate }));
-        let running = tokio::spawn({
-            let job = job.clone();
-            async move { job.pass().await.unwrap().unwrap() }
-        });
-        let t = Instant::now();
-        let during = concurrent(&server, Rpc::Reveal, seconds).await.per_sec;
-        let window = t.elapsed().as_secs_f64();
-        let moved = under_v1(&vault).await.abs_diff(before);
-        let finished = running.is_finished();
-        running.await.unwrap();
+    for (i, &rate) in rates.iter().enumerate() {
+        activate(if i % 2 == 0 { 1 } else { 2 }).await;
+        let (moved, during, finished) = rewrap_under_load(&server, &vault, rate, seconds).await;
         let rate_label = if rate == 0 {
             "unthrottled".to_owned()
         } else {
             format!("{rate}/s")
         };
+        let ended = if finished {
+            " (finished within the window)"
+        } else {
+            ""
+        };
         let line = format!(
-            "| {backend} | {n} | {solo:.0} | {rate_label} | {:.0}{} | {alone:.0} | {during:.0} | {:+.1} % |",
-            moved as f64 / window,
-            if finished {
-                " (finished within the window)"
-            } else {
-                ""
-            },
+            "| {backend} | {n} | {solo:.0} | {rate_label} | {moved:.0}{ended} | {alone:.0} | {during:.0} | {:+.1} % |",
             (during / alone - 1.0) * 100.0,
         );
         eprintln!("{line}");
         lines.push(line);
-        to = if to == 1 { 2 } else { 1 };
     }
     drop_database(&server).await;
     lines

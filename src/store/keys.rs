@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Backend, SqlStore, StoreError, StoreResult};
+use super::{SqlStore, StoreError, StoreResult};
 use crate::clock::Millis;
 
 /// Every column that holds sealed values. The rewrap job walks each in turn.
@@ -192,12 +192,10 @@ pub trait KeyStore: Send + Sync {
     ) -> StoreResult<u64>;
 }
 
-/// The first bytes of a sealed value: format and key version.
-fn head(backend: Backend, column: &str) -> String {
-    match backend {
-        Backend::Sqlite => format!("substr({column}, 1, 5)"),
-        Backend::Postgres => format!("substring({column} from 1 for 5)"),
-    }
+/// The first bytes of a sealed value: format and key version (`substr` takes a BLOB
+/// on SQLite and a BYTEA on PostgreSQL alike).
+fn head(column: &str) -> String {
+    format!("substr({column}, 1, 5)")
 }
 
 fn sealed_value(row: &AnyRow) -> StoreResult<SealedValue> {
@@ -399,7 +397,7 @@ impl KeyStore for SqlStore {
         let mut counts = Vec::new();
         for column in SealedColumn::ALL {
             let p = column.place();
-            let head = head(self.backend, p.column);
+            let head = head(p.column);
             let sql = format!(
                 "SELECT {head} AS head, COUNT(*) FROM {table} WHERE {col} IS NOT NULL \
                  GROUP BY head ORDER BY head",
@@ -444,7 +442,7 @@ impl KeyStore for SqlStore {
             ctx = p.context,
             col = p.column,
             table = p.table,
-            head = head(self.backend, p.column),
+            head = head(p.column),
         );
         // A walk starts at ('', ''), before every key: tenant ids are never empty.
         let rows = sqlx::query(&sql)
