@@ -11,6 +11,7 @@
 //! cargo bench --bench vault -- --overheads                        # what TLS, metrics and spans cost
 //! cargo bench --bench vault -- --overheads --otel                 # …with OpenTelemetry spans on
 //! cargo bench --bench vault -- --rewrap --count 100000             # rewrap alone and under reveals
+//! cargo bench --bench vault -- --crypto                             # open/seal per format, no server
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
@@ -1148,6 +1149,38 @@ async fn rewrap(backend: &'static str, n: u64, seconds: u64, rates: &[u32]) -> V
     lines
 }
 
+/// `--crypto`: the envelope alone, per call, format 1 against format 2 (what the
+/// per-seal HKDF adds to every reveal and every write).
+fn crypto_costs() -> Vec<String> {
+    use credvault::crypto::{AadContext, Keyring};
+    let ring = Keyring::parse(KEYS, None).unwrap();
+    let ctx = AadContext {
+        tenant_id: "ten_bench",
+        user_id: "user-1",
+        credential_id: "cred_00000000000000000000000000000001",
+    };
+    let plain = format!(r#"{{"api_key":{{"key":"sk_live_{:040}"}}}}"#, 1);
+    let v1 = ring.seal_legacy_format(&ctx, plain.as_bytes());
+    let v2 = ring.seal(&ctx, plain.as_bytes());
+    let per_call = |f: &dyn Fn()| {
+        let n = 200_000;
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    };
+    let open = |blob: &[u8]| per_call(&|| drop(std::hint::black_box(ring.open(&ctx, blob))));
+    vec![
+        format!("| open, format 1 | {:.2} µs |", open(&v1)),
+        format!("| open, format 2 | {:.2} µs |", open(&v2)),
+        format!(
+            "| seal, format 2 | {:.2} µs |",
+            per_call(&|| drop(std::hint::black_box(ring.seal(&ctx, plain.as_bytes()))))
+        ),
+    ]
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1172,6 +1205,14 @@ async fn main() {
         let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5);
         let rows = overheads(seconds, flag("--otel")).await;
         println!("{}\n\n{}", machine(), rows.join("\n"));
+        return;
+    }
+    if flag("--crypto") {
+        println!(
+            "{}\n\n| call | time |\n|---|---:|\n{}",
+            machine(),
+            crypto_costs().join("\n")
+        );
         return;
     }
     if flag("--rewrap") {
