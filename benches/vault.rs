@@ -150,6 +150,8 @@ struct Variant {
     rotating: bool,
     /// Without RPC metrics and the per-RPC span.
     bare: bool,
+    /// With the audit chain job off (it runs every second by default).
+    unchained: bool,
 }
 
 async fn start(backend: &'static str) -> Server {
@@ -161,7 +163,7 @@ async fn start_variant(backend: &'static str, variant: Variant) -> Server {
     let caller = Caller {
         tenant_id: vault.list_tenants(1, "").await.unwrap().items[0].id.clone(),
         token_id: "bench".into(),
-        scopes: vec![],
+        ..Caller::default()
     };
     for i in 0..SEEDED {
         let new = NewCredential {
@@ -323,6 +325,7 @@ async fn start_empty(
         })),
         refresher_interval_secs: 0,
         rewrap_interval_secs: 0,
+        audit_chain_interval_ms: if variant.unchained { 0 } else { 1000 },
         active_key_version: Some(1),
         scan_interval_secs: 0,
         allow_http_urls: true,
@@ -978,7 +981,7 @@ async fn scaling(backend: &'static str, sizes: &[u64]) -> Vec<String> {
         let caller = Caller {
             tenant_id: tenant.clone(),
             token_id: "bench".into(),
-            scopes: vec![],
+            ..Caller::default()
         };
         let due = due_oauth(&vault, &caller, &token_endpoint().await).await;
         let t = Instant::now();
@@ -1149,6 +1152,36 @@ async fn rewrap(backend: &'static str, n: u64, seconds: u64, rates: &[u32]) -> V
     lines
 }
 
+/// `--audit-chain`: create and reveal at 64 in flight on a server whose audit chain
+/// job is off, then on a fresh one where it runs every second (the default): what
+/// linking and signing the audit records costs the calls that write them.
+async fn audit_chain_cost(backend: &'static str, seconds: u64) -> Vec<String> {
+    let mut per_sec = Vec::new();
+    for unchained in [true, false] {
+        let variant = Variant {
+            unchained,
+            ..Variant::default()
+        };
+        let server = start_variant(backend, variant).await;
+        let create = concurrent(&server, Rpc::Create, seconds).await.per_sec;
+        let reveal = concurrent(&server, Rpc::Reveal, seconds).await.per_sec;
+        drop_database(&server).await;
+        per_sec.push((create, reveal));
+    }
+    let (off, on) = (per_sec[0], per_sec[1]);
+    [(Rpc::Create, off.0, on.0), (Rpc::Reveal, off.1, on.1)]
+        .map(|(rpc, off, on)| {
+            let line = format!(
+                "| {backend} | {} | {off:.0} | {on:.0} | {:+.1} % |",
+                rpc.name(),
+                (on / off - 1.0) * 100.0
+            );
+            eprintln!("{line}");
+            line
+        })
+        .to_vec()
+}
+
 /// `--crypto`: the envelope alone, per call, format 1 against format 2 (what the
 /// per-seal HKDF adds to every reveal and every write).
 fn crypto_costs() -> Vec<String> {
@@ -1205,6 +1238,18 @@ async fn main() {
         let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5);
         let rows = overheads(seconds, flag("--otel")).await;
         println!("{}\n\n{}", machine(), rows.join("\n"));
+        return;
+    }
+    if flag("--audit-chain") {
+        let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5);
+        let mut lines = vec![
+            "| backend | call (64 in flight) | chain job off, ops/s | chain job on, ops/s | change |".to_owned(),
+            "|---|---|---:|---:|---:|".to_owned(),
+        ];
+        for backend in &backends {
+            lines.extend(audit_chain_cost(backend, seconds).await);
+        }
+        println!("{}\n\n{}", machine(), lines.join("\n"));
         return;
     }
     if flag("--crypto") {

@@ -20,19 +20,22 @@ use crate::config::{Config, ConfigError};
 use crate::grpc::limits::OversizeIsResourceExhausted;
 use crate::grpc::observe::Observed;
 use crate::grpc::{
-    AdminApi, ConnectApi, CredentialApi, ExternalAuthApi, KeysApi, OAuthApi, UserApi, WebhookApi,
+    AdminApi, AuditApi, ConnectApi, CredentialApi, ExternalAuthApi, KeysApi, OAuthApi, UserApi,
+    WebhookApi,
 };
 use crate::outbound::{Guard, Outbound};
 use crate::proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
-        admin_service_server::AdminServiceServer, connect_service_server::ConnectServiceServer,
+        admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
+        connect_service_server::ConnectServiceServer,
         credential_service_server::CredentialServiceServer,
         external_auth_service_server::ExternalAuthServiceServer,
         o_auth_service_server::OAuthServiceServer, user_service_server::UserServiceServer,
         webhook_service_server::WebhookServiceServer,
     },
 };
+use crate::service::audit::{AuditLog, AuditSettings};
 use crate::service::external_auth::ExternalAuth;
 use crate::service::keys::lifecycle::KeyLifecycle;
 use crate::service::keys::rewrap::{Pace, Rewrap};
@@ -86,6 +89,8 @@ pub struct App {
     keys: Arc<KeyLifecycle>,
     /// The rewrap job, shared by its worker and `RewrapSecrets`.
     rewrap: Arc<Rewrap>,
+    /// The audit log's chain job, listing and verification.
+    audit: Arc<AuditLog>,
     grpc: (TcpListener, SocketAddr),
     http: (TcpListener, SocketAddr),
     /// `metrics_listen`, when set.
@@ -120,6 +125,16 @@ fn public_base(config: &Config, http: SocketAddr) -> String {
         .unwrap_or_else(|| format!("{scheme}://{http}"))
         .trim_end_matches('/')
         .to_owned()
+}
+
+/// The audit job's settings from the configuration.
+fn audit_settings(config: &Config) -> AuditSettings {
+    let ms = |secs: u64| Millis::try_from(secs.saturating_mul(1000)).unwrap_or(Millis::MAX);
+    AuditSettings {
+        checkpoint_ms: ms(config.audit_checkpoint_secs),
+        retention_ms: ms(config.audit_retention_days.saturating_mul(24 * 60 * 60)),
+        lease_ms: Millis::try_from(config.audit_chain_interval_ms.max(1)).unwrap_or(Millis::MAX),
+    }
 }
 
 /// The service layer's settings from the configuration; `http` is the bound HTTP
@@ -227,6 +242,7 @@ impl App {
         };
         Ok(Self {
             rewrap: Arc::new(Rewrap::new(&vault, pace)),
+            audit: Arc::new(AuditLog::new(&vault, audit_settings(config))),
             vault,
             keys,
             grpc,
@@ -272,6 +288,11 @@ impl App {
     /// This replica's part in the key lifecycle (heartbeats, activation).
     pub fn keys(&self) -> &Arc<KeyLifecycle> {
         &self.keys
+    }
+
+    /// The audit log's service (tests run its chain job by hand).
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
     }
 
     /// Serves gRPC (with health and reflection) and HTTP until `shutdown` resolves,
@@ -351,6 +372,13 @@ impl App {
                 stop.clone(),
             )));
         }
+        if c.audit_chain_interval_ms > 0 {
+            background.push(tokio::spawn(workers::audit::run(
+                self.audit.clone(),
+                Duration::from_millis(c.audit_chain_interval_ms),
+                stop.clone(),
+            )));
+        }
         if c.retention_interval_secs > 0 {
             let every = Duration::from_secs(c.retention_interval_secs);
             background.push(tokio::spawn(workers::pruner::run(
@@ -416,6 +444,7 @@ impl App {
         let http = serve_pages_and_ops(listeners, self.tls.clone(), page, ops, stop);
         let apis = Apis {
             keys,
+            audit: self.audit.clone(),
             vault: self.vault,
             connect,
             external_auth,
@@ -434,6 +463,7 @@ type Served<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
 struct Apis {
     vault: Vault,
     keys: KeysApi,
+    audit: Arc<AuditLog>,
     connect: Connect,
     external_auth: ExternalAuth,
     health: HealthServer<crate::grpc::health::DrainingHealth>,
@@ -465,6 +495,7 @@ fn serve_grpc(
     let Apis {
         vault,
         keys,
+        audit,
         connect,
         external_auth,
         health,
@@ -483,6 +514,10 @@ fn serve_grpc(
         .add_service(limited!(
             AdminServiceServer,
             AdminApi::new(vault.clone(), keys)
+        ))
+        .add_service(limited!(
+            AuditServiceServer,
+            AuditApi::new(vault.clone(), audit)
         ))
         .add_service(limited!(ConnectServiceServer, ConnectApi::new(connect)))
         .add_service(limited!(

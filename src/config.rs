@@ -46,6 +46,13 @@ pub struct Config {
     pub rewrap_batch: u32,
     /// Sealed values rewrapped per second at most; 0 = unthrottled.
     pub rewrap_rate: u32,
+    /// Milliseconds between audit chain passes (each links new audit records into
+    /// their tenant's hash chain, one replica at a time); 0 turns the job off.
+    pub audit_chain_interval_ms: u64,
+    /// Seconds between signed checkpoints of each audit chain's head (if it moved).
+    pub audit_checkpoint_secs: u64,
+    /// Days audit records are kept (pruned at a checkpoint); 0 keeps them forever.
+    pub audit_retention_days: u64,
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `credvault=debug`; `RUST_LOG` wins if set.
     pub log_level: String,
@@ -154,6 +161,9 @@ impl Default for Config {
             rewrap_interval_secs: 5 * 60,
             rewrap_batch: 500,
             rewrap_rate: 2500,
+            audit_chain_interval_ms: 1000,
+            audit_checkpoint_secs: 60,
+            audit_retention_days: 365,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             max_message_bytes: 1024 * 1024,
@@ -279,6 +289,9 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("rewrap_interval_secs", EnvKind::Number),
     ("rewrap_batch", EnvKind::Number),
     ("rewrap_rate", EnvKind::Number),
+    ("audit_chain_interval_ms", EnvKind::Number),
+    ("audit_checkpoint_secs", EnvKind::Number),
+    ("audit_retention_days", EnvKind::Number),
     ("log_format", EnvKind::Text),
     ("log_level", EnvKind::Text),
     ("max_message_bytes", EnvKind::Number),

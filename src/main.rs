@@ -49,6 +49,11 @@ enum Command {
     /// Master key versions: status, activate, rewrap, retire (admin scope).
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// An online, consistent copy of the SQLite database (PostgreSQL: `pg_dump`).
+    Backup(commands::operator::BackupArgs),
+    /// The audit log: list, verify, export (audit:read or admin scope).
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
     /// Offline operator commands on the database itself (bootstrap, recover).
     #[command(subcommand)]
     Admin(commands::operator::AdminCommand),
@@ -119,6 +124,8 @@ fn main() -> ExitCode {
             Command::User(cmd) => commands::user::run(cmd).await,
             Command::Auth(cmd) => commands::auth::run(cmd).await,
             Command::Keys(cmd) => commands::keys::run(cmd).await,
+            Command::Audit(cmd) => commands::audit::run(cmd).await,
+            Command::Backup(args) => commands::operator::backup(args).await,
             Command::Admin(cmd) => commands::operator::run(cmd).await,
             Command::Health(args) => commands::health::run(args).await,
         }

@@ -80,6 +80,7 @@ pub struct Metrics {
     seals: Family<KeyVersion, Counter>,
     legacy_seals: Family<KeyVersion, Gauge>,
     rewrapped: Family<Outcome, Counter>,
+    audit_chained: Counter,
     connect: Family<Outcome, Counter>,
     external_auth: Family<Outcome, Counter>,
     db_connections: Family<State, Gauge>,
@@ -132,6 +133,7 @@ impl Metrics {
             seals: Family::default(),
             legacy_seals: Family::default(),
             rewrapped: Family::default(),
+            audit_chained: Counter::default(),
             connect: Family::default(),
             external_auth: Family::default(),
             db_connections: Family::default(),
@@ -206,6 +208,11 @@ impl Metrics {
             "rewrap_values",
             "Sealed values the rewrap job handled, by outcome: rewrapped, raced, failed",
             self.rewrapped.clone(),
+        );
+        r.register(
+            "audit_chained_records",
+            "Audit records the chain job linked into their tenant's hash chain",
+            self.audit_chained.clone(),
         );
         r.register(
             "connect_outcomes",
@@ -290,6 +297,11 @@ impl Metrics {
         self.legacy_seals
             .get_or_create(&KeyVersion { key_version })
             .set(i64::try_from(seals).unwrap_or(i64::MAX));
+    }
+
+    /// Audit records the chain job linked.
+    pub fn audit_chained(&self, records: u64) {
+        self.audit_chained.inc_by(records);
     }
 
     /// One rewrap batch's outcome.

@@ -6,7 +6,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use credvault::proto::v1::{
-    admin_service_client::AdminServiceClient, connect_service_client::ConnectServiceClient,
+    admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
+    connect_service_client::ConnectServiceClient,
     credential_service_client::CredentialServiceClient,
     external_auth_service_client::ExternalAuthServiceClient,
     o_auth_service_client::OAuthServiceClient, user_service_client::UserServiceClient,
@@ -91,6 +92,7 @@ service_client! {
     webhooks => WebhookServiceClient,
     connect_links => ConnectServiceClient,
     admin => AdminServiceClient,
+    audit => AuditServiceClient,
     users => UserServiceClient,
     external_auth => ExternalAuthServiceClient,
 }

@@ -63,6 +63,46 @@ async fn open(args: &ConfigArgs) -> anyhow::Result<credvault::service::Vault> {
     Ok(vault)
 }
 
+/// `credvault backup --to FILE`.
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    /// The new file to write the copy to (it must not exist yet).
+    #[arg(long)]
+    to: std::path::PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+/// An online, consistent copy of the SQLite database (docs/operations.md, "Backup and
+/// restore"). PostgreSQL is backed up with `pg_dump`.
+pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.config.as_deref(), std::env::vars())?;
+    let url = config.database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            config.data_dir.join("credvault.db").display()
+        )
+    });
+    if !url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "`credvault backup` copies SQLite databases; back up PostgreSQL with \
+             `pg_dump --format=custom` (docs/operations.md, \"Backup and restore\")"
+        );
+    }
+    if args.to.exists() {
+        anyhow::bail!("{} exists already; name a new file", args.to.display());
+    }
+    credvault::store::sqlite::backup(&url, &args.to)
+        .await
+        .with_context(|| format!("backing up {url} to {}", args.to.display()))?;
+    eprintln!(
+        "backed up to {} — it is sealed under the master key versions of its day: \
+         keep every version it was sealed under",
+        args.to.display()
+    );
+    Ok(())
+}
+
 /// Printed once, to the terminal only: never through the logger.
 pub fn print_token(token: &ServiceToken, secret: &str) {
     println!(

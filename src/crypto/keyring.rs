@@ -76,6 +76,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// sealing. Each purpose has its own key; none is the KEK.
 const FINGERPRINT_INFO: &[u8] = b"credvault/v2/request-fingerprint";
 const KEY_CHECK_INFO: &[u8] = b"credvault/v2/key-check";
+const AUDIT_INFO: &[u8] = b"credvault/v2/audit-checkpoint";
 /// The message a key check key authenticates.
 const KEY_CHECK_MESSAGE: &[u8] = b"credvault/v2/key-check-value";
 /// Marks values derived the format-2 way, so stored ones tell their derivation.
@@ -194,7 +195,25 @@ impl Keyring {
     /// lets requests be compared later without storing anything guessable from them.
     /// The first byte names the derivation (2).
     pub fn fingerprint(&self, version: u32, data: &[u8]) -> Option<Vec<u8>> {
-        let key = self.derive(version, None, FINGERPRINT_INFO)?;
+        self.tagged_mac(version, FINGERPRINT_INFO, data)
+    }
+
+    /// The MAC of an audit checkpoint's bytes under the audit key derived from master
+    /// key `version`: `0x02 ‖ HMAC-SHA256(HKDF(KEK, info "credvault/v2/audit-checkpoint"), message)`.
+    pub fn audit_mac(&self, version: u32, message: &[u8]) -> Option<Vec<u8>> {
+        self.tagged_mac(version, AUDIT_INFO, message)
+    }
+
+    /// Whether `stored` is the audit MAC of `message` under `version`, in constant
+    /// time; `None` when the keyring lacks the version.
+    pub fn audit_mac_matches(&self, version: u32, stored: &[u8], message: &[u8]) -> Option<bool> {
+        let expected = self.audit_mac(version, message)?;
+        Some(bool::from(expected.as_slice().ct_eq(stored)))
+    }
+
+    /// `0x02 ‖ HMAC-SHA256(HKDF(KEK of version, info), data)`.
+    fn tagged_mac(&self, version: u32, info: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        let key = self.derive(version, None, info)?;
         let mut tagged = vec![DERIVATION_V2];
         tagged.extend_from_slice(&hmac(key.as_ref(), data));
         Some(tagged)
@@ -219,10 +238,7 @@ impl Keyring {
     /// `0x02 ‖ HMAC-SHA256(HKDF(KEK, info "credvault/v2/key-check"), "credvault/v2/key-check-value")`.
     /// It tells a wrong key from tampered data and reveals nothing about the KEK.
     pub fn check_value(&self, version: u32) -> Option<Vec<u8>> {
-        let key = self.derive(version, None, KEY_CHECK_INFO)?;
-        let mut tagged = vec![DERIVATION_V2];
-        tagged.extend_from_slice(&hmac(key.as_ref(), KEY_CHECK_MESSAGE));
-        Some(tagged)
+        self.tagged_mac(version, KEY_CHECK_INFO, KEY_CHECK_MESSAGE)
     }
 
     /// Compares a stored key check value with the configured key `version`, in

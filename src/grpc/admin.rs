@@ -28,8 +28,11 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn create_tenant(&self, req: Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
-        authorize(&self.vault, &req, Scope::Admin).await?;
-        let tenant = self.vault.create_tenant(&req.get_ref().name).await?;
+        let caller = authorize(&self.vault, &req, Scope::Admin).await?;
+        let tenant = self
+            .vault
+            .create_tenant(&caller, &req.get_ref().name)
+            .await?;
         tracing::info!(tenant = %tenant.id, name = %tenant.name, "tenant created");
         Ok(Response::new(convert::tenant(tenant)))
     }

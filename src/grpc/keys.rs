@@ -53,8 +53,9 @@ impl KeysApi {
         &self,
         req: Request<pb::RewrapSecretsRequest>,
     ) -> Reply<pb::RewrapSecretsResponse> {
-        authorize(&self.vault, &req, Scope::Admin).await?;
+        let caller = authorize(&self.vault, &req, Scope::Admin).await?;
         let pass = self.rewrap.pass().await?;
+        self.keys.record_rewrap(&caller).await?;
         if let Some(p) = pass {
             tracing::info!(
                 rewrapped = p.rewrapped,

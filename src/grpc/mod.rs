@@ -6,6 +6,7 @@ use crate::model::Scope;
 use crate::service::{Caller, Vault};
 
 mod admin;
+mod audit;
 mod connect;
 pub mod convert;
 mod credentials;
@@ -19,6 +20,7 @@ mod users;
 mod webhooks;
 
 pub use admin::AdminApi;
+pub use audit::AuditApi;
 pub use connect::ConnectApi;
 pub use credentials::CredentialApi;
 pub use external_auth::ExternalAuthApi;
@@ -39,7 +41,15 @@ async fn authorize_any<T>(vault: &Vault, req: &Request<T>, scopes: &[Scope]) -> 
         .metadata()
         .get("authorization")
         .map(|v| v.to_str().unwrap_or_default());
-    let caller = vault.authorize_any(header, scopes).await?;
+    let mut caller = vault.authorize_any(header, scopes).await?;
     tracing::Span::current().record("tenant", caller.tenant_id.as_str());
+    caller.source = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+    caller.request_id = req
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| id.len() <= observe::MAX_REQUEST_ID)
+        .unwrap_or_default()
+        .to_owned();
     Ok(caller)
 }

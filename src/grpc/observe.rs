@@ -57,7 +57,7 @@ fn method_of(path: &str) -> (&'static str, &'static str) {
 }
 
 /// The longest `x-request-id` recorded on a span.
-const MAX_REQUEST_ID: usize = 128;
+pub const MAX_REQUEST_ID: usize = 128;
 
 /// The span of one call: its method, the caller's trace as parent, the caller's
 /// `x-request-id`; the tenant is recorded once the token is known, the outcome (the

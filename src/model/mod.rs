@@ -34,9 +34,12 @@ macro_rules! id_newtype {
 }
 pub(crate) use id_newtype;
 
+pub mod audit;
 pub mod connect;
 pub mod external_auth;
 pub mod users;
+
+pub use audit::{AuditEntry, AuditRecord, Checkpoint};
 
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -242,6 +245,8 @@ pub enum Scope {
     ConnectWrite,
     /// Mints, lists and revokes the tokens of its own tenant.
     TenantAdmin,
+    /// Lists and verifies its own tenant's audit log.
+    AuditRead,
     /// The vault operator: tenants, every tenant's tokens.
     Admin,
 }
@@ -260,11 +265,12 @@ text_enum!(Scope {
     AuthAdmin = "auth:admin",
     AuthLogin = "auth:login",
     TenantAdmin = "tenant:admin",
+    AuditRead = "audit:read",
     Admin = "admin",
 });
 
 impl Scope {
-    pub const ALL: [Scope; 15] = [
+    pub const ALL: [Scope; 16] = [
         Scope::CredentialsRead,
         Scope::CredentialsWrite,
         Scope::CredentialsReveal,
@@ -279,6 +285,7 @@ impl Scope {
         Scope::AuthAdmin,
         Scope::AuthLogin,
         Scope::TenantAdmin,
+        Scope::AuditRead,
         Scope::Admin,
     ];
 
@@ -306,21 +313,6 @@ impl ServiceToken {
     pub fn works_at(&self, now: Millis) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
     }
-}
-
-/// One audit record: who did what to which credential. Never holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub tenant_id: String,
-    pub at: Millis,
-    /// The service token id of the caller.
-    pub actor: String,
-    pub action: &'static str,
-    pub credential_id: String,
-    pub request_id: String,
-    /// JSON with what else the record needs (a login's user, device and outcome);
-    /// empty for most records. Never a secret.
-    pub detail: String,
 }
 
 /// An outbox row: written in the same transaction as the change it reports, and

@@ -46,7 +46,7 @@ fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>> {
 }
 
 impl Vault {
-    pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+    pub async fn create_tenant(&self, caller: &Caller, name: &str) -> Result<Tenant> {
         validate::slug("name", name)?;
         if name.starts_with(ids::TENANT_PREFIX) {
             return Err(Error::invalid(
@@ -63,7 +63,11 @@ impl Vault {
             created_at: self.now(),
         };
         match self.store.insert_tenant(&tenant).await {
-            Ok(()) => Ok(tenant),
+            Ok(()) => {
+                let entry = self.audit(caller, "tenant.create", &tenant.id, "");
+                self.record(&entry.in_tenant(&tenant.id)).await?;
+                Ok(tenant)
+            }
             Err(StoreError::Conflict) => Err(Error::AlreadyExists(format!(
                 "tenant name `{name}` is taken"
             ))),
@@ -119,7 +123,10 @@ impl Vault {
         }
         let tenant = self.managed_tenant(caller, &req.tenant).await?;
         let token = self.new_token(&tenant, scopes, &req.description, req.expires_at);
-        self.store_token(token).await
+        let (token, secret) = self.store_token(token).await?;
+        let entry = self.audit(caller, "token.create", &token.id, "");
+        self.record(&entry.in_tenant(&tenant.id)).await?;
+        Ok((token, secret))
     }
 
     /// Stores a new token under the hash of a fresh secret; returns both, once.
@@ -183,7 +190,11 @@ impl Vault {
             }
         }
         match self.store.revoke_token(id, self.now()).await? {
-            Revocation::Revoked(token) => Ok(token),
+            Revocation::Revoked(token) => {
+                let entry = self.audit(caller, "token.revoke", id, "");
+                self.record(&entry.in_tenant(&token.tenant_id)).await?;
+                Ok(token)
+            }
             Revocation::NotFound => Err(not_found()),
             Revocation::LastAdmin => Err(Error::FailedPrecondition(format!(
                 "token {id} is the last working `admin` token; mint another admin token first \

@@ -1,24 +1,69 @@
 //! Who is calling, and may they: bearer tokens to a tenant-scoped [`Caller`].
 use super::Vault;
+use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::model::Scope;
+use crate::model::audit::OUTCOME_OK;
+use crate::model::{AuditEntry, Scope};
 
-/// An authenticated caller: a service token of one tenant.
-#[derive(Debug, Clone)]
+/// An authenticated caller: a service token of one tenant, and where its request
+/// came from (for audit records).
+#[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub tenant_id: String,
     pub token_id: String,
     pub scopes: Vec<Scope>,
+    /// The peer's address (`ip:port`); empty when not over the network.
+    pub source: String,
+    /// The request's `x-request-id` metadata, if it sent one.
+    pub request_id: String,
 }
 
 impl Caller {
     /// The operator acting in-process (offline CLI commands, tests): vault `admin`.
     pub fn operator() -> Self {
         Self {
-            tenant_id: String::new(),
             token_id: "operator".into(),
             scopes: vec![Scope::Admin],
+            ..Self::default()
+        }
+    }
+
+    /// The vault's own background work on behalf of `tenant_id` (audit actor `system`).
+    pub fn system(tenant_id: &str) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            token_id: "system".into(),
+            ..Self::default()
+        }
+    }
+
+    /// The audit record of this caller doing `action` to `subject` at `at`, with
+    /// outcome `ok`. `request_id` is the call's own request id where it takes one;
+    /// otherwise the request's `x-request-id` is recorded.
+    pub fn audit(
+        &self,
+        at: Millis,
+        action: &'static str,
+        subject: &str,
+        request_id: &str,
+    ) -> AuditEntry {
+        let request_id = if request_id.is_empty() {
+            &self.request_id
+        } else {
+            request_id
+        };
+        AuditEntry {
+            tenant_id: self.tenant_id.clone(),
+            at,
+            actor: self.token_id.clone(),
+            action,
+            credential_id: subject.to_owned(),
+            user_id: String::new(),
+            request_id: request_id.to_owned(),
+            source: self.source.clone(),
+            outcome: OUTCOME_OK,
+            detail: String::new(),
         }
     }
 
@@ -79,6 +124,7 @@ impl Vault {
             tenant_id: token.tenant_id,
             token_id: token.id,
             scopes: token.scopes,
+            ..Caller::default()
         };
         if let Err(retry_after) = self.token_limiter.check(&caller.token_id) {
             self.metrics.rate_limited("token");

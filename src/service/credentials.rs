@@ -169,15 +169,13 @@ impl Vault {
         credential_id: &str,
         request_id: &str,
     ) -> AuditEntry {
-        AuditEntry {
-            tenant_id: caller.tenant_id.clone(),
-            at: self.now(),
-            actor: caller.token_id.clone(),
-            action,
-            credential_id: credential_id.to_owned(),
-            request_id: request_id.to_owned(),
-            detail: String::new(),
-        }
+        caller.audit(self.now(), action, credential_id, request_id)
+    }
+
+    /// Writes `entry` on its own, for changes whose store write takes no audit record
+    /// (a crash between the two loses the record, not the change).
+    pub(super) async fn record(&self, entry: &AuditEntry) -> Result<()> {
+        Ok(self.store.insert_audit(entry).await?)
     }
 
     /// Emails are unique per tenant: a credential may not give its user another
@@ -239,7 +237,9 @@ impl Vault {
             blob: self.keyring.seal(&aad_of(&meta), &plaintext),
             meta,
         };
-        let audit = self.audit(caller, "create", &sealed.meta.id, &req.request_id);
+        let audit = self
+            .audit(caller, "create", &sealed.meta.id, &req.request_id)
+            .for_user(&sealed.meta.user_id);
         if req.request_id.is_empty() {
             let email = self.store.insert_credential(&sealed, None, &audit).await?;
             return Ok(CredentialMeta {
@@ -441,7 +441,9 @@ impl Vault {
                 blob,
                 expected_version: current.version,
             };
-            let audit = self.audit(caller, "update", &req.id, "");
+            let audit = self
+                .audit(caller, "update", &req.id, "")
+                .for_user(&write.meta.user_id);
             if self
                 .store
                 .update_credential(&write, Some(&audit), &[])
@@ -475,7 +477,9 @@ impl Vault {
         let secret = (sealed.meta.kind == crate::model::Kind::OAuth2)
             .then(|| self.open_secret(&sealed.meta, &sealed.blob).ok())
             .flatten();
-        let audit = self.audit(caller, "delete", id, "");
+        let audit = self
+            .audit(caller, "delete", id, "")
+            .for_user(&sealed.meta.user_id);
         if !self
             .store
             .delete_credential(&caller.tenant_id, id, &audit)
@@ -583,7 +587,11 @@ impl Vault {
         let (meta, secret) = self.fresh_secret(meta, secret).await?;
         // The audit record is written before the secret leaves: no record, no secret.
         self.store
-            .insert_audit(&self.audit(caller, "reveal", id, request_id))
+            .insert_audit(
+                &self
+                    .audit(caller, "reveal", id, request_id)
+                    .for_user(&meta.user_id),
+            )
             .await?;
         Ok(Revealed { meta, secret })
     }

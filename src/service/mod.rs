@@ -14,6 +14,7 @@ use crate::store::Store;
 use crate::webhooks::sender::WebhookSender;
 
 mod admin;
+pub mod audit;
 mod auth;
 mod credentials;
 pub mod external_auth;

@@ -119,14 +119,20 @@ impl Vault {
             link: None,
             redirect_uri: String::new(),
         };
-        self.begin_flow(
-            &caller.tenant_id,
-            &req.user_id,
-            &req.user_email,
-            &provider,
-            request,
-        )
-        .await
+        let started = self
+            .begin_flow(
+                &caller.tenant_id,
+                &req.user_id,
+                &req.user_email,
+                &provider,
+                request,
+            )
+            .await?;
+        let entry = self
+            .audit(caller, "oauth.start", &provider.provider.slug, "")
+            .for_user(&req.user_id);
+        self.record(&entry).await?;
+        Ok(started)
     }
 
     /// Stores a new flow's state (hashed) and sealed PKCE verifier; returns the
@@ -292,7 +298,7 @@ impl Vault {
         let caller = Caller {
             tenant_id: state.tenant_id.clone(),
             token_id: format!("oauth:{}", state.id),
-            scopes: Vec::new(),
+            ..Caller::default()
         };
         let link = state.request.link.as_ref();
         if let Some(id) = link.and_then(|l| l.reconnect_credential_id.clone()) {

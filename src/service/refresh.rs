@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::Vault;
+use super::{Caller, Vault};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -363,7 +363,14 @@ impl Vault {
             meta: next,
             expected_version: meta.version,
         };
-        if self.store.update_credential(&write, None, &[]).await? {
+        let audit = Caller::system(&meta.tenant_id)
+            .audit(self.now(), "refresh", &meta.id, "")
+            .for_user(&meta.user_id);
+        if self
+            .store
+            .update_credential(&write, Some(&audit), &[])
+            .await?
+        {
             tracing::info!(credential = %meta.id, version = write.meta.version, "credential refreshed");
             Ok(Some((write.meta, secret)))
         } else {
@@ -455,7 +462,14 @@ impl Vault {
             blob: None,
             expected_version: meta.version,
         };
-        if self.store.update_credential(&write, None, &[event]).await? {
+        let audit = Caller::system(&meta.tenant_id)
+            .audit(now, "refresh.rejected", &meta.id, "")
+            .for_user(&meta.user_id);
+        if self
+            .store
+            .update_credential(&write, Some(&audit), &[event])
+            .await?
+        {
             tracing::warn!(credential = %meta.id, "refresh token rejected (invalid_grant): credential needs re-auth");
             return Err(Error::FailedPrecondition(format!(
                 "credential {} needs re-authorization: the provider rejected its refresh token",

@@ -90,7 +90,10 @@ impl Users {
             updated_at: now,
         };
         match self.vault.store.insert_user(&user).await {
-            Ok(()) => return Ok(user),
+            Ok(()) => {
+                self.record(caller, "user.register", &user.user_id).await?;
+                return Ok(user);
+            }
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
@@ -147,6 +150,12 @@ impl Users {
         self.write(caller, next).await
     }
 
+    /// Records `caller` doing `action` to end user `user_id`.
+    async fn record(&self, caller: &Caller, action: &'static str, user_id: &str) -> Result<()> {
+        let entry = self.vault.audit(caller, action, "", "");
+        self.vault.record(&entry.for_user(user_id)).await
+    }
+
     /// Why a user could not be stored: its email or external id is another user's.
     async fn taken(&self, caller: &Caller, user: &EndUser) -> Error {
         if let Some(email) = &user.email
@@ -165,7 +174,10 @@ impl Users {
     /// Writes a changed user; a taken email or external id is ALREADY_EXISTS.
     async fn write(&self, caller: &Caller, user: EndUser) -> Result<EndUser> {
         match self.vault.store.update_user(&user).await {
-            Ok(true) => Ok(user),
+            Ok(true) => {
+                self.record(caller, "user.update", &user.user_id).await?;
+                Ok(user)
+            }
             Ok(false) => Err(not_found(&user.user_id)),
             Err(StoreError::Conflict) => Err(self.taken(caller, &user).await),
             Err(e) => Err(e.into()),
@@ -272,15 +284,11 @@ impl Users {
             }
         }
         let audit = AuditEntry {
-            tenant_id: caller.tenant_id.clone(),
-            at: self.vault.now(),
-            actor: caller.token_id.clone(),
-            action: "user.delete",
-            credential_id: String::new(),
-            request_id: String::new(),
             detail: serde_json::json!({ "userId": user_id, "credentials": deleted.len() })
                 .to_string(),
-        };
+            ..caller.audit(self.vault.now(), "user.delete", "", "")
+        }
+        .for_user(user_id);
         match store.delete_user(&caller.tenant_id, user_id, &audit).await {
             Ok(_) => Ok(deleted),
             Err(StoreError::Conflict) => Err(Error::Aborted(format!(

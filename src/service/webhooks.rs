@@ -125,6 +125,8 @@ impl Vault {
             endpoint,
         };
         self.store.insert_endpoint(&sealed).await?;
+        self.record(&self.audit(caller, "webhook.create", &sealed.endpoint.id, ""))
+            .await?;
         Ok((sealed.endpoint, secret))
     }
 
@@ -205,13 +207,17 @@ impl Vault {
         }
         next.endpoint.version += 1;
         next.endpoint.updated_at = self.now();
-        self.write_endpoint(&current, next).await
+        let written = self.write_endpoint(&current, next).await?;
+        self.record(&self.audit(caller, "webhook.update", &req.id, ""))
+            .await?;
+        Ok(written)
     }
 
     pub async fn delete_endpoint(&self, caller: &Caller, id: &str) -> Result<()> {
         self.endpoint(caller, id).await?;
         if self.store.delete_endpoint(&caller.tenant_id, id).await? {
-            Ok(())
+            self.record(&self.audit(caller, "webhook.delete", id, ""))
+                .await
         } else {
             Err(endpoint_not_found(id))
         }
@@ -236,7 +242,10 @@ impl Vault {
         next.secret = self
             .keyring
             .seal(&aad_of(&next.endpoint), secret.expose_secret().as_bytes());
-        Ok((self.write_endpoint(&current, next).await?, secret))
+        let written = self.write_endpoint(&current, next).await?;
+        self.record(&self.audit(caller, "webhook.rotate_secret", id, ""))
+            .await?;
+        Ok((written, secret))
     }
 
     /// The secrets that sign now: the current one, and the previous one during an overlap.
@@ -350,6 +359,8 @@ impl Vault {
                 "event {event_id} has no deliveries to send again"
             )));
         }
+        self.record(&self.audit(caller, "webhook.redeliver", event_id, ""))
+            .await?;
         Ok(requeued)
     }
 
@@ -363,9 +374,12 @@ impl Vault {
             endpoint_id: Some(endpoint_id.to_owned()).filter(|s| !s.is_empty()),
             ..DeliveryFilter::default()
         };
-        Ok(self
+        let requeued = self
             .store
             .requeue_deliveries(&caller.tenant_id, &filter, self.now())
-            .await?)
+            .await?;
+        self.record(&self.audit(caller, "webhook.replay_dead_letters", endpoint_id, ""))
+            .await?;
+        Ok(requeued)
     }
 }

@@ -212,7 +212,7 @@ pub(super) async fn create_in_one_statement(
     let a = &job.audit;
     let idempotency = if job.idempotency.is_some() {
         format!(
-            "idem AS ({INSERT_IDEMPOTENCY} VALUES ($26, $27, $28, $29, $30, $31) RETURNING 1), "
+            "idem AS ({INSERT_IDEMPOTENCY} VALUES ($28, $29, $30, $31, $32, $33) RETURNING 1), "
         )
     } else {
         String::new()
@@ -220,8 +220,9 @@ pub(super) async fn create_in_one_statement(
     let sql = format!(
         "WITH {idempotency}\
          cred AS ({INSERT_CREDENTIAL} RETURNING 1), \
-         audit AS (INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id) \
-                   VALUES ($1, $21, $22, $23, $2, $24) RETURNING 1), \
+         audit AS (INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id, \
+                   user_id, source, outcome) VALUES ($1, $21, $22, $23, $2, $24, $16, $26, $27) \
+                   RETURNING 1), \
          usr AS ({UPSERT_END_USER} VALUES ($1, $16, $20, $18, $18, $25) {ON_END_USER_CONFLICT}) \
          SELECT email FROM usr"
     );
@@ -235,7 +236,9 @@ pub(super) async fn create_in_one_statement(
         .bind(&a.actor)
         .bind(a.action)
         .bind(&a.request_id)
-        .bind(m.user_email.as_deref().map(email_key));
+        .bind(m.user_email.as_deref().map(email_key))
+        .bind(&a.source)
+        .bind(a.outcome);
     if let Some(r) = &job.idempotency {
         query = query
             .bind(&r.tenant_id)

@@ -15,6 +15,7 @@ use crate::model::{
 };
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
+mod audit;
 mod batch;
 mod connect;
 mod external_auth;
@@ -26,6 +27,7 @@ mod sql;
 pub mod sqlite;
 mod users;
 
+pub use audit::{AuditFilter, AuditStore, ChainLink, Head, HeadMove};
 pub use connect::{AttemptCount, ConnectNotice, ConnectStore, LinkFilter};
 pub use external_auth::{AuthStore, LockoutPolicy};
 pub use keys::{
@@ -127,7 +129,15 @@ pub struct PoolStats {
 
 #[async_trait]
 pub trait Store:
-    NotificationStore + ConnectStore + UserStore + AuthStore + KeyStore + Send + Sync + 'static
+    NotificationStore
+    + ConnectStore
+    + UserStore
+    + AuthStore
+    + KeyStore
+    + AuditStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
 

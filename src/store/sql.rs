@@ -235,8 +235,8 @@ pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
 
 pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
     sqlx::query(
-        "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id, detail, \
+         user_id, source, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&a.tenant_id)
     .bind(a.at)
@@ -245,6 +245,9 @@ pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
     .bind(&a.credential_id)
     .bind(&a.request_id)
     .bind(&a.detail)
+    .bind(&a.user_id)
+    .bind(&a.source)
+    .bind(a.outcome)
 }
 
 #[async_trait]

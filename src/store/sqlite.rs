@@ -3,8 +3,8 @@
 //! SQLite allows one writer at a time. A pool of one write connection serialises
 //! writers inside the process (no `SQLITE_BUSY` upgrade deadlocks between deferred
 //! transactions), while WAL lets a separate pool of readers run alongside it.
-use sqlx::Executor;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Connection, Executor};
 
 use super::{Backend, SqlStore, StoreResult};
 
@@ -33,6 +33,24 @@ pub async fn connect(url: &str, max_readers: u32) -> StoreResult<SqlStore> {
     sqlx::migrate!("./migrations/sqlite").run(&write).await?;
     let read = pool(max_readers.max(1)).connect(&url).await?;
     Ok(SqlStore::new(Backend::Sqlite, read, write))
+}
+
+/// Writes an online, consistent copy of the database at `url` to the new file `to`
+/// (`VACUUM INTO`): one read transaction's snapshot, taken while writers carry on,
+/// compacted and with the WAL folded in. Fails if `to` exists.
+pub async fn backup(url: &str, to: &std::path::Path) -> StoreResult<()> {
+    install_default_drivers();
+    let to = to.to_str().ok_or_else(|| {
+        super::StoreError::UnsupportedUrl("the backup path is not valid UTF-8".into())
+    })?;
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    conn.execute("PRAGMA busy_timeout = 5000").await?;
+    sqlx::query("VACUUM INTO $1")
+        .bind(to)
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
 }
 
 /// Adds `mode=rwc` so the database file is created on first start.

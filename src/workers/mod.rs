@@ -6,6 +6,7 @@ use tracing::Instrument;
 
 use crate::shutdown::Shutdown;
 
+pub mod audit;
 pub mod deliverer;
 pub mod keys;
 pub mod pruner;

@@ -285,3 +285,73 @@ async fn users_and_connectors_from_the_command_line() {
     let deleted = run(&["user", "delete", "--user", "u1"]);
     assert_eq!(deleted["deleted_credentials"], serde_json::json!([]));
 }
+
+/// `credvault audit list|export|verify` against a running server: the records a
+/// tenant's calls left, as JSON and as JSON lines, and a verification that fails
+/// (exit 1, naming the record) once a record is edited in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_from_the_command_line() {
+    let app = crate::support::spawn_app(crate::support::Backend::Sqlite)
+        .await
+        .unwrap();
+    let t = app.tenant("acme").await;
+    app.token(&t, &["credentials:read"]).await;
+    app.audit.chain().await.unwrap();
+    app.audit.checkpoint().await.unwrap();
+    let admin = &app.admin_token;
+    let listed = client_json(&app, admin, &["audit", "list", "--tenant", &t.id, "--all"]);
+    let actions: Vec<&str> = listed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["tenant.create", "token.create", "token.create"]);
+    let export = Command::new(env!("CARGO_BIN_EXE_credvault"))
+        .args([
+            "audit",
+            "export",
+            "--tenant",
+            &t.id,
+            "--action",
+            "token.create",
+        ])
+        .env_clear()
+        .env("CREDVAULT_SERVER", format!("http://{}", app.addr))
+        .env("CREDVAULT_TOKEN", admin.expose_secret())
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = text(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["seq"], 3);
+    let verified = client_json(&app, admin, &["audit", "verify", "--all"]);
+    assert!(
+        verified["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["intact"] == true)
+    );
+
+    app.execute(
+        "UPDATE audit_log SET actor = 'someone' WHERE tenant_id = $1 AND seq = 2",
+        &[&t.id],
+    )
+    .await;
+    let broken = Command::new(env!("CARGO_BIN_EXE_credvault"))
+        .args(["audit", "verify", "--tenant", &t.id])
+        .env_clear()
+        .env("CREDVAULT_SERVER", format!("http://{}", app.addr))
+        .env("CREDVAULT_TOKEN", admin.expose_secret())
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+    assert!(
+        text(&broken.stderr).contains("record 2"),
+        "{}",
+        text(&broken.stderr)
+    );
+}

@@ -2,8 +2,10 @@
 //! storage test runs on SQLite and on PostgreSQL.
 mod support;
 
+mod audit;
 mod auth;
 mod auth_kit;
+mod backup;
 mod browser;
 mod cli;
 mod connect;

@@ -62,7 +62,7 @@ both_backends! {
     async fn tenants_tokens_providers_and_endpoints_page(app) {
         let t = app.tenant("acme").await;
         for name in ["globex", "initech"] {
-            app.vault.create_tenant(name).await.unwrap();
+            app.vault.create_tenant(&credvault::service::Caller::operator(), name).await.unwrap();
         }
         for _ in 0..4 {
             app.token(&t, &["credentials:read"]).await;

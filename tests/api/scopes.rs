@@ -171,6 +171,14 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ("credvault.v1.AdminService/RetireKey", &["admin"]),
     ("credvault.v1.AdminService/RewrapSecrets", &["admin"]),
     (
+        "credvault.v1.AuditService/ListAuditRecords",
+        &["audit:read", "admin"],
+    ),
+    (
+        "credvault.v1.AuditService/VerifyAuditLog",
+        &["audit:read", "admin"],
+    ),
+    (
         "credvault.v1.AdminService/CreateServiceToken",
         &["admin", "tenant:admin"],
     ),

@@ -4,15 +4,17 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use credvault::clock::ManualClock;
+use credvault::model::AuditRecord;
 use credvault::proto::v1::{
     admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
     o_auth_service_client::OAuthServiceClient, webhook_service_client::WebhookServiceClient,
 };
+use credvault::service::audit::AuditLog;
 use credvault::service::keys::lifecycle::KeyLifecycle;
 use credvault::service::{Caller, NewToken, Vault};
 use credvault::{App, Config};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::{AnyPool, Connection, Executor, Row};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::Interceptor;
@@ -198,6 +200,9 @@ impl Interceptor for AuthHeader {
 
 pub type Client = CredentialServiceClient<InterceptedService<Channel, AuthHeader>>;
 pub type AdminClient = AdminServiceClient<InterceptedService<Channel, AuthHeader>>;
+pub type AuditClient = credvault::proto::v1::audit_service_client::AuditServiceClient<
+    InterceptedService<Channel, AuthHeader>,
+>;
 pub type OAuthClient = OAuthServiceClient<InterceptedService<Channel, AuthHeader>>;
 pub type WebhookClient = WebhookServiceClient<InterceptedService<Channel, AuthHeader>>;
 pub type ConnectClient = credvault::proto::v1::connect_service_client::ConnectServiceClient<
@@ -252,6 +257,8 @@ pub struct TestApp {
     pub vault: Vault,
     /// The running server's key lifecycle (beat it by hand: heartbeats run on real time).
     pub key_lifecycle: Arc<KeyLifecycle>,
+    /// The running server's audit log (its chain job is off: run it by hand).
+    pub audit: Arc<AuditLog>,
     pub db: TestDb,
     pub addr: std::net::SocketAddr,
     pub http_addr: std::net::SocketAddr,
@@ -284,6 +291,7 @@ impl Drop for Peer {
 struct Running {
     vault: Vault,
     keys: Arc<KeyLifecycle>,
+    audit: Arc<AuditLog>,
     addr: std::net::SocketAddr,
     http_addr: std::net::SocketAddr,
     metrics_addr: Option<std::net::SocketAddr>,
@@ -304,6 +312,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: Tweak) -> Option<TestApp> {
     let Running {
         vault,
         keys: key_lifecycle,
+        audit,
         addr,
         http_addr,
         metrics_addr,
@@ -322,6 +331,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: Tweak) -> Option<TestApp> {
         clock,
         vault,
         key_lifecycle,
+        audit,
         db,
         addr,
         http_addr,
@@ -345,6 +355,7 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Ru
         .unwrap();
     let vault = app.vault().clone();
     let keys = app.keys().clone();
+    let audit = app.audit().clone();
     let addr = app.grpc_addr();
     let http_addr = app.http_addr();
     let metrics_addr = app.metrics_addr();
@@ -359,6 +370,7 @@ async fn start(db: &TestDb, keys: &str, clock: &ManualClock, tweak: Tweak) -> Ru
     Running {
         vault,
         keys,
+        audit,
         addr,
         http_addr,
         metrics_addr,
@@ -382,6 +394,7 @@ pub fn test_config(db: &TestDb, keys: &str, tweak: Tweak) -> Config {
         scan_interval_secs: 0,
         retention_interval_secs: 0,
         rewrap_interval_secs: 0,
+        audit_chain_interval_ms: 0,
         deliver_interval_ms: 0,
         provider_timeout_secs: 1,
         webhook_timeout_secs: 1,
@@ -411,6 +424,7 @@ impl TestApp {
         let Running {
             vault,
             keys: key_lifecycle,
+            audit,
             addr,
             http_addr,
             metrics_addr,
@@ -419,12 +433,35 @@ impl TestApp {
         } = start(&self.db, keys, &self.clock, self.tweak).await;
         self.vault = vault;
         self.key_lifecycle = key_lifecycle;
+        self.audit = audit;
         self.addr = addr;
         self.http_addr = http_addr;
         self.metrics_addr = metrics_addr;
         self.keys = keys.into();
         self.stop = Some(stop);
         self.server = Some(server);
+    }
+
+    /// Stops the server, replaces its SQLite database with the file `backup` (into an
+    /// otherwise empty directory: no WAL, no shared memory left), and starts it again.
+    pub async fn restore_sqlite_from(&mut self, backup: &std::path::Path) {
+        self.shutdown().await;
+        self.raw.close().await;
+        let TestDb::Sqlite(dir) = &self.db else {
+            panic!("restore_sqlite_from needs SQLite")
+        };
+        let db = self.db.sqlite_file(dir);
+        for file in [
+            db.with_extension("db-wal"),
+            db.with_extension("db-shm"),
+            db.clone(),
+        ] {
+            let _ = std::fs::remove_file(file);
+        }
+        std::fs::copy(backup, &db).unwrap();
+        self.raw = AnyPool::connect(&self.db.url()).await.unwrap();
+        let keys = self.keys.clone();
+        self.restart_with_keys(&keys).await;
     }
 
     /// Signals shutdown and waits for the server to finish; returns how long it took.
@@ -507,13 +544,25 @@ impl TestApp {
         AdminServiceClient::with_interceptor(self.channel().await, header)
     }
 
+    pub async fn audit_client(&self, token: &SecretString) -> AuditClient {
+        let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+        credvault::proto::v1::audit_service_client::AuditServiceClient::with_interceptor(
+            self.channel().await,
+            header,
+        )
+    }
+
     pub async fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
         tonic_health::pb::health_client::HealthClient::new(self.channel().await)
     }
 
     /// A new tenant with a read/write/reveal token.
     pub async fn tenant(&self, name: &str) -> TestTenant {
-        let tenant = self.vault.create_tenant(name).await.unwrap();
+        let tenant = self
+            .vault
+            .create_tenant(&Caller::operator(), name)
+            .await
+            .unwrap();
         let scopes = [
             "credentials:read",
             "credentials:write",
@@ -661,6 +710,86 @@ impl TestApp {
             .fetch_one(&self.raw)
             .await
             .unwrap()
+    }
+
+    /// A tenant's audit records as stored, in sequence order.
+    pub async fn audit_rows(&self, tenant_id: &str) -> Vec<AuditRecord> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, at, actor, action, credential_id, user_id, request_id, \
+             source, outcome, detail, seq, prev_hash, hash FROM audit_log \
+             WHERE tenant_id = $1 ORDER BY seq",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.raw)
+        .await
+        .unwrap();
+        rows.iter()
+            .map(|r| AuditRecord {
+                id: r.get("id"),
+                tenant_id: r.get("tenant_id"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                action: r.get("action"),
+                credential_id: r.get("credential_id"),
+                user_id: r.get("user_id"),
+                request_id: r.get("request_id"),
+                source: r.get("source"),
+                outcome: r.get("outcome"),
+                detail: r.get("detail"),
+                seq: r.get("seq"),
+                prev_hash: r.get("prev_hash"),
+                hash: r.get("hash"),
+            })
+            .collect()
+    }
+
+    /// Inserts an audit record at `r.seq` with the given links, as a forger would.
+    pub async fn insert_audit_row(&self, r: &AuditRecord, prev: &[u8], hash: &[u8]) {
+        sqlx::query(
+            "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, user_id, \
+             request_id, source, outcome, detail, seq, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&r.tenant_id)
+        .bind(r.at)
+        .bind(&r.actor)
+        .bind(&r.action)
+        .bind(&r.credential_id)
+        .bind(&r.user_id)
+        .bind(&r.request_id)
+        .bind(&r.source)
+        .bind(&r.outcome)
+        .bind(&r.detail)
+        .bind(r.seq)
+        .bind(prev)
+        .bind(hash)
+        .execute(&self.raw)
+        .await
+        .unwrap();
+    }
+
+    /// Rewrites record `r.seq`'s action and links (and the head, if it is the
+    /// last), as someone recomputing the chain would.
+    pub async fn rewrite_audit_row(&self, r: &AuditRecord, prev: &[u8], hash: &[u8]) {
+        sqlx::query(
+            "UPDATE audit_log SET action = $1, prev_hash = $2, hash = $3 \
+             WHERE tenant_id = $4 AND seq = $5",
+        )
+        .bind(&r.action)
+        .bind(prev)
+        .bind(hash)
+        .bind(&r.tenant_id)
+        .bind(r.seq)
+        .execute(&self.raw)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2 AND seq = $3")
+            .bind(hash)
+            .bind(&r.tenant_id)
+            .bind(r.seq)
+            .execute(&self.raw)
+            .await
+            .unwrap();
     }
 
     /// Rows in a table, to prove a failed request wrote nothing.

@@ -325,7 +325,7 @@ both_backends! {
         let receiver = Receiver::start().await;
         let t = app.tenant("acme").await;
         endpoint(&app, &t, &receiver.url(), &["credential.expired"]).await;
-        let caller = Caller { tenant_id: t.id.clone(), token_id: "seed".into(), scopes: vec![] };
+        let caller = Caller { tenant_id: t.id.clone(), token_id: "seed".into(), ..Caller::default() };
         let expires = now(&app) + HOUR;
         for i in 0..1000 {
             let new = NewCredential {

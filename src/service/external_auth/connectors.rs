@@ -242,15 +242,7 @@ impl ExternalAuth {
         action: &'static str,
         id: &ConnectorId,
     ) -> AuditEntry {
-        AuditEntry {
-            tenant_id: caller.tenant_id.clone(),
-            at: self.now(),
-            actor: caller.token_id.clone(),
-            action,
-            credential_id: id.to_string(),
-            request_id: String::new(),
-            detail: String::new(),
-        }
+        caller.audit(self.now(), action, id.as_str(), "")
     }
 
     pub async fn create_connector(

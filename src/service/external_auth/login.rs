@@ -416,13 +416,8 @@ impl ExternalAuth {
     ) -> Result<()> {
         let now = self.now();
         let audit = AuditEntry {
-            tenant_id: caller.tenant_id.clone(),
-            at: now,
-            actor: caller.token_id.clone(),
-            action,
-            credential_id: String::new(),
-            request_id: request_id.to_owned(),
             detail: attempt.detail(),
+            ..caller.audit(now, action, "", request_id)
         };
         self.vault
             .store
@@ -568,12 +563,6 @@ impl ExternalAuth {
             None => refuse(UPSTREAM_UNAVAILABLE),
         };
         let audit = AuditEntry {
-            tenant_id: caller.tenant_id.clone(),
-            at: self.now(),
-            actor: caller.token_id.clone(),
-            action: "user.forgot_password",
-            credential_id: String::new(),
-            request_id: String::new(),
             detail: serde_json::json!({
                 "userId": user.user_id,
                 "connectorId": connector.id,
@@ -581,7 +570,9 @@ impl ExternalAuth {
                 "outcome": if outcome.forwarded { "forwarded" } else { outcome.error_code.as_str() },
             })
             .to_string(),
-        };
+            ..caller.audit(self.now(), "user.forgot_password", "", "")
+        }
+        .for_user(&user.user_id);
         self.vault.store.insert_audit(&audit).await?;
         Ok(outcome)
     }

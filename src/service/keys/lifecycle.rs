@@ -9,7 +9,6 @@ use crate::clock::{Clock, Millis};
 use crate::crypto::{FORMAT_VERSION, Keyring, LEGACY_FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::AuditEntry;
 use crate::service::{Caller, Vault};
 use crate::store::{Heartbeat, KeyVersionRow, ReplicaRow, SealedCount, Store};
 
@@ -276,16 +275,14 @@ impl KeyLifecycle {
         Ok(())
     }
 
+    /// Records that `caller` ran a rewrap pass (towards the active version).
+    pub async fn record_rewrap(&self, caller: &Caller) -> Result<()> {
+        self.audit(caller, "key.rewrap", self.keyring.active_version())
+            .await
+    }
+
     async fn audit(&self, caller: &Caller, action: &'static str, version: u32) -> Result<()> {
-        let entry = AuditEntry {
-            tenant_id: caller.tenant_id.clone(),
-            at: self.now(),
-            actor: caller.token_id.clone(),
-            action,
-            credential_id: format!("key:{version}"),
-            request_id: String::new(),
-            detail: String::new(),
-        };
+        let entry = caller.audit(self.now(), action, &format!("key:{version}"), "");
         Ok(self.store.insert_audit(&entry).await?)
     }
 

@@ -599,7 +599,7 @@ pub(super) fn link_caller(link: &ConnectLink) -> Caller {
     Caller {
         tenant_id: link.tenant_id.clone(),
         token_id: format!("connect:{}", link.id),
-        scopes: Vec::new(),
+        ..Caller::default()
     }
 }
 

@@ -50,7 +50,10 @@ impl Connect {
             settings,
             ..current.clone()
         };
-        self.write_settings(&current, next).await
+        let written = self.write_settings(&current, next).await?;
+        let entry = self.vault.audit(caller, "connect.settings.update", "", "");
+        self.vault.record(&entry).await?;
+        Ok(written)
     }
 
     /// A new signing secret, shown once; the previous one keeps signing for `overlap`.
@@ -71,6 +74,8 @@ impl Connect {
             ..current.clone()
         };
         self.write_settings(&current, next).await?;
+        let entry = self.vault.audit(caller, "connect.secret.rotate", "", "");
+        self.vault.record(&entry).await?;
         Ok(secret)
     }
 
