@@ -60,10 +60,13 @@ async fn kill_nine_round(
 ) {
     let (mut child, addr) = spawn_server(app).await;
     let client = client_at(addr, token).await;
+    let before = acked.lock().unwrap().len();
+    let refused = Arc::new(Mutex::new(None));
     let writers: Vec<_> = (0..64)
         .map(|w| {
             let mut c = client.clone();
             let acked = acked.clone();
+            let refused = refused.clone();
             tokio::spawn(async move {
                 for n in 0.. {
                     let key = format!("drill-{round}-{w}-{n}");
@@ -74,13 +77,36 @@ async fn kill_nine_round(
                         Ok(r) => {
                             acked.lock().unwrap().insert(r.into_inner().id, key);
                         }
-                        Err(_) => return,
+                        Err(e) => {
+                            refused.lock().unwrap().get_or_insert(e);
+                            return;
+                        }
                     }
                 }
             })
         })
         .collect();
-    let run_for = rand::thread_rng().gen_range(100..400);
+    // Kill it at a random moment once creates are flowing (a slow start on a loaded
+    // machine must not leave the round with nothing in flight). A create refused
+    // before the kill is no lost write, but if every writer stops, something is wrong.
+    let flowing = std::time::Instant::now();
+    while acked.lock().unwrap().len() < before + 20 {
+        if writers.iter().all(|w| w.is_finished()) {
+            panic!(
+                "every writer stopped before the kill: {:?}",
+                refused.lock().unwrap()
+            );
+        }
+        assert!(
+            flowing.elapsed() < Duration::from_secs(60),
+            "creates never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Some(e) = refused.lock().unwrap().as_ref() {
+        eprintln!("kill -9 drill: a create was refused before the kill: {e:?}");
+    }
+    let run_for = rand::thread_rng().gen_range(0..300);
     tokio::time::sleep(Duration::from_millis(run_for)).await;
     child.start_kill().unwrap(); // SIGKILL
     child.wait().await.unwrap();
