@@ -1049,12 +1049,13 @@ async fn seal_seeded(url: &str, vault: &credvault::service::Vault, tenant: &str)
     rows.into_iter().map(|(id, _)| id).collect()
 }
 
-/// Values sealed under key version 1 now.
-async fn under_v1(vault: &credvault::service::Vault) -> u64 {
+/// Credentials sealed directly under a master key now (as before tenant keys): what
+/// rewrap moves under the tenant's key.
+async fn under_master_key(vault: &credvault::service::Vault) -> u64 {
     let counts = vault.store().sealed_counts().await.unwrap();
     counts
         .iter()
-        .filter(|c| c.key_version == 1)
+        .filter(|c| c.column == credvault::store::SealedColumn::CredentialSecret && c.format != 3)
         .map(|c| c.values)
         .sum()
 }
@@ -1084,13 +1085,17 @@ async fn rewrap_under_load(
     seconds: u64,
 ) -> (f64, f64, bool) {
     use credvault::service::keys::rewrap::{Pace, Rewrap};
-    let before = under_v1(vault).await;
     let job = Rewrap::new(vault, Pace { batch: 500, rate });
+    // Every credential back under the master key, as an upgraded database has them.
+    job.seal_as_before_tenant_keys(credvault::store::SealedColumn::CredentialSecret)
+        .await
+        .unwrap();
+    let before = under_master_key(vault).await;
     let running = tokio::spawn(async move { job.pass().await.unwrap().unwrap() });
     let t = Instant::now();
     let during = concurrent(server, Rpc::Reveal, seconds).await.per_sec;
     let window = t.elapsed().as_secs_f64();
-    let moved = under_v1(vault).await.abs_diff(before);
+    let moved = under_master_key(vault).await.abs_diff(before);
     let finished = running.is_finished();
     running.await.unwrap();
     (moved as f64 / window, during, finished)
@@ -1125,7 +1130,11 @@ async fn rewrap(backend: &'static str, n: u64, seconds: u64, rates: &[u32]) -> V
     let t = Instant::now();
     let pass = job.pass().await.unwrap().unwrap();
     let solo = pass.rewrapped as f64 / t.elapsed().as_secs_f64();
-    assert_eq!((pass.rewrapped, under_v1(&vault).await), (n, 0), "{pass:?}");
+    assert_eq!(
+        (pass.rewrapped, under_master_key(&vault).await),
+        (n, 0),
+        "{pass:?}"
+    );
     eprintln!("{backend}: reveals alone {alone:.0}/s, rewrap alone {solo:.0}/s");
     let mut lines = Vec::new();
     for (i, &rate) in rates.iter().enumerate() {

@@ -71,7 +71,10 @@ impl Error {
                 "credential {credential_id} is sealed under master key version {v}, which is not in \
                  the keyring: add that key to the configuration to read it"
             )),
-            CryptoError::Authentication | CryptoError::Malformed(_) => Self::DataLoss(format!(
+            CryptoError::Authentication
+            | CryptoError::Malformed(_)
+            | CryptoError::NeedsTenantKey
+            | CryptoError::TenantKeyDestroyed => Self::DataLoss(format!(
                 "credential {credential_id} could not be decrypted: {err}"
             )),
         }

@@ -21,6 +21,17 @@ pub enum TenantCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Delete a tenant for good: its key is destroyed first, so no copy of its
+    /// secrets (WAL, a lagging replica, an export) opens again; then all its rows go.
+    Delete {
+        /// Tenant id (`ten_…`) or name.
+        tenant: String,
+        /// Confirms that every secret of the tenant is to be destroyed.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +114,27 @@ pub async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
             })
             .await?;
             print_json(&json!(tenants.iter().map(tenant_json).collect::<Vec<_>>()));
+        }
+        TenantCommand::Delete {
+            tenant,
+            yes,
+            client,
+        } => {
+            anyhow::ensure!(
+                yes,
+                "deleting tenant {tenant} destroys every secret it holds, for good; \
+                 add --yes to go ahead"
+            );
+            let mut c = client::admin(&client).await?;
+            let r = c
+                .delete_tenant(pb::DeleteTenantRequest { tenant })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_json(&json!({
+                "deleted": r.tenant.as_ref().map(tenant_json),
+                "deleted_rows": r.deleted_rows,
+            }));
         }
     }
     Ok(())

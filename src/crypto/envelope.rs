@@ -16,8 +16,13 @@
 //! where the wrapping key WK = HKDF-SHA256(IKM = KEK, salt, info = "credvault/v2/wrap-key"),
 //! a fresh key for every seal, so the master key itself encrypts nothing.
 //!
-//! Format 1 (read only; rewrapped to format 2 by `credvault keys rewrap`) has no salt:
-//! the header is 5 bytes and the data key is wrapped directly under the KEK.
+//! Format 3, written for every tenant-owned value: the layout of format 2 with key
+//! version 0, and WK = HKDF-SHA256(IKM = the tenant's key, salt, info =
+//! "credvault/v3/tenant-wrap-key"). The tenant key is random and is itself sealed in
+//! format 2 under the master key ([`TenantKey`]); destroying it shreds the tenant.
+//!
+//! Format 1 (read only; rewrapped by `credvault keys rewrap`) has no salt: the header
+//! is 5 bytes and the data key is wrapped directly under the KEK.
 //!
 //! Both encryptions use AAD = header (bytes before the first nonce) ‖ purpose (0x01 data
 //! key, 0x02 payload) ‖ for tenant id, user id and credential id in turn: u16 big-endian
@@ -26,7 +31,9 @@ use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce,
     aead::{Aead, Payload},
 };
+use hkdf::Hkdf;
 use rand::{RngCore, rngs::OsRng};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::{CryptoError, Keyring};
@@ -35,6 +42,8 @@ use super::{CryptoError, Keyring};
 pub const FORMAT_VERSION: u8 = 2;
 /// The format of blobs sealed before per-seal keys; still opened.
 pub const LEGACY_FORMAT_VERSION: u8 = 1;
+/// The format of values sealed under their tenant's key.
+pub const TENANT_FORMAT_VERSION: u8 = 3;
 const SALT_LEN: usize = 32;
 /// The header of the format every seal writes: version, key version, salt.
 pub const HEADER_LEN: usize = 5 + SALT_LEN;
@@ -44,6 +53,10 @@ const DEK_LEN: usize = 32;
 const WRAPPED_DEK_LEN: usize = DEK_LEN + TAG_LEN;
 /// The HKDF `info` of a seal's wrapping key.
 const WRAP_KEY_INFO: &[u8] = b"credvault/v2/wrap-key";
+/// The HKDF `info` of a format-3 seal's wrapping key.
+const TENANT_WRAP_KEY_INFO: &[u8] = b"credvault/v3/tenant-wrap-key";
+/// What a tenant key's own seal is bound to, in place of a credential id.
+pub const TENANT_KEY_AAD_ID: &str = "tenant-key";
 
 const PURPOSE_DATA_KEY: u8 = 0x01;
 const PURPOSE_PAYLOAD: u8 = 0x02;
@@ -61,7 +74,7 @@ impl Layout {
     fn of(format: u8) -> Option<Layout> {
         match format {
             LEGACY_FORMAT_VERSION => Some(Self::V1),
-            FORMAT_VERSION => Some(Self::V2),
+            FORMAT_VERSION | TENANT_FORMAT_VERSION => Some(Self::V2),
             _ => None,
         }
     }
@@ -192,41 +205,27 @@ impl Keyring {
         finish_seal(header, kek, ctx, plaintext, &r)
     }
 
-    /// Opens a blob sealed for the row `ctx`, in either format. Fails, returning no
-    /// plaintext, if any byte was changed or the blob belongs to another row.
+    /// Opens a blob sealed for the row `ctx` under a master key (format 1 or 2). Fails,
+    /// returning no plaintext, if any byte was changed or the blob belongs to another
+    /// row; a format-3 blob needs its tenant's key ([`TenantKey::open`]).
     pub fn open(
         &self,
         ctx: &AadContext<'_>,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let format = format_of(blob).ok_or(CryptoError::Malformed("too short"))?;
-        let layout = Layout::of(format).ok_or(CryptoError::Malformed("unknown format version"))?;
-        if blob.len() < layout.min_len() {
-            return Err(CryptoError::Malformed("too short"));
-        }
+        let (format, layout) = parse(blob)?;
         let version = key_version_of(blob).ok_or(CryptoError::Malformed("too short"))?;
-        let header = &blob[..layout.header];
         let derived;
-        let wrap = if format == FORMAT_VERSION {
-            derived = self.wrap_cipher(version, &header[5..]);
-            derived.as_ref()
-        } else {
-            self.cipher(version)
+        let wrap = match format {
+            FORMAT_VERSION => {
+                derived = self.wrap_cipher(version, &blob[5..HEADER_LEN]);
+                derived.as_ref()
+            }
+            LEGACY_FORMAT_VERSION => self.cipher(version),
+            _ => return Err(CryptoError::NeedsTenantKey),
         }
         .ok_or(CryptoError::UnknownKeyVersion(version))?;
-
-        let dek_nonce = &blob[layout.header..layout.wrapped_at()];
-        let wrapped = &blob[layout.wrapped_at()..layout.payload_nonce_at()];
-        let dek = decrypt(wrap, dek_nonce, wrapped, &ctx.aad(header, PURPOSE_DATA_KEY))?;
-        let dek = Aes256Gcm::new_from_slice(&dek).map_err(|_| CryptoError::Authentication)?;
-
-        let payload_nonce = &blob[layout.payload_nonce_at()..layout.payload_at()];
-        decrypt(
-            &dek,
-            payload_nonce,
-            &blob[layout.payload_at()..],
-            &ctx.aad(header, PURPOSE_PAYLOAD),
-        )
+        open_parts(wrap, layout, ctx, blob)
     }
 
     /// The AES-256-GCM cipher under a format-2 seal's own wrapping key.
@@ -234,6 +233,125 @@ impl Keyring {
         let key = self.derive(version, Some(salt), WRAP_KEY_INFO)?;
         Some(Aes256Gcm::new(key.as_ref().into()))
     }
+
+    /// Seals a tenant's key under the active master key (format 2), bound to the tenant.
+    pub fn seal_tenant_key(&self, tenant_id: &str, key: &TenantKey) -> Vec<u8> {
+        self.seal(&tenant_key_aad(tenant_id), key.key.as_ref())
+    }
+
+    /// Opens what [`Keyring::seal_tenant_key`] sealed for `tenant_id`.
+    pub fn open_tenant_key(&self, tenant_id: &str, blob: &[u8]) -> Result<TenantKey, CryptoError> {
+        let plain = self.open(&tenant_key_aad(tenant_id), blob)?;
+        let key: [u8; DEK_LEN] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("a tenant key is 32 bytes"))?;
+        Ok(TenantKey {
+            key: Zeroizing::new(key),
+        })
+    }
+}
+
+/// The AAD context of a tenant key's own seal: the tenant, no user, and the id
+/// `tenant-key`.
+pub fn tenant_key_aad(tenant_id: &str) -> AadContext<'_> {
+    AadContext {
+        tenant_id,
+        user_id: "",
+        credential_id: TENANT_KEY_AAD_ID,
+    }
+}
+
+/// One tenant's random 256-bit key: the root of every format-3 value of the tenant.
+/// Stored only sealed under a master key; zeroized on drop.
+pub struct TenantKey {
+    key: Zeroizing<[u8; DEK_LEN]>,
+}
+
+impl TenantKey {
+    /// A fresh key from the OS CSPRNG.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; DEK_LEN]);
+        OsRng.fill_bytes(key.as_mut());
+        Self { key }
+    }
+
+    /// Seals `plaintext` for the row `ctx` (of this key's tenant) in format 3.
+    pub fn seal(&self, ctx: &AadContext<'_>, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_with(ctx, plaintext, SealRandomness::from_os())
+    }
+
+    pub(crate) fn seal_with(
+        &self,
+        ctx: &AadContext<'_>,
+        plaintext: &[u8],
+        r: SealRandomness,
+    ) -> Vec<u8> {
+        let mut header = Vec::with_capacity(MIN_BLOB_LEN + plaintext.len());
+        header.push(TENANT_FORMAT_VERSION);
+        header.extend_from_slice(&0u32.to_be_bytes());
+        header.extend_from_slice(&r.salt);
+        let wrap = self.wrap_cipher(&r.salt);
+        finish_seal(header, &wrap, ctx, plaintext, &r)
+    }
+
+    /// Opens a format-3 blob sealed for the row `ctx` under this key.
+    pub fn open(
+        &self,
+        ctx: &AadContext<'_>,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let (format, layout) = parse(blob)?;
+        if format != TENANT_FORMAT_VERSION {
+            return Err(CryptoError::Malformed("not sealed under a tenant key"));
+        }
+        open_parts(&self.wrap_cipher(&blob[5..HEADER_LEN]), layout, ctx, blob)
+    }
+
+    fn wrap_cipher(&self, salt: &[u8]) -> Aes256Gcm {
+        let mut key = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
+        let _ = Hkdf::<Sha256>::new(Some(salt), self.key.as_ref())
+            .expand(TENANT_WRAP_KEY_INFO, key.as_mut());
+        Aes256Gcm::new(key.as_ref().into())
+    }
+}
+
+impl std::fmt::Debug for TenantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantKey([redacted])")
+    }
+}
+
+/// A blob's format and layout, once its length is checked.
+fn parse(blob: &[u8]) -> Result<(u8, Layout), CryptoError> {
+    let format = format_of(blob).ok_or(CryptoError::Malformed("too short"))?;
+    let layout = Layout::of(format).ok_or(CryptoError::Malformed("unknown format version"))?;
+    if blob.len() < layout.min_len() {
+        return Err(CryptoError::Malformed("too short"));
+    }
+    Ok((format, layout))
+}
+
+/// Unwraps the data key under `wrap` and opens the payload with it.
+fn open_parts(
+    wrap: &Aes256Gcm,
+    layout: Layout,
+    ctx: &AadContext<'_>,
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let header = &blob[..layout.header];
+    let dek_nonce = &blob[layout.header..layout.wrapped_at()];
+    let wrapped = &blob[layout.wrapped_at()..layout.payload_nonce_at()];
+    let dek = decrypt(wrap, dek_nonce, wrapped, &ctx.aad(header, PURPOSE_DATA_KEY))?;
+    let dek = Aes256Gcm::new_from_slice(&dek).map_err(|_| CryptoError::Authentication)?;
+    let payload_nonce = &blob[layout.payload_nonce_at()..layout.payload_at()];
+    decrypt(
+        &dek,
+        payload_nonce,
+        &blob[layout.payload_at()..],
+        &ctx.aad(header, PURPOSE_PAYLOAD),
+    )
 }
 
 /// Wraps the data key under `wrap`, seals the payload under the data key and lays out
@@ -418,6 +536,47 @@ mod tests {
     }
 
     #[test]
+    fn tenant_keys_seal_their_own_values_and_are_sealed_under_the_master_key() {
+        let ring = ring(&[1]);
+        let (a, b) = (TenantKey::generate(), TenantKey::generate());
+        let blob = a.seal(&CTX, b"secret");
+        assert_eq!(
+            (format_of(&blob), key_version_of(&blob)),
+            (Some(3), Some(0))
+        );
+        assert_eq!(a.open(&CTX, &blob).unwrap().as_slice(), b"secret");
+        assert_eq!(
+            b.open(&CTX, &blob).unwrap_err(),
+            CryptoError::Authentication
+        );
+        assert_eq!(
+            ring.open(&CTX, &blob).unwrap_err(),
+            CryptoError::NeedsTenantKey
+        );
+        let moved = AadContext {
+            credential_id: "cred_2",
+            ..CTX
+        };
+        assert_eq!(
+            a.open(&moved, &blob).unwrap_err(),
+            CryptoError::Authentication
+        );
+        // A master-key blob is not a tenant-key blob.
+        assert!(a.open(&CTX, &ring.seal(&CTX, b"x")).is_err());
+
+        let sealed = ring.seal_tenant_key("ten_a", &a);
+        assert_eq!(format_of(&sealed), Some(FORMAT_VERSION));
+        let opened = ring.open_tenant_key("ten_a", &sealed).unwrap();
+        assert_eq!(opened.open(&CTX, &blob).unwrap().as_slice(), b"secret");
+        // Bound to its tenant: another tenant's row cannot take it.
+        assert_eq!(
+            ring.open_tenant_key("ten_b", &sealed).unwrap_err(),
+            CryptoError::Authentication
+        );
+        assert_eq!(format!("{a:?}"), "TenantKey([redacted])");
+    }
+
+    #[test]
     fn garbage_is_malformed_not_a_panic() {
         let ring = ring(&[1]);
         assert_eq!(
@@ -507,6 +666,40 @@ mod worked_example {
         assert_eq!(hex(&v1), documented("blob-v1: "));
         assert_eq!(v1.len(), 126);
         assert_eq!(ring.open(&CTX, &v1).unwrap().as_slice(), PLAINTEXT);
+    }
+
+    /// The tenant key of the worked example: bytes `80 81 … 9f`.
+    fn tenant_key() -> TenantKey {
+        TenantKey {
+            key: Zeroizing::new(seq(0x80)),
+        }
+    }
+
+    #[test]
+    fn sealing_under_the_documented_tenant_key_gives_the_documented_blob() {
+        let v3 = tenant_key().seal_with(&CTX, PLAINTEXT, randomness());
+        assert_eq!(hex(&v3), documented("blob-v3: "));
+        assert_eq!(v3.len(), 158);
+        assert_eq!(tenant_key().open(&CTX, &v3).unwrap().as_slice(), PLAINTEXT);
+        let mut wrap_key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(&seq::<32>(0x60)), &seq::<32>(0x80))
+            .expand(TENANT_WRAP_KEY_INFO, &mut wrap_key)
+            .unwrap();
+        assert_eq!(hex(&wrap_key), documented("tenant-wrap-key: "));
+        // The master key alone does not open it.
+        assert_eq!(
+            ring().open(&CTX, &v3).unwrap_err(),
+            CryptoError::NeedsTenantKey
+        );
+        // The tenant key, sealed under master key 1 with the same random inputs.
+        let sealed = ring().seal_with(
+            &tenant_key_aad(CTX.tenant_id),
+            &seq::<32>(0x80),
+            randomness(),
+        );
+        assert_eq!(hex(&sealed), documented("sealed-tenant-key: "));
+        let opened = ring().open_tenant_key(CTX.tenant_id, &sealed).unwrap();
+        assert_eq!(opened.open(&CTX, &v3).unwrap().as_slice(), PLAINTEXT);
     }
 
     /// Follows the document's steps with HKDF and AES-GCM alone.

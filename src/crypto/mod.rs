@@ -2,8 +2,10 @@
 //!
 //! A [`Keyring`] holds versioned master keys (KEKs) from configuration. Each sealed
 //! secret gets its own random data key (DEK); the payload is sealed with the DEK and the
-//! DEK with a wrapping key derived for that seal alone (HKDF-SHA256 of the active KEK
-//! and a random salt), both AES-256-GCM, both bound by AAD to the row they live in.
+//! DEK with a wrapping key derived for that seal alone (HKDF-SHA256 of a key and a
+//! random salt), both AES-256-GCM, both bound by AAD to the row they live in. The key
+//! is the tenant's [`TenantKey`] for tenant-owned values (format 3) and the active KEK
+//! for the tenant keys themselves (format 2).
 //!
 //! ```
 //! use credvault::crypto::{AadContext, Keyring};
@@ -21,7 +23,8 @@ mod envelope;
 mod keyring;
 
 pub use envelope::{
-    AadContext, FORMAT_VERSION, HEADER_LEN, LEGACY_FORMAT_VERSION, format_of, key_version_of,
+    AadContext, FORMAT_VERSION, HEADER_LEN, LEGACY_FORMAT_VERSION, TENANT_FORMAT_VERSION,
+    TenantKey, format_of, key_version_of, tenant_key_aad,
 };
 pub use keyring::{KeyCheck, Keyring, KeyringError, MasterKey};
 
@@ -34,4 +37,11 @@ pub enum CryptoError {
     UnknownKeyVersion(u32),
     #[error("sealed secret failed authentication (modified, truncated or moved to another row)")]
     Authentication,
+    /// A format-3 value: only its tenant's key opens it.
+    #[error("sealed under a tenant key")]
+    NeedsTenantKey,
+    /// The tenant's key is gone: the tenant was deleted, and with it every way to open
+    /// what was sealed under the key.
+    #[error("sealed under its tenant's key, which was destroyed when the tenant was deleted")]
+    TenantKeyDestroyed,
 }

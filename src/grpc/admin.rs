@@ -37,6 +37,21 @@ impl AdminService for AdminApi {
         Ok(Response::new(convert::tenant(tenant)))
     }
 
+    async fn delete_tenant(
+        &self,
+        req: Request<pb::DeleteTenantRequest>,
+    ) -> Reply<pb::DeleteTenantResponse> {
+        let caller = authorize(&self.vault, &req, Scope::Admin).await?;
+        let (tenant, deleted_rows) = self
+            .vault
+            .delete_tenant(&caller, &req.get_ref().tenant)
+            .await?;
+        Ok(Response::new(pb::DeleteTenantResponse {
+            tenant: Some(convert::tenant(tenant)),
+            deleted_rows,
+        }))
+    }
+
     async fn list_tenants(
         &self,
         req: Request<pb::ListTenantsRequest>,

@@ -234,7 +234,7 @@ impl Vault {
             expiry_warned_ms: None,
         };
         let sealed = SealedCredential {
-            blob: self.keyring.seal(&aad_of(&meta), &plaintext),
+            blob: self.tenant_keys.seal(&aad_of(&meta), &plaintext).await?,
             meta,
         };
         let audit = self
@@ -434,7 +434,7 @@ impl Vault {
                 next.refresh = self
                     .fresh_refresh_state(&caller.tenant_id, &current.provider, secret)
                     .await?;
-                blob = Some(self.keyring.seal(&aad_of(&next), plaintext));
+                blob = Some(self.tenant_keys.seal(&aad_of(&next), plaintext).await?);
             }
             let write = CredentialWrite {
                 meta: next,
@@ -474,9 +474,11 @@ impl Vault {
             .ok_or_else(|| not_found(id))?;
         // OAuth tokens are decrypted before deleting, for the revocation; nothing else
         // needs its plaintext, and a row that no longer decrypts can still be deleted.
-        let secret = (sealed.meta.kind == crate::model::Kind::OAuth2)
-            .then(|| self.open_secret(&sealed.meta, &sealed.blob).ok())
-            .flatten();
+        let secret = if sealed.meta.kind == crate::model::Kind::OAuth2 {
+            self.open_secret(&sealed.meta, &sealed.blob).await.ok()
+        } else {
+            None
+        };
         let audit = self
             .audit(caller, "delete", id, "")
             .for_user(&sealed.meta.user_id);
@@ -517,7 +519,7 @@ impl Vault {
             Some(rt) => (rt, "refresh_token"),
             None => (access_token, "access_token"),
         };
-        let result = match self.open_provider_secret(&provider) {
+        let result = match self.open_provider_secret(&provider).await {
             Ok(client_secret) => {
                 self.token_client
                     .revoke(
@@ -541,11 +543,12 @@ impl Vault {
     }
 
     /// Opens a credential's sealed secret and parses its payload.
-    pub(super) fn open_secret(&self, meta: &CredentialMeta, blob: &[u8]) -> Result<SecretPayload> {
-        let plaintext = self
-            .keyring
-            .open(&aad_of(meta), blob)
-            .map_err(|e| Error::from_crypto(e, &meta.id))?;
+    pub(super) async fn open_secret(
+        &self,
+        meta: &CredentialMeta,
+        blob: &[u8],
+    ) -> Result<SecretPayload> {
+        let plaintext = self.tenant_keys.open(&aad_of(meta), blob).await?;
         serde_json::from_slice(&plaintext).map_err(|_| {
             Error::DataLoss(format!(
                 "credential {} decrypted to an unreadable payload",
@@ -582,7 +585,7 @@ impl Vault {
                 )));
             }
         }
-        let secret = self.open_secret(&meta, &sealed.blob)?;
+        let secret = self.open_secret(&meta, &sealed.blob).await?;
         // An OAuth token inside its refresh margin is refreshed first.
         let (meta, secret) = self.fresh_secret(meta, secret).await?;
         // The audit record is written before the secret leaves: no record, no secret.

@@ -26,6 +26,7 @@ mod pagination;
 mod providers;
 mod refresh;
 pub mod retention;
+pub mod tenant_keys;
 pub mod users;
 pub mod validate;
 mod webhooks;
@@ -116,6 +117,8 @@ impl Default for Settings {
 pub struct Vault {
     store: Arc<dyn Store>,
     keyring: Arc<Keyring>,
+    /// Seals and opens tenant-owned values under their tenant's key.
+    tenant_keys: Arc<tenant_keys::TenantKeys>,
     clock: Arc<dyn Clock>,
     settings: Settings,
     token_client: TokenClient,
@@ -143,6 +146,11 @@ impl Vault {
         outbound: Outbound,
     ) -> Self {
         Self {
+            tenant_keys: Arc::new(tenant_keys::TenantKeys::new(
+                store.clone(),
+                keyring.clone(),
+                clock.clone(),
+            )),
             store,
             keyring,
             clock,
@@ -189,16 +197,13 @@ impl Vault {
 
     /// Opens a sealed text value (a signing secret, a client secret); `what` names it
     /// in errors.
-    pub(crate) fn open_text(
+    pub(crate) async fn open_text(
         &self,
         aad: &crate::crypto::AadContext<'_>,
         blob: &[u8],
         what: &str,
     ) -> crate::error::Result<zeroize::Zeroizing<String>> {
-        let plain = self
-            .keyring
-            .open(aad, blob)
-            .map_err(|e| crate::error::Error::from_crypto(e, aad.credential_id))?;
+        let plain = self.tenant_keys.open(aad, blob).await?;
         String::from_utf8(plain.to_vec())
             .map(zeroize::Zeroizing::new)
             .map_err(|_| crate::error::Error::DataLoss(format!("{what} is not text")))
@@ -215,6 +220,10 @@ impl Vault {
 
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    pub fn tenant_keys(&self) -> &Arc<tenant_keys::TenantKeys> {
+        &self.tenant_keys
     }
 
     pub fn settings(&self) -> &Settings {

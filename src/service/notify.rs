@@ -254,7 +254,7 @@ impl Vault {
                         .as_deref()
                         .unwrap_or("by an operator")
                 )),
-                Some(e) => Ok((e.endpoint.url.clone(), self.signing_secrets(&e, now)?)),
+                Some(e) => Ok((e.endpoint.url.clone(), self.signing_secrets(&e, now).await?)),
             },
         )
     }

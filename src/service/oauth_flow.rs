@@ -174,7 +174,9 @@ impl Vault {
             used_at: None,
             created_at: now,
         };
-        state.pkce_verifier = verifier.map(|v| self.keyring.seal(&aad_of(&state), v.as_bytes()));
+        if let Some(v) = verifier {
+            state.pkce_verifier = Some(self.tenant_keys.seal(&aad_of(&state), v.as_bytes()).await?);
+        }
         self.store.insert_oauth_state(&state).await?;
         Ok(Started {
             authorization_url,
@@ -256,8 +258,9 @@ impl Vault {
         };
         let verifier = match &state.pkce_verifier {
             Some(blob) => Some(
-                self.keyring
+                self.tenant_keys
                     .open(&aad_of(state), blob)
+                    .await
                     .ok()
                     .and_then(|v| String::from_utf8(v.to_vec()).ok())
                     .ok_or("server_error")?,
@@ -266,6 +269,7 @@ impl Vault {
         };
         let client_secret = self
             .open_provider_secret(&provider)
+            .await
             .map_err(|_| "server_error")?;
         let tokens = self
             .token_client

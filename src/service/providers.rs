@@ -95,13 +95,14 @@ fn origin_of(url: &str) -> String {
 
 /// Seals or opens with the AAD of `p`: tenant, the endpoint binding (in the place of
 /// a user id), and the `prov_` id (which cannot collide with a credential id).
-fn with_aad<T>(p: &Provider, f: impl FnOnce(&AadContext<'_>) -> T) -> T {
-    let binding = endpoint_binding(&p.config);
-    f(&AadContext {
+/// The AAD of a provider's client secret: its tenant, the endpoints it is bound to
+/// (`binding`, from [`endpoint_binding`]) and its id.
+fn secret_aad<'a>(p: &'a Provider, binding: &'a str) -> AadContext<'a> {
+    AadContext {
         tenant_id: &p.tenant_id,
-        user_id: &binding,
+        user_id: binding,
         credential_id: &p.id,
-    })
+    }
 }
 
 /// The AAD of secrets sealed before endpoints were bound (upgraded at start).
@@ -224,21 +225,26 @@ impl Vault {
         Ok(())
     }
 
-    fn seal_client_secret(&self, provider: &Provider, secret: &str) -> Option<Vec<u8>> {
-        (!secret.is_empty())
-            .then(|| with_aad(provider, |aad| self.keyring.seal(aad, secret.as_bytes())))
+    async fn seal_client_secret(&self, p: &Provider, secret: &str) -> Result<Option<Vec<u8>>> {
+        if secret.is_empty() {
+            return Ok(None);
+        }
+        let binding = endpoint_binding(&p.config);
+        let aad = secret_aad(p, &binding);
+        Ok(Some(self.tenant_keys.seal(&aad, secret.as_bytes()).await?))
     }
 
     /// The provider's client secret, if it has one.
-    pub(super) fn open_provider_secret(
+    pub(super) async fn open_provider_secret(
         &self,
         p: &SealedProvider,
     ) -> Result<Option<Zeroizing<String>>> {
         let Some(blob) = &p.client_secret else {
             return Ok(None);
         };
-        let plaintext = with_aad(&p.provider, |aad| self.keyring.open(aad, blob))
-            .map_err(|e| Error::from_crypto(e, &p.provider.id))?;
+        let binding = endpoint_binding(&p.provider.config);
+        let aad = secret_aad(&p.provider, &binding);
+        let plaintext = self.tenant_keys.open(&aad, blob).await?;
         String::from_utf8(plaintext.to_vec())
             .map(|s| Some(Zeroizing::new(s)))
             .map_err(|_| {
@@ -326,7 +332,9 @@ impl Vault {
             updated_at: now,
         };
         let sealed = SealedProvider {
-            client_secret: self.seal_client_secret(&provider, req.client_secret.expose_secret()),
+            client_secret: self
+                .seal_client_secret(&provider, req.client_secret.expose_secret())
+                .await?,
             provider,
         };
         let audit = self.audit(caller, "provider.create", &sealed.provider.slug, "");
@@ -406,6 +414,7 @@ impl Vault {
             Some(secret) => {
                 validate::bounded_text("client_secret", secret.expose_secret(), 4096)?;
                 self.seal_client_secret(&next, secret.expose_secret())
+                    .await?
             }
             None => current.client_secret.clone(),
         };
@@ -437,13 +446,17 @@ impl Vault {
                 let Some(blob) = &p.client_secret else {
                     continue;
                 };
-                if self.open_provider_secret(&p).is_ok() {
+                if self.open_provider_secret(&p).await.is_ok() {
                     continue;
                 }
                 let Ok(plaintext) = self.keyring.open(&legacy_aad(&p.provider), blob) else {
                     continue;
                 };
-                let resealed = with_aad(&p.provider, |aad| self.keyring.seal(aad, &plaintext));
+                let binding = endpoint_binding(&p.provider.config);
+                let resealed = self
+                    .tenant_keys
+                    .seal(&secret_aad(&p.provider, &binding), &plaintext)
+                    .await?;
                 if self
                     .store
                     .replace_provider_secret(&p.provider.tenant_id, &p.provider.id, blob, &resealed)

@@ -240,7 +240,7 @@ impl Vault {
                 .get_sealed(tenant_id, id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("credential {id} not found")))?;
-            let secret = self.open_secret(&sealed.meta, &sealed.blob)?;
+            let secret = self.open_secret(&sealed.meta, &sealed.blob).await?;
             let meta = sealed.meta;
             let now = self.now();
             let base = *baseline.get_or_insert(Baseline::of(&meta));
@@ -306,6 +306,7 @@ impl Vault {
             .ok_or(Failure::NoProvider)?;
         let secret = self
             .open_provider_secret(&provider)
+            .await
             .map_err(Failure::Storage)?;
         let config = &provider.provider.config;
         let tokens = self
@@ -357,8 +358,9 @@ impl Vault {
         };
         let write = CredentialWrite {
             blob: Some(
-                self.keyring
-                    .seal(&super::credentials::aad_of(&next), &plaintext),
+                self.tenant_keys
+                    .seal(&super::credentials::aad_of(&next), &plaintext)
+                    .await?,
             ),
             meta: next,
             expected_version: meta.version,

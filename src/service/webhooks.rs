@@ -118,8 +118,9 @@ impl Vault {
         let secret = signing::new_secret();
         let sealed = SealedEndpoint {
             secret: self
-                .keyring
-                .seal(&aad_of(&endpoint), secret.expose_secret().as_bytes()),
+                .tenant_keys
+                .seal(&aad_of(&endpoint), secret.expose_secret().as_bytes())
+                .await?,
             previous_secret: None,
             previous_secret_until: None,
             endpoint,
@@ -240,8 +241,9 @@ impl Vault {
         next.previous_secret = (overlap > 0).then(|| current.secret.clone());
         next.previous_secret_until = (overlap > 0).then(|| now + overlap * 1000);
         next.secret = self
-            .keyring
-            .seal(&aad_of(&next.endpoint), secret.expose_secret().as_bytes());
+            .tenant_keys
+            .seal(&aad_of(&next.endpoint), secret.expose_secret().as_bytes())
+            .await?;
         let written = self.write_endpoint(&current, next).await?;
         self.record(&self.audit(caller, "webhook.rotate_secret", id, ""))
             .await?;
@@ -249,7 +251,7 @@ impl Vault {
     }
 
     /// The secrets that sign now: the current one, and the previous one during an overlap.
-    pub(super) fn signing_secrets(
+    pub(super) async fn signing_secrets(
         &self,
         e: &SealedEndpoint,
         now: Millis,
@@ -260,11 +262,12 @@ impl Vault {
             previous_until: e.previous_secret_until,
         };
         self.open_rotating(&aad_of(&e.endpoint), "webhook endpoint secret", pair, now)
+            .await
     }
 
     /// The secrets of a rotating pair that sign at `now`: the current one, and the
     /// previous one while its overlap lasts.
-    pub(super) fn open_rotating(
+    pub(super) async fn open_rotating(
         &self,
         aad: &AadContext<'_>,
         what: &str,
@@ -274,11 +277,11 @@ impl Vault {
         let live_previous = pair
             .previous
             .filter(|_| pair.previous_until.is_some_and(|t| t > now));
-        pair.current
-            .into_iter()
-            .chain(live_previous)
-            .map(|blob| self.open_text(aad, blob, what))
-            .collect()
+        let mut opened = Vec::with_capacity(2);
+        for blob in pair.current.into_iter().chain(live_previous) {
+            opened.push(self.open_text(aad, blob, what).await?);
+        }
+        Ok(opened)
     }
 
     pub async fn list_events(

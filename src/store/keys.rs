@@ -11,6 +11,7 @@ use crate::clock::Millis;
 /// Every column that holds sealed values. The rewrap job walks each in turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SealedColumn {
+    TenantKey,
     CredentialSecret,
     ProviderClientSecret,
     OAuthStateVerifier,
@@ -34,7 +35,10 @@ struct Place {
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 8] = [
+    /// Tenant keys first: a pass moves them under the active master key before it
+    /// moves older values under the tenant keys.
+    pub const ALL: [SealedColumn; 9] = [
+        Self::TenantKey,
         Self::CredentialSecret,
         Self::ProviderClientSecret,
         Self::OAuthStateVerifier,
@@ -48,6 +52,7 @@ impl SealedColumn {
     /// `table.column`, as `keys status` shows it.
     pub fn name(self) -> &'static str {
         match self {
+            Self::TenantKey => "tenant_keys.sealed",
             Self::CredentialSecret => "credentials.secret",
             Self::ProviderClientSecret => "oauth_providers.client_secret",
             Self::OAuthStateVerifier => "oauth_states.pkce_verifier",
@@ -65,7 +70,7 @@ impl SealedColumn {
             Self::CredentialSecret | Self::OAuthStateVerifier => ("id", "user_id"),
             // The endpoints the secret is bound to are in the JSON config.
             Self::ProviderClientSecret => ("id", "config"),
-            Self::ConnectSecret | Self::ConnectPreviousSecret => ("''", "''"),
+            Self::TenantKey | Self::ConnectSecret | Self::ConnectPreviousSecret => ("''", "''"),
             Self::WebhookSecret | Self::WebhookPreviousSecret | Self::ConnectorConfig => {
                 ("id", "''")
             }

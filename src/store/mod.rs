@@ -25,6 +25,7 @@ pub mod postgres;
 mod rows;
 mod sql;
 pub mod sqlite;
+mod tenant_keys;
 mod users;
 
 pub use audit::{AuditFilter, AuditStore, ChainLink, Head, HeadMove};
@@ -36,6 +37,7 @@ pub use keys::{
 };
 pub use notifications::{DeliveryFilter, NotificationStore};
 pub use sql::SqlStore;
+pub use tenant_keys::{DeletedRows, TenantKeyStore};
 pub use users::{Linked, UserStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,7 @@ pub trait Store:
     + AuthStore
     + KeyStore
     + AuditStore
+    + TenantKeyStore
     + Send
     + Sync
     + 'static

@@ -56,7 +56,7 @@ async fn rewrap(app: &TestApp) -> pb::RewrapSecretsResponse {
         .into_inner()
 }
 
-/// Values sealed under `version`, per `status`.
+/// Values sealed under master key `version`, per `status`.
 fn values_under(s: &pb::KeyStatus, version: u32) -> u64 {
     s.sealed
         .iter()
@@ -65,9 +65,33 @@ fn values_under(s: &pb::KeyStatus, version: u32) -> u64 {
         .sum()
 }
 
-/// One value in every sealed column a tenant can fill: credentials (one of them in
-/// format 1), a provider client secret, a webhook secret (rotated, so its previous
-/// one too) and the connect signing secret.
+/// Values sealed under their tenant's key (format 3), per `status`.
+fn under_tenant_keys(s: &pb::KeyStatus) -> u64 {
+    s.sealed
+        .iter()
+        .filter(|c| c.format == 3)
+        .map(|c| c.values)
+        .sum()
+}
+
+/// Every value of every column re-sealed directly under the active master key, as
+/// versions before tenant keys left them (an upgraded database).
+async fn as_before_tenant_keys(app: &TestApp) -> u64 {
+    let job = Rewrap::new(&app.vault, UNTHROTTLED);
+    let mut n = 0;
+    for column in SealedColumn::ALL
+        .into_iter()
+        .filter(|c| *c != SealedColumn::TenantKey)
+    {
+        n += job.seal_as_before_tenant_keys(column).await.unwrap();
+    }
+    n
+}
+
+/// One value in every sealed column a tenant can fill, all sealed directly under
+/// master key 1 as before tenant keys: credentials (one of them in format 1), a
+/// provider client secret, a webhook secret (rotated, so its previous one too) and
+/// the connect signing secret.
 async fn fill_every_column(app: &TestApp, t: &TestTenant) -> Vec<(String, String)> {
     let mut c = app.client(&t.token).await;
     let mut secrets = Vec::new();
@@ -81,18 +105,6 @@ async fn fill_every_column(app: &TestApp, t: &TestTenant) -> Vec<(String, String
             .id;
         secrets.push((id, key));
     }
-    // As a version before format 2 sealed it.
-    let (id, key) = &secrets[0];
-    let ring = Keyring::parse(&app.keys, None).unwrap();
-    let plaintext = format!(r#"{{"api_key":{{"key":"{key}"}}}}"#);
-    let aad = AadContext {
-        tenant_id: &t.id,
-        user_id: "u",
-        credential_id: id,
-    };
-    app.set_blob(id, &ring.seal_legacy_format(&aad, plaintext.as_bytes()))
-        .await;
-
     app.oauth(&t.token)
         .await
         .create_provider(pb::CreateProviderRequest {
@@ -131,6 +143,20 @@ async fn fill_every_column(app: &TestApp, t: &TestTenant) -> Vec<(String, String
         })
         .await
         .unwrap();
+    // 20 credentials, the provider's secret, the webhook secrets, the connect secret(s).
+    let moved = as_before_tenant_keys(app).await;
+    assert!(moved >= 23, "{moved}");
+    // As a version before format 2 sealed it.
+    let (id, key) = &secrets[0];
+    let ring = Keyring::parse(&app.keys, None).unwrap();
+    let plaintext = format!(r#"{{"api_key":{{"key":"{key}"}}}}"#);
+    let aad = AadContext {
+        tenant_id: &t.id,
+        user_id: "u",
+        credential_id: id,
+    };
+    app.set_blob(id, &ring.seal_legacy_format(&aad, plaintext.as_bytes()))
+        .await;
     secrets
 }
 
@@ -148,7 +174,7 @@ both_backends! {
         let secrets = fill_every_column(&app, &t).await;
         let before = status(&app).await;
         assert_eq!(before.active_version, 1);
-        for column in ["credentials.secret", "oauth_providers.client_secret",
+        for column in ["tenant_keys.sealed", "credentials.secret", "oauth_providers.client_secret",
             "webhook_endpoints.secret", "webhook_endpoints.previous_secret",
             "connect_settings.secret"] {
             assert!(before.sealed.iter().any(|c| c.column == column), "{column} counted: {before:?}");
@@ -162,16 +188,19 @@ both_backends! {
         let v1 = s.versions.iter().find(|v| v.version == 1).unwrap();
         assert_eq!((v1.state.as_str(), v1.legacy_seals), ("active", 1), "{s:?}");
 
-        // Adding v2 to the keyring changes nothing until it is activated.
+        // New values are sealed under the tenant's key (format 3), itself sealed
+        // under the active master key. Adding v2 to the keyring changes nothing until
+        // it is activated, and activating it changes only what seals the tenant keys.
         app.restart_with_keys(&format!("{KEY_V1},{KEY_V2}")).await;
         let mut c = app.client(&t.token).await;
         let id = c.create_credential(create("u", api_key("still-v1"))).await.unwrap().into_inner().id;
-        assert_eq!(app.blob(&id).await.unwrap()[..5], header(2, 1));
+        assert_eq!(app.blob(&id).await.unwrap()[..5], header(3, 0));
+        assert_eq!(app.tenant_key_blob(&t.id).await.unwrap()[..5], header(2, 1));
 
         let s = activate(&app, 2).await.unwrap();
         assert_eq!(s.active_version, 2);
         let id = c.create_credential(create("u", api_key("now-v2"))).await.unwrap().into_inner().id;
-        assert_eq!(app.blob(&id).await.unwrap()[..5], header(2, 2));
+        assert_eq!(app.blob(&id).await.unwrap()[..5], header(3, 0));
 
         // v1 still seals values: it cannot be retired yet.
         let err = retire(&app, 1).await.unwrap_err();
@@ -185,7 +214,18 @@ both_backends! {
         assert_eq!((done.failed, done.remaining, done.running_elsewhere), (0, 0, false));
         let after = status(&app).await;
         assert_eq!(values_under(&after, 1), 0);
-        assert!(after.sealed.iter().all(|c| c.format == 2 && c.key_version == 2), "{after:?}");
+        assert!(after.sealed.iter().all(|c| match c.column.as_str() {
+            "tenant_keys.sealed" => (c.format, c.key_version) == (2, 2),
+            _ => (c.format, c.key_version) == (3, 0),
+        }), "{after:?}");
+        assert_eq!(app.tenant_key_blob(&t.id).await.unwrap()[..5], header(2, 2));
+        // Rotating the master key again now re-seals one value per tenant.
+        assert_eq!(rewrap(&app).await.rewrapped, 0);
+        activate(&app, 1).await.unwrap();
+        let done = rewrap(&app).await;
+        assert_eq!((done.rewrapped, done.remaining), (1, 0), "{done:?}");
+        activate(&app, 2).await.unwrap();
+        assert_eq!(rewrap(&app).await.rewrapped, 1);
         assert_reveal_all(&app, &t.token, &secrets).await;
         // The rewrapped webhook and connect secrets still open where they are used.
         assert!(app.webhooks(&t.token).await.list_webhook_endpoints(pb::ListWebhookEndpointsRequest::default()).await.is_ok());
@@ -271,6 +311,7 @@ both_backends! {
         for i in 0..120 {
             ids.push(c.create_credential(create("u", api_key(&format!("v-{i}-0")))).await.unwrap().into_inner().id);
         }
+        assert_eq!(as_before_tenant_keys(&app).await, 120);
         app.restart_with_keys(&format!("{KEY_V1},{KEY_V2}")).await;
         activate(&app, 2).await.unwrap();
         let job = Rewrap::new(&app.vault, UNTHROTTLED);
@@ -307,12 +348,13 @@ both_backends! {
             let key = format!("k-{i}");
             secrets.push((c.create_credential(create("u", api_key(&key))).await.unwrap().into_inner().id, key));
         }
+        assert_eq!(as_before_tenant_keys(&app).await, 200);
         app.restart_with_keys(&format!("{KEY_V1},{KEY_V2}")).await;
         activate(&app, 2).await.unwrap();
         // Paced at 500 values/s in batches of 10: the pass takes ~0.4 s.
         let job = Rewrap::new(&app.vault, Pace { batch: 10, rate: 500 });
         let running = tokio::spawn(async move { job.pass().await });
-        while values_under(&status(&app).await, 2) < 30 {
+        while under_tenant_keys(&status(&app).await) < 30 {
             assert!(!running.is_finished(), "the pass ended early: {:?}", running.await);
         }
         running.abort();

@@ -30,6 +30,7 @@ mod receiver;
 mod refresh;
 mod scopes;
 mod secrets;
+mod shredding;
 mod sign_in;
 mod tls;
 mod tokens;

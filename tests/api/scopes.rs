@@ -166,6 +166,7 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ),
     ("credvault.v1.AdminService/CreateTenant", &["admin"]),
     ("credvault.v1.AdminService/ListTenants", &["admin"]),
+    ("credvault.v1.AdminService/DeleteTenant", &["admin"]),
     ("credvault.v1.AdminService/GetKeyStatus", &["admin"]),
     ("credvault.v1.AdminService/ActivateKey", &["admin"]),
     ("credvault.v1.AdminService/RetireKey", &["admin"]),

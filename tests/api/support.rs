@@ -619,6 +619,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The tenant's sealed key, if it has one.
+    pub async fn tenant_key_blob(&self, tenant_id: &str) -> Option<Vec<u8>> {
+        sqlx::query_scalar("SELECT sealed FROM tenant_keys WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&self.raw)
+            .await
+            .unwrap()
+    }
+
     pub async fn set_blob(&self, id: &str, blob: &[u8]) {
         let done = sqlx::query("UPDATE credentials SET secret = $1 WHERE id = $2")
             .bind(blob)

@@ -268,12 +268,8 @@ impl ExternalAuth {
             updated_at: now,
         };
         let audit = self.connector_audit(caller, "connector.create", &connector.id);
-        match self
-            .vault
-            .store
-            .insert_connector(&self.seal(&connector), &audit)
-            .await
-        {
+        let sealed = self.seal(&connector).await?;
+        match self.vault.store.insert_connector(&sealed, &audit).await {
             Ok(()) => Ok(connector),
             Err(StoreError::Conflict) => Err(name_taken(&connector.name)),
             Err(e) => Err(e.into()),
@@ -298,10 +294,11 @@ impl ExternalAuth {
             ..current
         };
         let audit = self.connector_audit(caller, "connector.update", &next.id);
+        let sealed = self.seal(&next).await?;
         match self
             .vault
             .store
-            .update_connector(&self.seal(&next), expected, &audit)
+            .update_connector(&sealed, expected, &audit)
             .await
         {
             Ok(true) => Ok(next),
@@ -315,7 +312,11 @@ impl ExternalAuth {
 
     pub async fn list_connectors(&self, caller: &Caller) -> Result<Vec<Connector>> {
         let sealed = self.vault.store.list_connectors(&caller.tenant_id).await?;
-        sealed.into_iter().map(|s| self.open(s)).collect()
+        let mut opened = Vec::with_capacity(sealed.len());
+        for s in sealed {
+            opened.push(self.open(s).await?);
+        }
+        Ok(opened)
     }
 
     pub async fn delete_connector(&self, caller: &Caller, id: &str) -> Result<()> {

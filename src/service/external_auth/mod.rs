@@ -75,15 +75,18 @@ impl ExternalAuth {
             .get_connector(tenant_id, &id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("connector {id} not found")))?;
-        self.open(sealed)
+        self.open(sealed).await
     }
 
-    fn open(&self, s: SealedConnector) -> Result<Connector> {
-        let text = self.vault.open_text(
-            &aad_of(&s.tenant_id, &s.id),
-            &s.config,
-            "a connector's configuration",
-        )?;
+    async fn open(&self, s: SealedConnector) -> Result<Connector> {
+        let text = self
+            .vault
+            .open_text(
+                &aad_of(&s.tenant_id, &s.id),
+                &s.config,
+                "a connector's configuration",
+            )
+            .await?;
         let config: ConnectorConfig = serde_json::from_str(&text).map_err(|_| {
             Error::DataLoss(format!(
                 "connector {}: stored configuration is invalid",
@@ -101,20 +104,21 @@ impl ExternalAuth {
         })
     }
 
-    fn seal(&self, c: &Connector) -> SealedConnector {
+    async fn seal(&self, c: &Connector) -> Result<SealedConnector> {
         let json = zeroize::Zeroizing::new(serde_json::to_string(&c.config).unwrap_or_default());
-        SealedConnector {
+        Ok(SealedConnector {
             tenant_id: c.tenant_id.clone(),
             id: c.id.clone(),
             name: c.name.clone(),
             config: self
                 .vault
-                .keyring
-                .seal(&aad_of(&c.tenant_id, &c.id), json.as_bytes()),
+                .tenant_keys
+                .seal(&aad_of(&c.tenant_id, &c.id), json.as_bytes())
+                .await?,
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,
-        }
+        })
     }
 
     /// The circuit breaker's state for a connector, as this replica sees it.

@@ -1,9 +1,10 @@
 //! The AAD of each sealed column's values, rebuilt from what the store reads, so a
-//! value can be opened and re-sealed in place without knowing its domain type.
-use crate::crypto::AadContext;
+//! value can be opened and re-sealed in place without knowing its domain type; and
+//! the header each column's values have once rewrapped.
+use crate::crypto::{AadContext, FORMAT_VERSION, TENANT_FORMAT_VERSION, tenant_key_aad};
 use crate::oauth::ProviderConfig;
 use crate::service::{links, providers};
-use crate::store::{SealedColumn, SealedValue};
+use crate::store::{SealedColumn, SealedCount, SealedValue};
 
 /// The owned parts of a value's AAD.
 pub(super) struct Aad {
@@ -34,6 +35,10 @@ impl Aad {
             SealedColumn::ConnectSecret | SealedColumn::ConnectPreviousSecret => {
                 (String::new(), links::SIGNING_SECRET_ID.to_owned())
             }
+            SealedColumn::TenantKey => {
+                let aad = tenant_key_aad(&value.tenant_id);
+                (aad.user_id.to_owned(), aad.credential_id.to_owned())
+            }
         };
         Aad {
             tenant_id: value.tenant_id.clone(),
@@ -49,4 +54,23 @@ impl Aad {
             credential_id: &self.id,
         }
     }
+}
+
+/// The header (format byte and key version) of `column`'s values once rewrapped:
+/// tenant keys in format 2 under the active master key, every other value in format 3
+/// under its tenant's key (key version 0).
+pub(super) fn current_head(column: SealedColumn, active: u32) -> Vec<u8> {
+    let (format, version) = match column {
+        SealedColumn::TenantKey => (FORMAT_VERSION, active),
+        _ => (TENANT_FORMAT_VERSION, 0),
+    };
+    let mut head = vec![format];
+    head.extend_from_slice(&version.to_be_bytes());
+    head
+}
+
+/// Whether values counted as `count` need no rewrap while `active` is active.
+pub(super) fn is_current(count: &SealedCount, active: u32) -> bool {
+    let head = current_head(count.column, active);
+    count.format == head[0] && count.key_version.to_be_bytes() == head[1..]
 }

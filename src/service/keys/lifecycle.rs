@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::clock::{Clock, Millis};
-use crate::crypto::{FORMAT_VERSION, Keyring, LEGACY_FORMAT_VERSION};
+use crate::crypto::{Keyring, LEGACY_FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::service::{Caller, Vault};
@@ -203,7 +203,8 @@ impl KeyLifecycle {
         })
     }
 
-    /// How many values are not yet in the current format under the active version.
+    /// How many values are not yet where rewrap puts them: tenant keys under the
+    /// active version, everything else under its tenant's key.
     pub async fn stale(&self) -> Result<u64> {
         let active = self.keyring.active_version();
         Ok(self
@@ -211,7 +212,7 @@ impl KeyLifecycle {
             .sealed_counts()
             .await?
             .iter()
-            .filter(|c| c.key_version != active || c.format != FORMAT_VERSION)
+            .filter(|c| !super::columns::is_current(c, active))
             .map(|c| c.values)
             .sum())
     }

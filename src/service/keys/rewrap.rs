@@ -1,5 +1,6 @@
-//! Rewrap: re-seals every sealed value that is not in the current format under the
-//! active key version. One replica at a time walks the columns (the `rewrap` job
+//! Rewrap: re-seals every tenant key not sealed under the active master key version,
+//! and moves every value sealed directly under a master key (formats 1 and 2) under
+//! its tenant's key (format 3). One replica at a time walks the columns (the `rewrap` job
 //! lease, renewed batch by batch); each batch is one transaction whose writes are
 //! fenced on the exact bytes read, so a value changed meanwhile (a refresh, an update)
 //! is left to its writer, which sealed it under the active key anyway. A pass that
@@ -8,11 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::columns::Aad;
+use super::columns::{Aad, current_head};
 use crate::clock::{Clock, Millis};
-use crate::crypto::{FORMAT_VERSION, Keyring};
+use crate::crypto::Keyring;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::service::tenant_keys::TenantKeys;
 use crate::store::{Resealed, SealedColumn, SealedValue, Store};
 
 /// The lease's name in `job_leases`.
@@ -44,6 +46,7 @@ pub struct Pace {
 pub struct Rewrap {
     store: Arc<dyn Store>,
     keyring: Arc<Keyring>,
+    tenant_keys: Arc<TenantKeys>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     instance: Arc<str>,
@@ -57,6 +60,7 @@ impl Rewrap {
         Self {
             store: vault.store.clone(),
             keyring: vault.keyring.clone(),
+            tenant_keys: vault.tenant_keys().clone(),
             clock: vault.clock.clone(),
             metrics: vault.metrics.clone(),
             instance: vault.instance.clone(),
@@ -103,9 +107,7 @@ impl Rewrap {
     async fn column(&self, column: SealedColumn, total: &mut Rewrapped) -> Result<bool> {
         let mut after: Option<(String, String)> = None;
         loop {
-            let active = self.keyring.active_version();
-            let mut current = vec![FORMAT_VERSION];
-            current.extend_from_slice(&active.to_be_bytes());
+            let current = current_head(column, self.keyring.active_version());
             let batch = self
                 .store
                 .sealed_batch(
@@ -139,13 +141,12 @@ impl Rewrap {
         let mut failed = 0;
         let mut resealed = Vec::with_capacity(values.len());
         for value in values {
-            let aad = Aad::of(column, value);
-            match self.keyring.open(&aad.context(), &value.blob) {
-                Ok(plain) => resealed.push(Resealed {
+            match self.reseal(column, value).await {
+                Ok(new) => resealed.push(Resealed {
                     tenant_id: &value.tenant_id,
                     id: &value.id,
                     old: &value.blob,
-                    new: self.keyring.seal(&aad.context(), &plain),
+                    new,
                 }),
                 Err(e) => {
                     failed += 1;
@@ -165,6 +166,61 @@ impl Rewrap {
             raced: resealed.len() as u64 - written,
             failed,
         })
+    }
+
+    /// The value sealed where rewrap puts it: a tenant key under the active master
+    /// key, anything else under its tenant's key. Errs (and the value stays as it is)
+    /// when it does not open or its tenant is being deleted.
+    async fn reseal(&self, column: SealedColumn, value: &SealedValue) -> Result<Vec<u8>> {
+        let plain = self.open_value(column, value).await?;
+        let aad = Aad::of(column, value);
+        if column == SealedColumn::TenantKey {
+            return Ok(self.keyring.seal(&aad.context(), &plain));
+        }
+        self.tenant_keys.seal(&aad.context(), &plain).await
+    }
+
+    /// What a value of `column` opens to, as the vault opens it (tests use this to
+    /// show what a copy of a row would give away).
+    #[doc(hidden)]
+    pub async fn open_value(
+        &self,
+        column: SealedColumn,
+        value: &SealedValue,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let aad = Aad::of(column, value);
+        self.tenant_keys
+            .try_open(&aad.context(), &value.blob)
+            .await?
+            .map_err(|e| crate::error::Error::from_crypto(e, &value.id))
+    }
+
+    /// Re-seals every value of `column` directly under the active master key (format
+    /// 2), as versions before tenant keys sealed them; returns how many. Only for
+    /// tests of upgraded databases: the vault itself never moves values this way.
+    #[doc(hidden)]
+    pub async fn seal_as_before_tenant_keys(&self, column: SealedColumn) -> Result<u64> {
+        let (mut after, mut moved) = (None::<(String, String)>, 0);
+        loop {
+            let key = after.as_ref().map(|(t, i)| (t.as_str(), i.as_str()));
+            let values = self.store.sealed_batch(column, key, &[0xff], 1000).await?;
+            let Some(last) = values.last() else {
+                return Ok(moved);
+            };
+            after = Some((last.tenant_id.clone(), last.id.clone()));
+            let mut resealed = Vec::with_capacity(values.len());
+            for value in &values {
+                let plain = self.open_value(column, value).await?;
+                let aad = Aad::of(column, value);
+                resealed.push(Resealed {
+                    tenant_id: &value.tenant_id,
+                    id: &value.id,
+                    old: &value.blob,
+                    new: self.keyring.seal(&aad.context(), &plain),
+                });
+            }
+            moved += self.store.replace_sealed(column, &resealed).await?;
+        }
     }
 
     /// Sleeps what is left of the time `values` may take at the configured rate.

@@ -68,7 +68,7 @@ impl Connect {
         let secret = signing::new_secret();
         let keep_previous = overlap > 0 && current.secret.is_some();
         let next = SealedConnectSettings {
-            secret: Some(self.seal_secret(&caller.tenant_id, &secret)),
+            secret: Some(self.seal_secret(&caller.tenant_id, &secret).await?),
             previous_secret: keep_previous.then(|| current.secret.clone()).flatten(),
             previous_secret_until: keep_previous.then(|| now + overlap * 1000),
             ..current.clone()
@@ -91,7 +91,7 @@ impl Connect {
         }
         let secret = signing::new_secret();
         let next = SealedConnectSettings {
-            secret: Some(self.seal_secret(tenant_id, &secret)),
+            secret: Some(self.seal_secret(tenant_id, &secret).await?),
             ..current.clone()
         };
         match self.write_settings(&current, next).await {
@@ -102,10 +102,11 @@ impl Connect {
         }
     }
 
-    fn seal_secret(&self, tenant_id: &str, secret: &SecretString) -> Vec<u8> {
+    async fn seal_secret(&self, tenant_id: &str, secret: &SecretString) -> Result<Vec<u8>> {
         self.vault
-            .keyring
+            .tenant_keys
             .seal(&secret_aad(tenant_id), secret.expose_secret().as_bytes())
+            .await
     }
 
     async fn write_settings(
@@ -207,7 +208,9 @@ pub(in crate::service) async fn notify_secrets(
         previous: row.previous_secret.as_deref(),
         previous_until: row.previous_secret_until,
     };
-    vault.open_rotating(&secret_aad(tenant_id), "connect signing secret", pair, now)
+    vault
+        .open_rotating(&secret_aad(tenant_id), "connect signing secret", pair, now)
+        .await
 }
 
 #[cfg(test)]
