@@ -628,6 +628,16 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn set_tenant_key_blob(&self, tenant_id: &str, blob: &[u8]) {
+        let done = sqlx::query("UPDATE tenant_keys SET sealed = $1 WHERE tenant_id = $2")
+            .bind(blob)
+            .bind(tenant_id)
+            .execute(&self.raw)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    }
+
     pub async fn set_blob(&self, id: &str, blob: &[u8]) {
         let done = sqlx::query("UPDATE credentials SET secret = $1 WHERE id = $2")
             .bind(blob)
