@@ -171,10 +171,7 @@ impl Keyring {
         r: SealRandomness,
     ) -> Vec<u8> {
         let version = self.active_version();
-        let mut header = Vec::with_capacity(MIN_BLOB_LEN + plaintext.len());
-        header.push(FORMAT_VERSION);
-        header.extend_from_slice(&version.to_be_bytes());
-        header.extend_from_slice(&r.salt);
+        let header = salted_header(FORMAT_VERSION, version, &r.salt, plaintext.len());
         // `active_version` is always in the keyring.
         let Some(wrap) = self.wrap_cipher(version, &r.salt) else {
             unreachable!("the active key version is in the keyring")
@@ -287,10 +284,7 @@ impl TenantKey {
         plaintext: &[u8],
         r: SealRandomness,
     ) -> Vec<u8> {
-        let mut header = Vec::with_capacity(MIN_BLOB_LEN + plaintext.len());
-        header.push(TENANT_FORMAT_VERSION);
-        header.extend_from_slice(&0u32.to_be_bytes());
-        header.extend_from_slice(&r.salt);
+        let header = salted_header(TENANT_FORMAT_VERSION, 0, &r.salt, plaintext.len());
         let wrap = self.wrap_cipher(&r.salt);
         finish_seal(header, &wrap, ctx, plaintext, &r)
     }
@@ -321,6 +315,16 @@ impl std::fmt::Debug for TenantKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TenantKey([redacted])")
     }
+}
+
+/// The 37-byte header of formats 2 and 3 (format, key version, salt), in a buffer with
+/// room for the rest of a blob sealing `payload_len` bytes.
+fn salted_header(format: u8, key_version: u32, salt: &[u8], payload_len: usize) -> Vec<u8> {
+    let mut header = Vec::with_capacity(MIN_BLOB_LEN + payload_len);
+    header.push(format);
+    header.extend_from_slice(&key_version.to_be_bytes());
+    header.extend_from_slice(salt);
+    header
 }
 
 /// A blob's format and layout, once its length is checked.

@@ -105,44 +105,7 @@ async fn fill_every_column(app: &TestApp, t: &TestTenant) -> Vec<(String, String
             .id;
         secrets.push((id, key));
     }
-    app.oauth(&t.token)
-        .await
-        .create_provider(pb::CreateProviderRequest {
-            slug: "crm".into(),
-            client_id: "client".into(),
-            client_secret: "client-secret".into(),
-            authorization_url: "https://auth.example/authorize".into(),
-            token_url: "https://auth.example/token".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut hooks = app.webhooks(&t.token).await;
-    let endpoint = hooks
-        .create_webhook_endpoint(pb::CreateWebhookEndpointRequest {
-            url: "http://127.0.0.1:9/in".into(),
-            event_types: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .endpoint
-        .unwrap();
-    hooks
-        .rotate_webhook_secret(pb::RotateWebhookSecretRequest {
-            id: endpoint.id,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let tenant_admin = app.token(t, &["tenant:admin"]).await;
-    app.connect(&tenant_admin)
-        .await
-        .rotate_connect_secret(pb::RotateConnectSecretRequest {
-            overlap_seconds: None,
-        })
-        .await
-        .unwrap();
+    app.seal_one_of_each(t).await;
     // 20 credentials, the provider's secret, the webhook secrets, the connect secret(s).
     let moved = as_before_tenant_keys(app).await;
     assert!(moved >= 23, "{moved}");

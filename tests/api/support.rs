@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use credvault::clock::ManualClock;
 use credvault::model::AuditRecord;
 use credvault::proto::v1::{
-    admin_service_client::AdminServiceClient, credential_service_client::CredentialServiceClient,
-    o_auth_service_client::OAuthServiceClient, webhook_service_client::WebhookServiceClient,
+    self as pb, admin_service_client::AdminServiceClient,
+    credential_service_client::CredentialServiceClient, o_auth_service_client::OAuthServiceClient,
+    webhook_service_client::WebhookServiceClient,
 };
 use credvault::service::audit::AuditLog;
 use credvault::service::keys::lifecycle::KeyLifecycle;
@@ -609,6 +610,50 @@ impl TestApp {
         self.mint(&tenant.id, scopes).await
     }
 
+    /// One sealed value in each column besides credentials: a provider client secret,
+    /// a webhook secret (rotated, so its previous one too) and the connect signing
+    /// secret.
+    pub async fn seal_one_of_each(&self, t: &TestTenant) {
+        self.oauth(&t.token)
+            .await
+            .create_provider(pb::CreateProviderRequest {
+                slug: "crm".into(),
+                client_id: "client".into(),
+                client_secret: "client-secret".into(),
+                authorization_url: "https://auth.example/authorize".into(),
+                token_url: "https://auth.example/token".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut hooks = self.webhooks(&t.token).await;
+        let endpoint = hooks
+            .create_webhook_endpoint(pb::CreateWebhookEndpointRequest {
+                url: "http://127.0.0.1:9/in".into(),
+                event_types: vec![],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .endpoint
+            .unwrap();
+        hooks
+            .rotate_webhook_secret(pb::RotateWebhookSecretRequest {
+                id: endpoint.id,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let tenant_admin = self.token(t, &["tenant:admin"]).await;
+        self.connect(&tenant_admin)
+            .await
+            .rotate_connect_secret(pb::RotateConnectSecretRequest {
+                overlap_seconds: None,
+            })
+            .await
+            .unwrap();
+    }
+
     // ------------------------------------------------------------ raw SQL
 
     pub async fn blob(&self, id: &str) -> Option<Vec<u8>> {
@@ -629,19 +674,24 @@ impl TestApp {
     }
 
     pub async fn set_tenant_key_blob(&self, tenant_id: &str, blob: &[u8]) {
-        let done = sqlx::query("UPDATE tenant_keys SET sealed = $1 WHERE tenant_id = $2")
-            .bind(blob)
-            .bind(tenant_id)
-            .execute(&self.raw)
-            .await
-            .unwrap();
-        assert_eq!(done.rows_affected(), 1);
+        self.set_one(
+            "UPDATE tenant_keys SET sealed = $1 WHERE tenant_id = $2",
+            blob,
+            tenant_id,
+        )
+        .await;
     }
 
     pub async fn set_blob(&self, id: &str, blob: &[u8]) {
-        let done = sqlx::query("UPDATE credentials SET secret = $1 WHERE id = $2")
+        self.set_one("UPDATE credentials SET secret = $1 WHERE id = $2", blob, id)
+            .await;
+    }
+
+    /// Runs an `UPDATE` of one row's blob (`$1`) by its key (`$2`).
+    async fn set_one(&self, sql: &str, blob: &[u8], key: &str) {
+        let done = sqlx::query(sql)
             .bind(blob)
-            .bind(id)
+            .bind(key)
             .execute(&self.raw)
             .await
             .unwrap();
@@ -673,6 +723,11 @@ impl TestApp {
             }
         }
         dump
+    }
+
+    /// The raw connection pool, as someone with database access holds it.
+    pub fn raw(&self) -> &AnyPool {
+        &self.raw
     }
 
     /// Runs `sql` with text parameters, as someone with database access would.
