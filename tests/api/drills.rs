@@ -1,6 +1,6 @@
 //! Reliability drills that are safe to run in CI: the server process is killed with
-//! SIGKILL while 64 creates are in flight; every create it acknowledged must be there,
-//! and decrypt, when the next process starts. `CREDVAULT_DRILL_ROUNDS` sets the number
+//! SIGKILL while 64 creates are in flight (every create it acknowledged must be there,
+//! and decrypt, when the next process starts), and while its rewrap job races updates. `CREDVAULT_DRILL_ROUNDS` sets the number
 //! of kills per backend (default 2 in the test suite; docs/reliability.md records 20).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,12 +14,23 @@ use tokio::process::{Child, Command};
 
 use crate::both_backends;
 use crate::fixtures::*;
-use crate::support::{Backend, TestApp, client_at};
+use crate::support::{Backend, KEY_V1, KEY_V2, TestApp, client_at};
+use credvault::service::keys::rewrap::{Pace, Rewrap};
+use credvault::store::SealedColumn;
 
 /// The real binary, on the test's database; returns it and its gRPC address.
 async fn spawn_server(app: &TestApp) -> (Child, std::net::SocketAddr) {
+    spawn_server_with(app, &[]).await
+}
+
+/// The real binary with more settings in its environment.
+async fn spawn_server_with(
+    app: &TestApp,
+    settings: &[(&str, &str)],
+) -> (Child, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_credvault"))
         .args(["serve", "--log-json"])
+        .envs(settings.iter().copied())
         .env("CREDVAULT_DATABASE_URL", app.db.url())
         .env("CREDVAULT_MASTER_KEYS", &app.keys)
         .env("CREDVAULT_LISTEN", "127.0.0.1:0")
@@ -143,6 +154,111 @@ both_backends! {
             assert_eq!(app.integrity_check().await, "ok");
         }
         eprintln!("kill -9 drill ({:?}): {rounds} kills, {} acknowledged creates, none lost", app.backend, acked.len());
+    }
+}
+
+/// Credentials not yet under their tenant's key.
+async fn under_master_key(app: &TestApp) -> u64 {
+    let counts = app.vault.store().sealed_counts().await.unwrap();
+    counts
+        .iter()
+        .filter(|c| c.column == SealedColumn::CredentialSecret && c.format != 3)
+        .map(|c| c.values)
+        .sum()
+}
+
+/// Updates the first `n` credentials over and over through `addr`; records for each
+/// the value acknowledged last and the one in flight.
+fn keep_updating(
+    addr: std::net::SocketAddr,
+    token: &SecretString,
+    ids: &[String],
+    seen: &Arc<Mutex<HashMap<String, (String, String)>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    ids.chunks(ids.len().div_ceil(4))
+        .map(|chunk| {
+            let (token, chunk, seen) = (token.clone(), chunk.to_vec(), seen.clone());
+            tokio::spawn(async move {
+                let mut c = client_at(addr, &token).await;
+                for round in 1.. {
+                    for id in &chunk {
+                        let value = format!("{id}-{round}");
+                        seen.lock().unwrap().get_mut(id).unwrap().1 = value.clone();
+                        let mut req = update(id);
+                        req.secret = Some(api_key(&value));
+                        if c.update_credential(req).await.is_err() {
+                            return;
+                        }
+                        seen.lock().unwrap().get_mut(id).unwrap().0 = value;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+// A rewrap pass in the real binary, racing updates, is killed with SIGKILL midway:
+// every credential still opens to a value its writer sent, and the next pass leaves
+// nothing behind.
+both_backends! {
+    async fn kill_nine_during_a_rewrap_loses_nothing_and_leaves_nothing_behind(app) {
+        let t = app.tenant("acme").await;
+        let mut c = app.client(&t.token).await;
+        let mut ids = Vec::new();
+        for i in 0..300 {
+            let id = c.create_credential(create("u", api_key(&format!("v-{i}")))).await.unwrap().into_inner().id;
+            ids.push(id);
+        }
+        let seen: HashMap<_, _> = ids.iter().enumerate()
+            .map(|(i, id)| (id.clone(), (format!("v-{i}"), format!("v-{i}"))))
+            .collect();
+        let seen = Arc::new(Mutex::new(seen));
+        // An upgraded database: every value directly under master key 1.
+        let job = Rewrap::new(&app.vault, Pace { batch: 500, rate: 0 });
+        assert_eq!(job.seal_as_before_tenant_keys(SealedColumn::CredentialSecret).await.unwrap(), 300);
+        app.restart_with_keys(&format!("{KEY_V1},{KEY_V2}")).await;
+        app.admin(&app.admin_token).await.activate_key(pb::ActivateKeyRequest { version: 2 }).await.unwrap();
+
+        // The binary's own job rewraps 200 values/s in batches of 10 while 60 of the
+        // credentials are updated through it.
+        let (mut child, addr) = spawn_server_with(&app, &[
+            ("CREDVAULT_REWRAP_INTERVAL_SECS", "1"),
+            ("CREDVAULT_REWRAP_BATCH", "10"),
+            ("CREDVAULT_REWRAP_RATE", "200"),
+        ]).await;
+        let writers = keep_updating(addr, &t.token, &ids[..60], &seen);
+        let started = std::time::Instant::now();
+        while under_master_key(&app).await > 150 {
+            assert!(started.elapsed() < Duration::from_secs(60), "the rewrap never got going");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child.start_kill().unwrap(); // SIGKILL
+        child.wait().await.unwrap();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let left = under_master_key(&app).await;
+        assert!(left > 0, "the pass finished before the kill");
+
+        let assert_all_open = async |c: &mut crate::support::Client| {
+            let seen = seen.lock().unwrap().clone();
+            for (id, (acked, in_flight)) in &seen {
+                let r = c.reveal_credential(reveal(id)).await.unwrap().into_inner();
+                let value = r.secret.unwrap();
+                assert!(value == api_key(acked) || value == api_key(in_flight), "{id}: {value:?}");
+            }
+        };
+        let mut c = app.client(&t.token).await;
+        assert_all_open(&mut c).await;
+        // The dead process's lease runs out; the next pass finishes the job.
+        app.execute("UPDATE job_leases SET lease_until = 0 WHERE job = 'rewrap'", &[]).await;
+        let job = Rewrap::new(&app.vault, Pace { batch: 500, rate: 0 });
+        let done = job.pass().await.unwrap().unwrap();
+        assert_eq!(done.failed, 0, "{done:?}");
+        assert!(done.rewrapped >= left, "{done:?} < {left}");
+        assert_eq!(under_master_key(&app).await, 0);
+        assert_all_open(&mut c).await;
+        eprintln!("rewrap kill -9 drill ({:?}): killed with {left} of 300 left, none lost", app.backend);
     }
 }
 
