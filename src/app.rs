@@ -365,6 +365,11 @@ impl App {
             Duration::from_secs(c.key_heartbeat_secs.max(1)),
             stop.clone(),
         )));
+        background.push(tokio::spawn(workers::keys::forget_tenant_keys(
+            self.vault.tenant_keys().clone(),
+            Duration::from_secs(5),
+            stop.clone(),
+        )));
         if c.rewrap_interval_secs > 0 {
             background.push(tokio::spawn(workers::keys::rewrap(
                 self.rewrap.clone(),

@@ -453,10 +453,11 @@ impl Vault {
                     continue;
                 };
                 let binding = endpoint_binding(&p.provider.config);
-                let resealed = self
-                    .tenant_keys
-                    .seal(&secret_aad(&p.provider, &binding), &plaintext)
-                    .await?;
+                let aad = secret_aad(&p.provider, &binding);
+                // A tenant being deleted gets no new key: leave its secret as it is.
+                let Ok(resealed) = self.tenant_keys.seal(&aad, &plaintext).await else {
+                    continue;
+                };
                 if self
                     .store
                     .replace_provider_secret(&p.provider.tenant_id, &p.provider.id, blob, &resealed)

@@ -1,9 +1,10 @@
 //! Sealing under tenant keys. Every tenant-owned secret is sealed in format 3 under its
 //! tenant's random key, which is stored only sealed under a master key
 //! (docs/encryption.md, "Tenant keys"). A tenant's key is made by its first seal and
-//! destroyed by its deletion; an unsealed key is kept in memory for at most
+//! destroyed by its deletion; an unsealed key is used from memory for at most
 //! [`CACHE_MS`], which bounds how long a replica that did not run the deletion could
-//! still open a restored copy of the tenant's rows.
+//! still open a restored copy of the tenant's rows, and is dropped (zeroized) by the
+//! next [`TenantKeys::forget_expired`] after that.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -86,6 +87,18 @@ impl TenantKeys {
             .await?;
         self.lock().remove(tenant_id);
         Ok(existed)
+    }
+
+    /// How many unsealed keys this process holds now (for tests).
+    #[doc(hidden)]
+    pub fn held(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Drops (and so zeroizes) the keys whose time in memory is over.
+    pub fn forget_expired(&self) {
+        let now = self.clock.now_ms();
+        self.lock().retain(|_, c| c.until > now);
     }
 
     /// The tenant's key, from memory or the database; `None` if it has none.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::service::keys::lifecycle::KeyLifecycle;
 use crate::service::keys::rewrap::Rewrap;
+use crate::service::tenant_keys::TenantKeys;
 use crate::shutdown::Shutdown;
 
 /// Beats every `every` (the first one a period after joining, which beat already)
@@ -26,6 +27,15 @@ pub async fn heartbeat(keys: Arc<KeyLifecycle>, every: Duration, stop: Shutdown)
     if let Err(e) = keys.leave().await {
         tracing::warn!(error = %e, "could not remove this replica from the replica list");
     }
+}
+
+/// Drops expired tenant keys from memory every `every` until shutdown.
+pub async fn forget_tenant_keys(keys: Arc<TenantKeys>, every: Duration, stop: Shutdown) {
+    super::repeat("tenant_key_sweep", every, stop, || async {
+        keys.forget_expired();
+        Ok("ok")
+    })
+    .await;
 }
 
 pub async fn rewrap(job: Arc<Rewrap>, every: Duration, stop: Shutdown) {

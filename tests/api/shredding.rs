@@ -195,7 +195,13 @@ both_backends! {
 
         // The replica that held the key opens them until its memory of it runs out.
         assert!(on_peer.reveal_credential(reveal(&ids[0])).await.is_ok());
+        // Then the sweep drops it from memory, and the peer refuses too.
+        assert_eq!(peer.vault.tenant_keys().held(), 1);
+        peer.vault.tenant_keys().forget_expired();
+        assert_eq!(peer.vault.tenant_keys().held(), 1, "not yet expired");
         app.clock.advance_ms(credvault::service::tenant_keys::CACHE_MS + 1);
+        peer.vault.tenant_keys().forget_expired();
+        assert_eq!(peer.vault.tenant_keys().held(), 0);
         assert_eq!(code_of(on_peer.reveal_credential(reveal(&ids[0])).await).0, Code::DataLoss);
 
         // A copy that holds the key's row too opens again: a backup from before the
