@@ -1055,7 +1055,10 @@ async fn under_master_key(vault: &credvault::service::Vault) -> u64 {
     let counts = vault.store().sealed_counts().await.unwrap();
     counts
         .iter()
-        .filter(|c| c.column == credvault::store::SealedColumn::CredentialSecret && c.format != 3)
+        .filter(|c| {
+            c.column == credvault::store::SealedColumn::CredentialSecret
+                && c.format != credvault::crypto::TENANT_FORMAT_VERSION
+        })
         .map(|c| c.values)
         .sum()
 }

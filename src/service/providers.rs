@@ -6,7 +6,7 @@ use zeroize::Zeroizing;
 
 use super::pagination::{Cursor, Page};
 use super::{Caller, Vault, validate};
-use crate::crypto::AadContext;
+use crate::crypto::{AadContext, TENANT_FORMAT_VERSION, format_of};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::Scope;
@@ -446,6 +446,11 @@ impl Vault {
                 let Some(blob) = &p.client_secret else {
                     continue;
                 };
+                // Sealed under a tenant key, so after the binding: nothing to upgrade,
+                // and no tenant key to read at every start.
+                if format_of(blob) == Some(TENANT_FORMAT_VERSION) {
+                    continue;
+                }
                 if self.open_provider_secret(&p).await.is_ok() {
                     continue;
                 }
