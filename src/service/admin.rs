@@ -91,8 +91,7 @@ impl Vault {
         self.tenant_keys.destroy(&tenant.id).await?;
         let mut entry = self.audit(caller, "tenant.delete", &tenant.id, "");
         entry.detail = format!("name={}", tenant.name);
-        let rows = self.store.delete_tenant_rows(&tenant.id, &entry).await?;
-        let deleted = rows.iter().map(|(_, n)| n).sum();
+        let deleted = self.store.delete_tenant_rows(&tenant.id, &entry).await?;
         tracing::info!(tenant = %tenant.id, rows = deleted, "tenant deleted; its key was destroyed first");
         Ok((tenant, deleted))
     }

@@ -37,7 +37,7 @@ pub use keys::{
 };
 pub use notifications::{DeliveryFilter, NotificationStore};
 pub use sql::SqlStore;
-pub use tenant_keys::{DeletedRows, TenantKeyStore};
+pub use tenant_keys::TenantKeyStore;
 pub use users::{Linked, UserStore};
 
 #[derive(Debug, thiserror::Error)]

@@ -30,9 +30,6 @@ const TENANT_TABLES: [&str; 17] = [
     "tenant_keys",
 ];
 
-/// What a tenant's deletion removed: rows per table, in deletion order.
-pub type DeletedRows = Vec<(&'static str, u64)>;
-
 #[async_trait]
 pub trait TenantKeyStore: Send + Sync {
     /// The tenant's sealed key, if it has one.
@@ -50,12 +47,8 @@ pub trait TenantKeyStore: Send + Sync {
     /// false if there is no such tenant.
     async fn destroy_tenant_key(&self, tenant_id: &str, at: Millis) -> StoreResult<bool>;
     /// Deletes every row of the tenant and the tenant itself, and records `audit` (in
-    /// another tenant's log), in one transaction.
-    async fn delete_tenant_rows(
-        &self,
-        tenant_id: &str,
-        audit: &AuditEntry,
-    ) -> StoreResult<DeletedRows>;
+    /// another tenant's log), in one transaction; returns how many rows went.
+    async fn delete_tenant_rows(&self, tenant_id: &str, audit: &AuditEntry) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -110,13 +103,9 @@ impl TenantKeyStore for SqlStore {
         Ok(marked.rows_affected() == 1)
     }
 
-    async fn delete_tenant_rows(
-        &self,
-        tenant_id: &str,
-        audit: &AuditEntry,
-    ) -> StoreResult<DeletedRows> {
+    async fn delete_tenant_rows(&self, tenant_id: &str, audit: &AuditEntry) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
-        let mut deleted = Vec::with_capacity(TENANT_TABLES.len() + 1);
+        let mut deleted = 0;
         for table in TENANT_TABLES.into_iter().chain(["tenants"]) {
             let key = if table == "tenants" {
                 "id"
@@ -127,7 +116,7 @@ impl TenantKeyStore for SqlStore {
                 .bind(tenant_id)
                 .execute(&mut *tx)
                 .await?;
-            deleted.push((table, done.rows_affected()));
+            deleted += done.rows_affected();
         }
         insert_audit_query(audit).execute(&mut *tx).await?;
         tx.commit().await?;
