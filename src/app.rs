@@ -169,6 +169,7 @@ fn settings(config: &Config, http: SocketAddr) -> Result<Settings, AppError> {
         delivery_lease_ms: secs(config.webhook_timeout_secs.saturating_mul(4).max(60)),
         token_rate_per_sec: f64::from(config.token_rate_limit_per_sec),
         token_burst: config.token_rate_limit_burst,
+        token_cache_ttl_ms: Millis::try_from(config.token_cache_ttl_ms).unwrap_or(Millis::MAX),
         ..Settings::default()
     };
     if settings.webhook_schedule_ms.is_empty() {

@@ -146,6 +146,9 @@ pub struct Config {
     pub token_rate_limit_per_sec: u32,
     /// Requests a token may make at once after a quiet spell.
     pub token_rate_limit_burst: u32,
+    /// Milliseconds an authenticated token is used without reading it again; a
+    /// revocation announced by any replica drops it at once. 0 reads every time.
+    pub token_cache_ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -205,6 +208,7 @@ impl Default for Config {
             watch_streams_per_tenant: 8,
             token_rate_limit_per_sec: 500,
             token_rate_limit_burst: 1000,
+            token_cache_ttl_ms: 1000,
         }
     }
 }
@@ -333,6 +337,7 @@ const ENV_SETTINGS: &[(&str, EnvKind)] = &[
     ("watch_streams_per_tenant", EnvKind::Number),
     ("token_rate_limit_per_sec", EnvKind::Number),
     ("token_rate_limit_burst", EnvKind::Number),
+    ("token_cache_ttl_ms", EnvKind::Number),
 ];
 
 /// The environment variables `serve` reads: `CREDVAULT_` and each setting's name.

@@ -89,6 +89,7 @@ pub struct Metrics {
     tls_reloads: Family<Outcome, Counter>,
     tls_cert_not_after: Gauge,
     rate_limited: Family<Limited, Counter>,
+    token_cache: Family<Outcome, Counter>,
     /// One scrape at a time brings the sampled values up to date.
     scrape: Mutex<()>,
 }
@@ -142,6 +143,7 @@ impl Metrics {
             tls_reloads: Family::default(),
             tls_cert_not_after: Gauge::default(),
             rate_limited: Family::default(),
+            token_cache: Family::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -255,6 +257,11 @@ impl Metrics {
             "Requests refused by a rate limit: token, client_ip",
             self.rate_limited.clone(),
         );
+        r.register(
+            "token_cache_lookups",
+            "Service tokens authenticated from the token cache (hit) or read from the database (miss)",
+            self.token_cache.clone(),
+        );
     }
 
     /// One finished gRPC call.
@@ -341,6 +348,12 @@ impl Metrics {
     /// A request refused by the `limit` rate limit (`token` or `client_ip`).
     pub fn rate_limited(&self, limit: &'static str) {
         self.rate_limited.get_or_create(&Limited { limit }).inc();
+    }
+
+    /// A token looked up in the token cache: found there (`hit`) or read (`miss`).
+    pub fn token_cache(&self, hit: bool) {
+        let outcome = if hit { "hit" } else { "miss" };
+        self.token_cache.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// The text exposition, with the sampled values brought up to date first.

@@ -10,7 +10,7 @@ use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::{Scope, ServiceToken, Tenant};
-use crate::store::{Revocation, StoreError};
+use crate::store::{Change, Revocation, StoreError};
 
 /// The tenant an empty vault creates for its bootstrap token.
 pub const BOOTSTRAP_TENANT: &str = "default";
@@ -91,7 +91,10 @@ impl Vault {
         self.tenant_keys.destroy(&tenant.id).await?;
         let mut entry = self.audit(caller, "tenant.delete", &tenant.id, "");
         entry.detail = format!("name={}", tenant.name);
-        let deleted = self.store.delete_tenant_rows(&tenant.id, &entry).await?;
+        let deleted = self.store.delete_tenant_rows(&tenant.id, &entry).await;
+        // Even if the rows stay: the key is gone, and no replica should keep it.
+        self.announce(&Change::Tenant(tenant.id.clone())).await;
+        let deleted = deleted?;
         tracing::info!(tenant = %tenant.id, rows = deleted, "tenant deleted; its key was destroyed first");
         Ok((tenant, deleted))
     }
@@ -212,6 +215,7 @@ impl Vault {
         }
         match self.store.revoke_token(id, self.now()).await? {
             Revocation::Revoked(token) => {
+                self.announce(&Change::Token(token.id.clone())).await;
                 let entry = self.audit(caller, "token.revoke", id, "");
                 self.record(&entry.in_tenant(&token.tenant_id)).await?;
                 Ok(token)

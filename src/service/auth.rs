@@ -1,10 +1,13 @@
 //! Who is calling, and may they: bearer tokens to a tenant-scoped [`Caller`].
+use std::sync::Arc;
+
 use super::Vault;
+use super::token_cache::Lookup;
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::audit::OUTCOME_OK;
-use crate::model::{AuditEntry, Scope};
+use crate::model::{AuditEntry, Scope, ServiceToken};
 
 /// An authenticated caller: a service token of one tenant, and where its request
 /// came from (for audit records).
@@ -114,16 +117,16 @@ impl Vault {
             .ok_or(Error::Unauthenticated(
                 "malformed authorization metadata: expected `Bearer cvt_…`",
             ))?;
-        let found = self
-            .store
-            .find_token_by_hash(&ids::token_hash(token))
-            .await?;
         let now = self.now();
-        let token = found.filter(|t| t.works_at(now)).ok_or(INVALID)?;
+        let token = self
+            .token(token)
+            .await?
+            .filter(|t| t.works_at(now))
+            .ok_or(INVALID)?;
         let caller = Caller {
-            tenant_id: token.tenant_id,
-            token_id: token.id,
-            scopes: token.scopes,
+            tenant_id: token.tenant_id.clone(),
+            token_id: token.id.clone(),
+            scopes: token.scopes.clone(),
             ..Caller::default()
         };
         if let Err(retry_after) = self.token_limiter.check(&caller.token_id) {
@@ -132,6 +135,26 @@ impl Vault {
         }
         caller.require_any(scopes)?;
         Ok(caller)
+    }
+
+    /// The token whose secret is `secret`, as this replica cached it lately or else
+    /// as stored.
+    async fn token(&self, secret: &str) -> Result<Option<Arc<ServiceToken>>> {
+        let hash = ids::token_hash(secret);
+        let generation = match self.tokens.get(&hash) {
+            Lookup::Hit(token) => {
+                self.metrics.token_cache(true);
+                return Ok(Some(token));
+            }
+            Lookup::Miss(generation) => generation,
+        };
+        self.metrics.token_cache(false);
+        let Some(token) = self.store.find_token_by_hash(&hash).await? else {
+            return Ok(None);
+        };
+        let token = Arc::new(token);
+        self.tokens.put(hash, token.clone(), generation);
+        Ok(Some(token))
     }
 
     /// Whether the caller's token still works (not revoked, not expired): long-lived

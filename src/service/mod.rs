@@ -27,6 +27,7 @@ mod providers;
 mod refresh;
 pub mod retention;
 pub mod tenant_keys;
+pub mod token_cache;
 pub mod users;
 pub mod validate;
 mod webhooks;
@@ -78,6 +79,26 @@ pub struct Settings {
     pub token_rate_per_sec: f64,
     /// … and how many of them may come at once.
     pub token_burst: u32,
+    /// How long an authenticated token is used without reading it again (0: never).
+    pub token_cache_ttl_ms: Millis,
+}
+
+/// Has the caches drop what each change announced by any replica makes stale, for
+/// as long as they live.
+fn forget_on_change(
+    store: &dyn Store,
+    tokens: &Arc<token_cache::TokenCache>,
+    tenant_keys: &Arc<tenant_keys::TenantKeys>,
+) {
+    let (tokens, tenant_keys) = (Arc::downgrade(tokens), Arc::downgrade(tenant_keys));
+    store.hear(Box::new(move |change| {
+        let (Some(tokens), Some(tenant_keys)) = (tokens.upgrade(), tenant_keys.upgrade()) else {
+            return false;
+        };
+        tokens.forget(change);
+        tenant_keys.forget(change);
+        true
+    }));
 }
 
 /// Standard Webhooks' suggested schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
@@ -108,6 +129,7 @@ impl Default for Settings {
             delivery_lease_ms: 60_000,
             token_rate_per_sec: 0.0,
             token_burst: 1,
+            token_cache_ttl_ms: 1000,
         }
     }
 }
@@ -119,6 +141,8 @@ pub struct Vault {
     keyring: Arc<Keyring>,
     /// Seals and opens tenant-owned values under their tenant's key.
     tenant_keys: Arc<tenant_keys::TenantKeys>,
+    /// Tokens authenticated lately.
+    tokens: Arc<token_cache::TokenCache>,
     clock: Arc<dyn Clock>,
     settings: Settings,
     token_client: TokenClient,
@@ -145,12 +169,19 @@ impl Vault {
         settings: Settings,
         outbound: Outbound,
     ) -> Self {
+        let tenant_keys = Arc::new(tenant_keys::TenantKeys::new(
+            store.clone(),
+            keyring.clone(),
+            clock.clone(),
+        ));
+        let tokens = Arc::new(token_cache::TokenCache::new(
+            settings.token_cache_ttl_ms,
+            clock.clone(),
+        ));
+        forget_on_change(store.as_ref(), &tokens, &tenant_keys);
         Self {
-            tenant_keys: Arc::new(tenant_keys::TenantKeys::new(
-                store.clone(),
-                keyring.clone(),
-                clock.clone(),
-            )),
+            tenant_keys,
+            tokens,
             store,
             keyring,
             clock,
@@ -175,6 +206,14 @@ impl Vault {
             flights: Arc::default(),
             instance: crate::ids::new_id("inst_").into(),
             storage_up: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+
+    /// Tells every replica that `change` happened; a failure to tell others is logged
+    /// (their caches' time limits still bound what they use).
+    async fn announce(&self, change: &crate::store::Change) {
+        if let Err(e) = self.store.announce(change).await {
+            tracing::warn!(error = %e, ?change, "could not announce a change to the other replicas");
         }
     }
 
@@ -224,6 +263,11 @@ impl Vault {
 
     pub fn tenant_keys(&self) -> &Arc<tenant_keys::TenantKeys> {
         &self.tenant_keys
+    }
+
+    /// The tokens this replica authenticated lately.
+    pub fn token_cache(&self) -> &token_cache::TokenCache {
+        &self.tokens
     }
 
     pub fn settings(&self) -> &Settings {

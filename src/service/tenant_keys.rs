@@ -15,7 +15,7 @@ use crate::crypto::{
     AadContext, CryptoError, Keyring, TENANT_FORMAT_VERSION, TenantKey, format_of,
 };
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Change, Store};
 
 /// How long an unsealed tenant key is kept in memory.
 pub const CACHE_MS: Millis = 30_000;
@@ -93,6 +93,17 @@ impl TenantKeys {
     #[doc(hidden)]
     pub fn held(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Drops (and so zeroizes) what `change` makes stale: a deleted tenant's key.
+    pub fn forget(&self, change: &Change) {
+        match change {
+            Change::Tenant(id) => {
+                self.lock().remove(id);
+            }
+            Change::Everything => self.lock().clear(),
+            Change::Token(_) => {}
+        }
     }
 
     /// Drops (and so zeroizes) the keys whose time in memory is over.

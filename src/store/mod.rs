@@ -17,6 +17,7 @@ use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
 mod audit;
 mod batch;
+mod changes;
 mod connect;
 mod external_auth;
 mod keys;
@@ -29,6 +30,7 @@ mod tenant_keys;
 mod users;
 
 pub use audit::{AuditFilter, AuditStore, ChainLink, Head, HeadMove};
+pub use changes::{CHANNEL, Change, ChangeStore, Hearer};
 pub use connect::{AttemptCount, ConnectNotice, ConnectStore, LinkFilter};
 pub use external_auth::{AuthStore, LockoutPolicy};
 pub use keys::{
@@ -138,6 +140,7 @@ pub trait Store:
     + KeyStore
     + AuditStore
     + TenantKeyStore
+    + ChangeStore
     + Send
     + Sync
     + 'static

@@ -12,5 +12,11 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<SqlStore> {
         .connect(url)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool))
+    let changes = super::changes::Changes::notify(url);
+    Ok(SqlStore::new(
+        Backend::Postgres,
+        pool.clone(),
+        pool,
+        changes,
+    ))
 }

@@ -7,6 +7,7 @@ use sqlx::{Any, Executor, Row};
 use tokio::sync::mpsc;
 
 use super::batch::{self, CreateJob, Queued, WriteJob};
+use super::changes::{Change, ChangeStore, Changes, Hearer};
 
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
@@ -31,6 +32,8 @@ pub struct SqlStore {
     pub(super) write: AnyPool,
     /// The group-commit queue (SQLite only: one writer, where fsync dominates).
     writes: Option<mpsc::Sender<Queued>>,
+    /// How changes reach the other replicas.
+    changes: Changes,
 }
 
 impl SqlStore {
@@ -49,13 +52,14 @@ impl SqlStore {
         }
     }
 
-    pub(super) fn new(backend: Backend, read: AnyPool, write: AnyPool) -> Self {
+    pub(super) fn new(backend: Backend, read: AnyPool, write: AnyPool, changes: Changes) -> Self {
         let writes = (backend == Backend::Sqlite).then(|| batch::spawn(write.clone()));
         Self {
             backend,
             read,
             write,
             writes,
+            changes,
         }
     }
 
@@ -248,6 +252,21 @@ pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
     .bind(&a.user_id)
     .bind(&a.source)
     .bind(a.outcome)
+}
+
+#[async_trait]
+impl ChangeStore for SqlStore {
+    async fn announce(&self, change: &Change) -> StoreResult<()> {
+        self.changes.announce(&self.write, change).await
+    }
+
+    fn hear(&self, hearer: Hearer) {
+        self.changes.own().hear_with(hearer);
+    }
+
+    fn deafen(&self, deaf: bool) {
+        self.changes.deafen(deaf);
+    }
 }
 
 #[async_trait]

@@ -32,7 +32,8 @@ pub async fn connect(url: &str, max_readers: u32) -> StoreResult<SqlStore> {
     let write = pool(1).connect(&url).await?;
     sqlx::migrate!("./migrations/sqlite").run(&write).await?;
     let read = pool(max_readers.max(1)).connect(&url).await?;
-    Ok(SqlStore::new(Backend::Sqlite, read, write))
+    let changes = super::changes::Changes::in_process(&url);
+    Ok(SqlStore::new(Backend::Sqlite, read, write, changes))
 }
 
 /// Writes an online, consistent copy of the database at `url` to the new file `to`

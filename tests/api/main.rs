@@ -33,6 +33,7 @@ mod secrets;
 mod shredding;
 mod sign_in;
 mod tls;
+mod token_cache;
 mod tokens;
 mod traces;
 mod users;

@@ -145,10 +145,15 @@ both_backends! {
         let ids = fill(&app, &doomed).await;
         let kept_id = app.client(&kept.token).await
             .create_credential(create("u", api_key("sk_kept"))).await.unwrap().into_inner().id;
-        // Another replica has used the tenant's key, so holds it in memory.
+        // Two other replicas have used the tenant's key, so hold it in memory; one of
+        // them will miss the deletion's announcement.
         let peer = app.spawn_peer().await;
-        let mut on_peer = client_at(peer.addr, &doomed.token).await;
+        let deaf = app.spawn_peer().await;
+        let mut on_peer = client_at(deaf.addr, &doomed.token).await;
         on_peer.reveal_credential(reveal(&ids[0])).await.unwrap();
+        client_at(peer.addr, &doomed.token).await.reveal_credential(reveal(&ids[0])).await.unwrap();
+        assert_eq!(peer.vault.tenant_keys().held(), 1);
+        deaf.vault.store().deafen(true);
 
         let job = Rewrap::new(&app.vault, Pace { batch: 100, rate: 0 });
         let copies = sealed_values(&app, &doomed.id).await;
@@ -171,6 +176,8 @@ both_backends! {
 
         let r = delete_tenant(&app, "doomed").await.unwrap();
         assert_eq!(r.tenant.unwrap().id, doomed.id);
+        // The replica that heard the deletion dropped the key.
+        eventually("the listening replica drops the key", || peer.vault.tenant_keys().held() == 0).await;
         assert!(r.deleted_rows > 10, "{}", r.deleted_rows);
         assert_eq!(rows_of(&app, &doomed.id).await, 0, "every row of the tenant is gone");
         let mut c = app.client(&doomed.token).await;
@@ -193,15 +200,15 @@ both_backends! {
         c.create_credential(create("u", api_key("sk_after"))).await.unwrap();
         assert_eq!(code_of(c.reveal_credential(reveal(&ids[1])).await).0, Code::DataLoss);
 
-        // The replica that held the key opens them until its memory of it runs out.
+        // The replica that missed it opens them until its memory of the key runs out.
         assert!(on_peer.reveal_credential(reveal(&ids[0])).await.is_ok());
-        // Then the sweep drops it from memory, and the peer refuses too.
-        assert_eq!(peer.vault.tenant_keys().held(), 1);
-        peer.vault.tenant_keys().forget_expired();
-        assert_eq!(peer.vault.tenant_keys().held(), 1, "not yet expired");
+        // Then the sweep drops it from memory, and that replica refuses too.
+        assert_eq!(deaf.vault.tenant_keys().held(), 1);
+        deaf.vault.tenant_keys().forget_expired();
+        assert_eq!(deaf.vault.tenant_keys().held(), 1, "not yet expired");
         app.clock.advance_ms(credvault::service::tenant_keys::CACHE_MS + 1);
-        peer.vault.tenant_keys().forget_expired();
-        assert_eq!(peer.vault.tenant_keys().held(), 0);
+        deaf.vault.tenant_keys().forget_expired();
+        assert_eq!(deaf.vault.tenant_keys().held(), 0);
         assert_eq!(code_of(on_peer.reveal_credential(reveal(&ids[0])).await).0, Code::DataLoss);
 
         // A copy that holds the key's row too opens again: a backup from before the

@@ -925,3 +925,16 @@ pub async fn external_auth_at(addr: std::net::SocketAddr, token: &SecretString) 
         header,
     )
 }
+
+/// Waits (in real time, at most 10 s) for `done`: for work another task does on its
+/// own schedule, such as a listener hearing a notification.
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -15,9 +15,13 @@
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
-//! and raw sqlx statements of the same row size for the store. `Authenticate` runs
+//! raw sqlx statements of the same row size for the store, and the floor (`floor.rs`):
+//! a minimal gRPC handler doing one typed point read of a sealed credential on the same
+//! database, the least a reveal could cost. `Authenticate` runs
 //! against an in-process fake auth endpoint that times its own handler; the
 //! "vault overhead" rows are each call's total minus that endpoint time.
+mod floor;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +47,11 @@ const KEY_2: &str = "2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const SEEDED: usize = 1000;
 const CONNECTIONS: usize = 4;
 const IN_FLIGHT: usize = 64;
+/// The server's database connections (SQLite: readers), and the floor's;
+/// `--readers N` changes it.
+fn readers() -> u32 {
+    arg("--readers").and_then(|v| v.parse().ok()).unwrap_or(16)
+}
 /// Credentials the scanner moves per transaction (the server's default).
 const SCAN_BATCH: u32 = credvault::app::SCAN_BATCH;
 
@@ -67,6 +76,8 @@ struct Clients {
     creds: CredentialServiceClient<Authed>,
     health: tonic_health::pb::health_client::HealthClient<Channel>,
     auth: ExternalAuthServiceClient<Authed>,
+    /// The floor's client, when the server has one.
+    floor: Option<tonic_health::pb::health_client::HealthClient<Channel>>,
 }
 
 /// Users the Authenticate calls sign in as.
@@ -75,6 +86,7 @@ const AUTH_USERS: usize = 100;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Rpc {
     Check,
+    Floor,
     Create,
     Reveal,
     List,
@@ -82,8 +94,9 @@ enum Rpc {
 }
 
 impl Rpc {
-    const ALL: [Rpc; 5] = [
+    const ALL: [Rpc; 6] = [
         Rpc::Check,
+        Rpc::Floor,
         Rpc::Create,
         Rpc::Reveal,
         Rpc::List,
@@ -93,6 +106,7 @@ impl Rpc {
     fn name(self) -> &'static str {
         match self {
             Rpc::Check => "health Check (baseline)",
+            Rpc::Floor => "floor: gRPC + typed point read",
             Rpc::Create => "CreateCredential",
             Rpc::Reveal => "RevealCredential",
             Rpc::List => "ListCredentials (50)",
@@ -122,6 +136,8 @@ struct Server {
     /// The fake auth endpoint's handler time per call (by call number), in µs.
     endpoint: Endpoint,
     database_url: String,
+    /// The floor's address, once the seeded credentials exist.
+    floor: Option<std::net::SocketAddr>,
     _dir: tempfile::TempDir,
     drop_db: Option<String>,
 }
@@ -184,6 +200,7 @@ async fn start_variant(backend: &'static str, variant: Variant) -> Server {
         );
     }
     server.connector = auth_setup(&server).await;
+    server.floor = Some(floor::start(&server.database_url, caller.tenant_id, readers()).await);
     server
 }
 
@@ -330,7 +347,7 @@ async fn start_empty(
         scan_interval_secs: 0,
         allow_http_urls: true,
         deliver_interval_ms: 0,
-        max_connections: 16,
+        max_connections: readers(),
         // One token drives every call: the benchmark measures the server, not the limit.
         token_rate_limit_per_sec: 0,
         ..Config::default()
@@ -358,6 +375,7 @@ async fn start_empty(
         connector: String::new(),
         endpoint: Endpoint::start().await,
         database_url,
+        floor: None,
         _dir: dir,
         drop_db,
     };
@@ -405,10 +423,21 @@ async fn clients(server: &Server, n: usize) -> Vec<Clients> {
     for _ in 0..n {
         let channel = channel(server).await;
         let bearer = Bearer(server.token.clone());
+        let floor = match server.floor {
+            Some(addr) => Some(tonic_health::pb::health_client::HealthClient::new(
+                Channel::from_shared(format!("http://{addr}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap(),
+            )),
+            None => None,
+        };
         out.push(Clients {
             creds: CredentialServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
             auth: ExternalAuthServiceClient::with_interceptor(channel, bearer),
+            floor,
         });
     }
     out
@@ -422,6 +451,13 @@ async fn call(rpc: Rpc, c: &mut Clients, server: &Target, n: usize) -> Option<u6
             .check(tonic_health::pb::HealthCheckRequest::default())
             .await
             .is_ok(),
+        Rpc::Floor => {
+            let req = tonic_health::pb::HealthCheckRequest {
+                service: server.ids[n % server.ids.len()].clone(),
+            };
+            let floor = c.floor.as_mut().expect("this server has a floor");
+            floor.check(req).await.is_ok()
+        }
         Rpc::Create => {
             let secret = pb::Secret {
                 kind: Some(pb::secret::Kind::ApiKey(pb::ApiKeySecret {

@@ -1,0 +1,317 @@
+//! Changes every replica must hear about at once: a revoked token, a deleted tenant.
+//! Replicas keep what they authenticate (and unsealed tenant keys) in memory for a
+//! short while; an announced change drops what it makes stale, on every replica.
+//!
+//! On PostgreSQL a change is a `NOTIFY` on [`CHANNEL`], heard by one `LISTEN`ing
+//! connection per store. On SQLite, whose replicas share a file and so a machine, a
+//! change reaches every store of this process on the same database. A listener that
+//! loses its connection reports [`Change::Everything`] at once and again when it
+//! listens anew: it may have missed changes in between. Whatever is not heard, the
+//! caches' time limits still bound.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+use super::StoreResult;
+
+/// The PostgreSQL notification channel.
+pub const CHANNEL: &str = "credvault_changes";
+
+/// How long an announcement waits to hear itself back through the database.
+const ECHO_WAIT: Duration = Duration::from_secs(1);
+
+/// Something that makes cached state stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A token was revoked.
+    Token(String),
+    /// A tenant was deleted: its tokens and its key are gone.
+    Tenant(String),
+    /// Changes may have been missed: drop everything.
+    Everything,
+}
+
+impl Change {
+    fn payload(&self) -> String {
+        match self {
+            Change::Token(id) => format!("token {id}"),
+            Change::Tenant(id) => format!("tenant {id}"),
+            Change::Everything => "everything".into(),
+        }
+    }
+
+    /// A payload another replica sent; anything unreadable counts as everything.
+    fn parse(payload: &str) -> Change {
+        match payload.split_once(' ') {
+            Some(("token", id)) => Change::Token(id.to_owned()),
+            Some(("tenant", id)) => Change::Tenant(id.to_owned()),
+            _ => Change::Everything,
+        }
+    }
+}
+
+/// Called with each change heard; returns false once it no longer wants to hear.
+pub type Hearer = Box<dyn Fn(&Change) -> bool + Send + Sync>;
+
+/// Announcing changes and hearing them, on every replica of one database.
+#[async_trait]
+pub trait ChangeStore {
+    /// Tells this process's hearers about `change`, then every other replica. On
+    /// PostgreSQL it returns once the notification has come back to this store
+    /// (the other replicas get it at the same moment), or after a second without.
+    async fn announce(&self, change: &Change) -> StoreResult<()>;
+    /// Calls `hearer` with every change announced from now on, here or elsewhere.
+    fn hear(&self, hearer: Hearer);
+    /// Ignores changes from elsewhere while `deaf` (tests: a lost notification).
+    #[doc(hidden)]
+    fn deafen(&self, deaf: bool);
+}
+
+/// One store's hearers, and the announcements it is waiting to hear back.
+#[derive(Default)]
+pub(super) struct Hearers {
+    hearers: Mutex<Vec<Hearer>>,
+    deaf: AtomicBool,
+    echoes: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+}
+
+impl Hearers {
+    pub(super) fn hear_with(&self, hearer: Hearer) {
+        lock(&self.hearers).push(hearer);
+    }
+
+    /// Tells every hearer, dropping those that are done.
+    pub(super) fn tell(&self, change: &Change) {
+        lock(&self.hearers).retain(|hear| hear(change));
+    }
+
+    /// A change from elsewhere (or this store's own, come back).
+    fn heard(&self, change: &Change) {
+        if !self.deaf.load(Ordering::Relaxed) {
+            self.tell(change);
+        }
+    }
+
+    /// A notification's payload: `<echo> <change>`.
+    fn heard_notification(&self, payload: &str) {
+        let (echo, change) = payload.split_once(' ').unwrap_or(("", payload));
+        self.heard(&Change::parse(change));
+        if let Some(waiting) = echo
+            .parse()
+            .ok()
+            .and_then(|e| lock(&self.echoes).remove(&e))
+        {
+            let _ = waiting.send(());
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Neither list holds an invariant a panic elsewhere could break.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How changes travel between the replicas of one store's database.
+pub(super) enum Changes {
+    /// SQLite: to the other stores of this process on the same file.
+    InProcess { own: Arc<Hearers>, file: Neighbours },
+    /// PostgreSQL: `NOTIFY`, heard by a listener task this value owns.
+    Notify {
+        own: Arc<Hearers>,
+        listener: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Drop for Changes {
+    fn drop(&mut self) {
+        if let Changes::Notify { listener, .. } = self {
+            listener.abort();
+        }
+    }
+}
+
+/// The stores of this process on one SQLite database.
+type Neighbours = Arc<Mutex<Vec<Weak<Hearers>>>>;
+
+/// The stores of this process, by SQLite database.
+static SQLITE_FILES: LazyLock<Mutex<HashMap<String, Neighbours>>> = LazyLock::new(Mutex::default);
+
+impl Changes {
+    /// Joins the stores of this process on the SQLite database at `url`.
+    pub(super) fn in_process(url: &str) -> Self {
+        let own = Arc::new(Hearers::default());
+        let file = lock(&SQLITE_FILES)
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
+        let mut stores = lock(&file);
+        stores.retain(|s| s.strong_count() > 0);
+        stores.push(Arc::downgrade(&own));
+        drop(stores);
+        Changes::InProcess { own, file }
+    }
+
+    /// Listens on the PostgreSQL database at `url`.
+    pub(super) fn notify(url: &str) -> Self {
+        let own = Arc::new(Hearers::default());
+        let listener = tokio::spawn(listen(url.to_owned(), Arc::downgrade(&own)));
+        Changes::Notify { own, listener }
+    }
+
+    pub(super) fn own(&self) -> &Arc<Hearers> {
+        match self {
+            Changes::InProcess { own, .. } | Changes::Notify { own, .. } => own,
+        }
+    }
+
+    /// Tells this store's hearers, then the other replicas (over `pool` on
+    /// PostgreSQL, waiting a bounded while for the notification to come back).
+    pub(super) async fn announce(&self, pool: &sqlx::AnyPool, change: &Change) -> StoreResult<()> {
+        self.own().tell(change);
+        match self {
+            Changes::InProcess { own, file } => {
+                let stores: Vec<_> = lock(file).iter().filter_map(Weak::upgrade).collect();
+                for store in stores.iter().filter(|s| !Arc::ptr_eq(s, own)) {
+                    store.heard(change);
+                }
+            }
+            Changes::Notify { own, .. } => {
+                let echo: u64 = rand::random();
+                let (tx, rx) = oneshot::channel();
+                lock(&own.echoes).insert(echo, tx);
+                let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(format!("{echo} {}", change.payload()))
+                    .execute(pool)
+                    .await;
+                if sent.is_ok() && tokio::time::timeout(ECHO_WAIT, rx).await.is_err() {
+                    tracing::warn!(
+                        "a change was not heard back within {ECHO_WAIT:?}: other replicas may \
+                         use what they cached until it expires (token_cache_ttl_ms)"
+                    );
+                }
+                lock(&own.echoes).remove(&echo);
+                sent?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn deafen(&self, deaf: bool) {
+        self.own().deaf.store(deaf, Ordering::Relaxed);
+    }
+}
+
+/// Hears notifications for as long as the store lives, reconnecting after a lost
+/// connection (with back-off), and telling everything on each loss and each return.
+async fn listen(url: String, hearers: Weak<Hearers>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match subscribe(&url).await {
+            Ok(mut listener) => {
+                delay = Duration::from_millis(100);
+                let Some(own) = hearers.upgrade() else { return };
+                own.heard(&Change::Everything);
+                drop(own);
+                loop {
+                    let next = listener.try_recv().await;
+                    let Some(own) = hearers.upgrade() else { return };
+                    match next {
+                        Ok(Some(n)) => own.heard_notification(n.payload()),
+                        Ok(None) => {
+                            tracing::warn!("the change listener lost its connection; reconnecting");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the change listener failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                match hearers.upgrade() {
+                    Some(own) => own.heard(&Change::Everything),
+                    None => return,
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for changes; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn subscribe(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_read_back_and_nonsense_means_everything() {
+        for change in [
+            Change::Token("tok_1".into()),
+            Change::Tenant("ten_1".into()),
+            Change::Everything,
+        ] {
+            assert_eq!(Change::parse(&change.payload()), change);
+        }
+        assert_eq!(Change::parse("gibberish"), Change::Everything);
+        assert_eq!(Change::parse("token"), Change::Everything);
+    }
+
+    #[test]
+    fn hearers_that_are_done_are_dropped_and_deaf_ones_hear_only_their_own() {
+        let hearers = Hearers::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        hearers.hear_with(Box::new(move |c| {
+            lock(&log).push(c.clone());
+            true
+        }));
+        hearers.hear_with(Box::new(|_| false));
+        hearers.tell(&Change::Everything);
+        assert_eq!(lock(&hearers.hearers).len(), 1);
+        hearers.deaf.store(true, Ordering::Relaxed);
+        hearers.heard_notification("1 token tok_a");
+        hearers.tell(&Change::Tenant("ten_a".into()));
+        assert_eq!(
+            *lock(&heard),
+            vec![Change::Everything, Change::Tenant("ten_a".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn stores_on_one_sqlite_file_hear_each_other_and_no_other_file() {
+        let url = format!("sqlite://changes-{}.db", rand::random::<u64>());
+        let (a, b) = (Changes::in_process(&url), Changes::in_process(&url));
+        let other = Changes::in_process(&format!("{url}-other"));
+        let count = |c: &Changes| {
+            let n = Arc::new(Mutex::new(0));
+            let m = n.clone();
+            c.own().hear_with(Box::new(move |_| {
+                *lock(&m) += 1;
+                true
+            }));
+            n
+        };
+        let (na, nb, no) = (count(&a), count(&b), count(&other));
+        // The pool is not used on SQLite.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect_lazy("sqlite::memory:").unwrap();
+        a.announce(&pool, &Change::Token("tok_x".into()))
+            .await
+            .unwrap();
+        assert_eq!((*lock(&na), *lock(&nb), *lock(&no)), (1, 1, 0));
+        drop(b);
+        a.announce(&pool, &Change::Everything).await.unwrap();
+        assert_eq!((*lock(&na), *lock(&nb)), (2, 1));
+    }
+}
