@@ -25,13 +25,20 @@ struct Cached {
     until: Millis,
 }
 
+#[derive(Default)]
+struct Held {
+    keys: HashMap<String, Cached>,
+    /// Counts the changes heard: a key read before one is not kept.
+    generation: u64,
+}
+
 /// The tenant keys of one process: seals tenant-owned values and opens them, in
 /// whichever format they were sealed.
 pub struct TenantKeys {
     store: Arc<dyn Store>,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<Held>,
 }
 
 impl TenantKeys {
@@ -85,23 +92,28 @@ impl TenantKeys {
             .store
             .destroy_tenant_key(tenant_id, self.clock.now_ms())
             .await?;
-        self.lock().remove(tenant_id);
+        self.forget(&Change::Tenant(tenant_id.to_owned()));
         Ok(existed)
     }
 
     /// How many unsealed keys this process holds now (for tests).
     #[doc(hidden)]
     pub fn held(&self) -> usize {
-        self.lock().len()
+        self.lock().keys.len()
     }
 
     /// Drops (and so zeroizes) what `change` makes stale: a deleted tenant's key.
     pub fn forget(&self, change: &Change) {
+        let mut held = self.lock();
         match change {
             Change::Tenant(id) => {
-                self.lock().remove(id);
+                held.generation += 1;
+                held.keys.remove(id);
             }
-            Change::Everything => self.lock().clear(),
+            Change::Everything => {
+                held.generation += 1;
+                held.keys.clear();
+            }
             Change::Token(_) => {}
         }
     }
@@ -109,23 +121,28 @@ impl TenantKeys {
     /// Drops (and so zeroizes) the keys whose time in memory is over.
     pub fn forget_expired(&self) {
         let now = self.clock.now_ms();
-        self.lock().retain(|_, c| c.until > now);
+        self.lock().keys.retain(|_, c| c.until > now);
     }
 
     /// The tenant's key, from memory or the database; `None` if it has none.
     async fn key(&self, tenant_id: &str) -> Result<Option<Arc<TenantKey>>> {
         let now = self.clock.now_ms();
-        if let Some(c) = self.lock().get(tenant_id).filter(|c| c.until > now) {
-            return Ok(Some(c.key.clone()));
-        }
+        let generation = {
+            let held = self.lock();
+            if let Some(c) = held.keys.get(tenant_id).filter(|c| c.until > now) {
+                return Ok(Some(c.key.clone()));
+            }
+            held.generation
+        };
         match self.store.tenant_key(tenant_id).await? {
-            Some(sealed) => self.unseal(tenant_id, &sealed).map(Some),
+            Some(sealed) => self.unseal(tenant_id, &sealed, generation).map(Some),
             None => Ok(None),
         }
     }
 
     /// Makes the tenant's key, or takes the one a concurrent first seal made.
     async fn create(&self, tenant_id: &str) -> Result<Arc<TenantKey>> {
+        let generation = self.lock().generation;
         let fresh = self
             .keyring
             .seal_tenant_key(tenant_id, &TenantKey::generate());
@@ -138,10 +155,12 @@ impl TenantKeys {
                     "tenant {tenant_id} does not exist or is being deleted"
                 ))
             })?;
-        self.unseal(tenant_id, &stored)
+        self.unseal(tenant_id, &stored, generation)
     }
 
-    fn unseal(&self, tenant_id: &str, sealed: &[u8]) -> Result<Arc<TenantKey>> {
+    /// Opens a tenant's sealed key and keeps it, unless a change was heard since
+    /// `generation` (when it was read).
+    fn unseal(&self, tenant_id: &str, sealed: &[u8], generation: u64) -> Result<Arc<TenantKey>> {
         let key = self
             .keyring
             .open_tenant_key(tenant_id, sealed)
@@ -156,17 +175,18 @@ impl TenantKeys {
                 )),
             })?;
         let until = self.clock.now_ms().saturating_add(CACHE_MS);
-        self.lock().insert(
-            tenant_id.to_owned(),
-            Cached {
+        let mut held = self.lock();
+        if held.generation == generation {
+            let cached = Cached {
                 key: key.clone(),
                 until,
-            },
-        );
+            };
+            held.keys.insert(tenant_id.to_owned(), cached);
+        }
         Ok(key)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         // The map holds no invariant a panic elsewhere could break.
         self.cache
             .lock()
