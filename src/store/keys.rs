@@ -262,15 +262,7 @@ impl KeyStore for SqlStore {
         let active = match active {
             Some(v) => version_of(v)?,
             None => {
-                sqlx::query(
-                    "INSERT INTO key_versions (version, state, seals, legacy_seals, updated_at) \
-                     VALUES ($1, 'active', 0, 0, $2) \
-                     ON CONFLICT (version) DO UPDATE SET state = 'active', updated_at = $2",
-                )
-                .bind(i64::from(proposed))
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+                make_active(&mut tx, proposed, at).await?;
                 proposed
             }
         };
@@ -288,15 +280,7 @@ impl KeyStore for SqlStore {
         .bind(i64::from(version))
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO key_versions (version, state, seals, legacy_seals, updated_at) \
-             VALUES ($1, 'active', 0, 0, $2) \
-             ON CONFLICT (version) DO UPDATE SET state = 'active', updated_at = $2",
-        )
-        .bind(i64::from(version))
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        make_active(&mut tx, version, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -486,4 +470,22 @@ impl KeyStore for SqlStore {
         tx.commit().await?;
         Ok(written)
     }
+}
+
+/// Records `version` as the active one (a row it may not have yet) in `tx`.
+async fn make_active(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    version: u32,
+    at: Millis,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO key_versions (version, state, seals, legacy_seals, updated_at) \
+         VALUES ($1, 'active', 0, 0, $2) \
+         ON CONFLICT (version) DO UPDATE SET state = 'active', updated_at = $2",
+    )
+    .bind(i64::from(version))
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
