@@ -144,10 +144,12 @@ impl Changes {
     /// Joins the stores of this process on the SQLite database at `url`.
     pub(super) fn in_process(url: &str) -> Self {
         let own = Arc::new(Hearers::default());
-        let file = lock(&SQLITE_FILES)
-            .entry(url.to_owned())
-            .or_default()
-            .clone();
+        let file = {
+            let mut files = lock(&SQLITE_FILES);
+            // Forget databases no store of this process has open any more.
+            files.retain(|_, stores| lock(stores).iter().any(|s| s.strong_count() > 0));
+            files.entry(url.to_owned()).or_default().clone()
+        };
         let mut stores = lock(&file);
         stores.retain(|s| s.strong_count() > 0);
         stores.push(Arc::downgrade(&own));
