@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::push_conditions;
+use super::statements::push_conditions;
 use super::{Backend, SqlStore, StoreError, StoreResult};
 use crate::clock::Millis;
 use crate::model::{AuditRecord, Checkpoint};

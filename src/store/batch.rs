@@ -1,18 +1,24 @@
 //! Durable writes at volume.
 //!
-//! SQLite has one writer and each commit costs an fsync, so writes that arrive
-//! together are group-committed: whatever queued while the previous commit was being
-//! made durable goes into the next transaction, each job inside a savepoint of its own
-//! (a create whose `request_id` is taken rolls back alone). A caller hears back only
-//! after the commit that holds its job.
+//! Writes that arrive together are group-committed: whatever queued while the
+//! previous commit was being made durable goes into the next one. A caller hears back
+//! only after the commit that holds its job.
 //!
-//! PostgreSQL merges concurrent commits itself and its cost is round trips, so there a
-//! create is one statement (data-modifying CTEs) sent through the pool.
+//! - Audit records (one per reveal) go in with one statement for the whole batch,
+//!   on both backends: they cannot conflict with anything, so they need no savepoints,
+//!   and a batch of audit records alone is one autocommit statement.
+//! - On SQLite (one writer, each commit an fsync) creates and logins are batched
+//!   too, each inside a savepoint of its own (a create whose `request_id` is taken
+//!   rolls back alone).
+//! - On PostgreSQL a create is one statement (data-modifying CTEs) sent through the
+//!   pool: there its cost is round trips, and concurrent creates commit in parallel.
 use sqlx::{Any, AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sql::{bind_meta, conflict_or, insert_audit_query, insert_event_query};
-use super::{IdempotencyRecord, StoreError, StoreResult};
+use super::statements::{
+    bind_meta, conflict_or, insert_audit_query, insert_audits_query, insert_event_query,
+};
+use super::{Backend, IdempotencyRecord, StoreError, StoreResult};
 use crate::model::users::email_key;
 use crate::model::{AuditEntry, Event, SealedCredential};
 
@@ -69,9 +75,9 @@ pub(super) enum JobResult {
 pub(super) type Queued = (WriteJob, oneshot::Sender<JobResult>);
 
 /// Starts the group-commit writer on `write`; returns its queue.
-pub(super) fn spawn(write: AnyPool) -> mpsc::Sender<Queued> {
+pub(super) fn spawn(write: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
     let (queue, jobs) = mpsc::channel(4 * WRITE_BATCH);
-    tokio::spawn(group_commit(write, jobs));
+    tokio::spawn(group_commit(write, backend, jobs));
     queue
 }
 
@@ -90,10 +96,10 @@ pub(super) async fn submit(
     }
 }
 
-async fn group_commit(write: AnyPool, mut jobs: mpsc::Receiver<Queued>) {
+async fn group_commit(write: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while jobs.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        match commit_batch(&write, &batch).await {
+        match commit_batch(&write, backend, &batch).await {
             Ok(results) => {
                 for ((_, done), result) in batch.drain(..).zip(results) {
                     let _ = done.send(result);
@@ -109,39 +115,73 @@ async fn group_commit(write: AnyPool, mut jobs: mpsc::Receiver<Queued>) {
     }
 }
 
-async fn commit_batch(write: &AnyPool, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
+/// Commits `batch`: its audit records with one statement, then each other job in a
+/// savepoint of its own; one transaction, or a lone statement when there is nothing
+/// but audit records.
+async fn commit_batch(
+    write: &AnyPool,
+    backend: Backend,
+    batch: &[Queued],
+) -> Result<Vec<JobResult>, sqlx::Error> {
+    let audits: Vec<&AuditEntry> = batch
+        .iter()
+        .filter_map(|(job, _)| match job {
+            WriteJob::Audit(audit) => Some(audit),
+            _ => None,
+        })
+        .collect();
+    if audits.len() == batch.len() {
+        insert_audits_query(backend, &audits)?
+            .execute(write)
+            .await?;
+        return Ok(vec![JobResult::Done(None); batch.len()]);
+    }
     let mut tx = write.begin().await?;
+    if !audits.is_empty() {
+        insert_audits_query(backend, &audits)?
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut results = Vec::with_capacity(batch.len());
     for (job, _) in batch {
-        tx.execute("SAVEPOINT job").await?;
-        let outcome = match job {
-            WriteJob::Audit(audit) => insert_audit_query(audit)
-                .execute(&mut *tx)
-                .await
-                .map(|_| None),
-            WriteJob::Create(create) => insert_credential_rows(&mut tx, create).await,
-            WriteJob::Login(login) => insert_login_rows(&mut tx, login).await.map(|()| None),
-        };
-        results.push(match outcome {
-            Ok(email) => {
-                tx.execute("RELEASE SAVEPOINT job").await?;
-                JobResult::Done(email)
-            }
-            Err(e) => {
-                tx.execute("ROLLBACK TO SAVEPOINT job").await?;
-                tx.execute("RELEASE SAVEPOINT job").await?;
-                match conflict_or(e) {
-                    StoreError::Conflict => JobResult::Conflict,
-                    other => {
-                        tracing::error!(error = %other, "a batched write failed");
-                        JobResult::Failed(other.to_string())
-                    }
-                }
-            }
-        });
+        results.push(commit_job(&mut tx, job).await?);
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// One job of a batch in a savepoint of its own, so that its failure rolls back
+/// alone (audit records are already in, with the batch's one statement).
+async fn commit_job(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    job: &WriteJob,
+) -> Result<JobResult, sqlx::Error> {
+    if let WriteJob::Audit(_) = job {
+        return Ok(JobResult::Done(None));
+    }
+    tx.execute("SAVEPOINT job").await?;
+    let outcome = match job {
+        WriteJob::Audit(_) => Ok(None),
+        WriteJob::Create(create) => insert_credential_rows(tx, create).await,
+        WriteJob::Login(login) => insert_login_rows(tx, login).await.map(|()| None),
+    };
+    Ok(match outcome {
+        Ok(email) => {
+            tx.execute("RELEASE SAVEPOINT job").await?;
+            JobResult::Done(email)
+        }
+        Err(e) => {
+            tx.execute("ROLLBACK TO SAVEPOINT job").await?;
+            tx.execute("RELEASE SAVEPOINT job").await?;
+            match conflict_or(e) {
+                StoreError::Conflict => JobResult::Conflict,
+                other => {
+                    tracing::error!(error = %other, "a batched write failed");
+                    JobResult::Failed(other.to_string())
+                }
+            }
+        }
+    })
 }
 
 const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency_keys \
@@ -250,4 +290,82 @@ pub(super) async fn create_in_one_statement(
     }
     let row = query.fetch_one(write).await.map_err(conflict_or)?;
     Ok(row.try_get("email")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize, text: &str) -> AuditEntry {
+        AuditEntry {
+            tenant_id: "ten_1".into(),
+            at: 1_000 + n as i64,
+            actor: format!("tok_{n}"),
+            action: "reveal",
+            credential_id: format!("cred_{n}"),
+            user_id: format!("u{n}"),
+            request_id: format!("{text}{n}"),
+            source: "127.0.0.1:9".into(),
+            outcome: "ok",
+            detail: if n == 1 {
+                r#"{"k":"v"}"#.into()
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    /// A batch of audit records alone is one statement, and every field of every
+    /// record reads back as written, in queue order.
+    #[tokio::test]
+    async fn a_batch_of_audit_records_is_written_whole_and_in_order() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .unwrap();
+        let audits: Vec<AuditEntry> = (0..3).map(|n| entry(n, "q\"'\\ é ")).collect();
+        let batch: Vec<Queued> = audits
+            .iter()
+            .map(|a| (WriteJob::Audit(a.clone()), oneshot::channel().0))
+            .collect();
+        let results = commit_batch(&pool, Backend::Sqlite, &batch).await.unwrap();
+        assert!(results.iter().all(|r| matches!(r, JobResult::Done(None))));
+        let rows = sqlx::query(
+            "SELECT tenant_id, at, actor, action, credential_id, request_id, detail, user_id, \
+             source, outcome FROM audit_log ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let read: Vec<AuditEntry> = rows
+            .iter()
+            .map(|r| AuditEntry {
+                tenant_id: r.get(0),
+                at: r.get(1),
+                actor: r.get(2),
+                action: if r.get::<String, _>(3) == "reveal" {
+                    "reveal"
+                } else {
+                    "?"
+                },
+                credential_id: r.get(4),
+                request_id: r.get(5),
+                detail: r.get(6),
+                user_id: r.get(7),
+                source: r.get(8),
+                outcome: if r.get::<String, _>(9) == "ok" {
+                    "ok"
+                } else {
+                    "?"
+                },
+            })
+            .collect();
+        assert_eq!(read, audits);
+    }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::{AnyQuery, insert_audit_query, insert_event_query, push_conditions};
+use super::statements::{AnyQuery, insert_audit_query, insert_event_query, push_conditions};
 use super::{SqlStore, StoreError, StoreResult};
 use crate::clock::Millis;
 use crate::model::connect::{

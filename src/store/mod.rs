@@ -26,6 +26,7 @@ pub mod postgres;
 mod rows;
 mod sql;
 pub mod sqlite;
+mod statements;
 mod tenant_keys;
 mod users;
 

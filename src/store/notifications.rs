@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::rows::{self, CREDENTIAL_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
-use super::sql::{AnyQuery, push_conditions};
+use super::statements::{AnyQuery, push_conditions};
 use super::{Backend, SqlStore, StoreError, StoreResult, Window};
 use crate::clock::Millis;
 use crate::model::{CredentialMeta, EVENT_EXPIRED, Event};

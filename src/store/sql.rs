@@ -1,13 +1,15 @@
 //! The queries, written once in SQL that SQLite and PostgreSQL both accept.
 use async_trait::async_trait;
 use sqlx::AnyPool;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
+use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 use tokio::sync::mpsc;
 
 use super::batch::{self, CreateJob, Queued, WriteJob};
 use super::changes::{Change, ChangeStore, Changes, Hearer};
+use super::statements::{
+    AnyQuery, bind_meta, conflict_or, insert_audit_query, insert_event_query, push_conditions,
+};
 
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
@@ -18,8 +20,7 @@ const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
      JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
      WHERE c.tenant_id = $1";
 use super::{
-    Backend, CredentialWrite, IdempotencyRecord, ListFilter, Revocation, Store, StoreError,
-    StoreResult, Window,
+    Backend, CredentialWrite, IdempotencyRecord, ListFilter, Revocation, Store, StoreResult, Window,
 };
 use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
@@ -30,8 +31,9 @@ pub struct SqlStore {
     pub(super) backend: Backend,
     pub(super) read: AnyPool,
     pub(super) write: AnyPool,
-    /// The group-commit queue (SQLite only: one writer, where fsync dominates).
-    writes: Option<mpsc::Sender<Queued>>,
+    /// The group-commit queue. Audit records go through it on both backends; on
+    /// SQLite (one writer, where each commit costs an fsync) creates and logins too.
+    writes: mpsc::Sender<Queued>,
     /// How changes reach the other replicas.
     changes: Changes,
 }
@@ -39,11 +41,11 @@ pub struct SqlStore {
 impl SqlStore {
     /// A login's record: group-committed on SQLite, one transaction on PostgreSQL.
     pub(super) async fn commit_login(&self, job: batch::LoginJob) -> StoreResult<()> {
-        match &self.writes {
-            Some(queue) => batch::submit(queue, WriteJob::Login(Box::new(job)))
+        match self.backend {
+            Backend::Sqlite => batch::submit(&self.writes, WriteJob::Login(Box::new(job)))
                 .await
                 .map(|_| ()),
-            None => {
+            Backend::Postgres => {
                 let mut tx = self.write.begin().await?;
                 batch::insert_login_rows(&mut tx, &job).await?;
                 tx.commit().await?;
@@ -53,7 +55,7 @@ impl SqlStore {
     }
 
     pub(super) fn new(backend: Backend, read: AnyPool, write: AnyPool, changes: Changes) -> Self {
-        let writes = (backend == Backend::Sqlite).then(|| batch::spawn(write.clone()));
+        let writes = batch::spawn(write.clone(), backend);
         Self {
             backend,
             read,
@@ -151,57 +153,6 @@ impl SqlStore {
     }
 }
 
-pub(super) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
-
-/// Appends ` AND <condition>$n` for each condition that has a value, and collects the
-/// values: only the filters in use reach the SQL, so each shape gets its own plan
-/// (and index) rather than one generic `($n IS NULL OR …)` plan. `$n` counts the
-/// values collected so far plus `offset` parameters bound ahead of them.
-pub(super) fn push_conditions<'a>(
-    sql: &mut String,
-    values: &mut Vec<&'a str>,
-    offset: usize,
-    conditions: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
-) {
-    for (condition, value) in conditions {
-        if let Some(value) = value {
-            values.push(value);
-            sql.push_str(&format!(" AND {condition}${}", values.len() + offset));
-        }
-    }
-}
-
-/// Unique-key violations become [`StoreError::Conflict`]; everything else stays as is.
-pub(super) fn conflict_or(err: sqlx::Error) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(err),
-    }
-}
-
-/// Binds `$1`..`$15`: the key and the columns a write may change, in this order:
-/// tenant_id, id, name, kind, status, labels, scopes, expires_at, token_expires_at,
-/// version, updated_at, next_refresh_at, refresh_failures, last_refresh_error, and the
-/// derived lapses_at.
-pub(super) fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
-    query
-        .bind(&m.tenant_id)
-        .bind(&m.id)
-        .bind(&m.name)
-        .bind(m.kind.as_str())
-        .bind(m.status.as_str())
-        .bind(rows::json_text(&m.labels))
-        .bind(rows::json_text(&m.scopes))
-        .bind(m.expires_at)
-        .bind(m.token_expires_at)
-        .bind(m.version)
-        .bind(m.updated_at)
-        .bind(m.refresh.next_at)
-        .bind(m.refresh.failures)
-        .bind(&m.refresh.last_error)
-        .bind(m.lapses_at())
-}
-
 fn insert_tenant_query(t: &Tenant) -> AnyQuery<'_> {
     sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(&t.id)
@@ -222,36 +173,6 @@ fn insert_token_query<'q>(t: &'q ServiceToken, hash: &'q [u8]) -> AnyQuery<'q> {
     .bind(&t.description)
     .bind(t.created_at)
     .bind(t.expires_at)
-}
-
-pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
-    sqlx::query(
-        "INSERT INTO events (id, tenant_id, type, credential_id, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&e.id)
-    .bind(&e.tenant_id)
-    .bind(e.kind)
-    .bind(&e.credential_id)
-    .bind(&e.payload)
-    .bind(e.created_at)
-}
-
-pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
-    sqlx::query(
-        "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id, detail, \
-         user_id, source, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&a.tenant_id)
-    .bind(a.at)
-    .bind(&a.actor)
-    .bind(a.action)
-    .bind(&a.credential_id)
-    .bind(&a.request_id)
-    .bind(&a.detail)
-    .bind(&a.user_id)
-    .bind(&a.source)
-    .bind(a.outcome)
 }
 
 #[async_trait]
@@ -428,9 +349,9 @@ impl Store for SqlStore {
             idempotency: idempotency.cloned(),
             audit: audit.clone(),
         };
-        match &self.writes {
-            Some(queue) => batch::submit(queue, WriteJob::Create(Box::new(job))).await,
-            None => batch::create_in_one_statement(&self.write, &job).await,
+        match self.backend {
+            Backend::Sqlite => batch::submit(&self.writes, WriteJob::Create(Box::new(job))).await,
+            Backend::Postgres => batch::create_in_one_statement(&self.write, &job).await,
         }
     }
 
@@ -582,16 +503,9 @@ impl Store for SqlStore {
     }
 
     async fn insert_audit(&self, audit: &AuditEntry) -> StoreResult<()> {
-        match &self.writes {
-            Some(queue) => batch::submit(queue, WriteJob::Audit(audit.clone()))
-                .await
-                .map(|_| ()),
-            None => insert_audit_query(audit)
-                .execute(&self.write)
-                .await
-                .map(|_| ())
-                .map_err(Into::into),
-        }
+        batch::submit(&self.writes, WriteJob::Audit(audit.clone()))
+            .await
+            .map(|_| ())
     }
 
     async fn acquire_refresh_lease(

@@ -20,8 +20,11 @@ pub async fn connect(url: &str, max_readers: u32) -> StoreResult<SqlStore> {
     install_default_drivers();
     let url = with_create_mode(url);
     let pool = |max: u32| {
+        // A connection is a handle on a file in this process: it cannot die idle, so
+        // it is not pinged (a round trip to its worker thread) before each use.
         AnyPoolOptions::new()
             .max_connections(max)
+            .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(PRAGMAS).await?;

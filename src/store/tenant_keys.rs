@@ -3,7 +3,7 @@
 //! tenant's rows go, so whatever copy of those rows survives can no longer be opened.
 use async_trait::async_trait;
 
-use super::sql::insert_audit_query;
+use super::statements::insert_audit_query;
 use super::{SqlStore, StoreResult};
 use crate::clock::Millis;
 use crate::model::AuditEntry;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::{conflict_or, insert_audit_query};
+use super::statements::{conflict_or, insert_audit_query};
 use super::{SqlStore, StoreResult, Window};
 use crate::clock::Millis;
 use crate::model::AuditEntry;

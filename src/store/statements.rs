@@ -1,0 +1,156 @@
+//! Statements more than one part of the store writes with: audit records, events,
+//! credential metadata. A leaf: it knows SQL and rows, not the store or its writer.
+use serde::Serialize;
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+use super::{Backend, StoreError, rows};
+use crate::clock::Millis;
+use crate::model::{AuditEntry, CredentialMeta, Event};
+
+pub(super) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// Appends ` AND <condition>$n` for each condition that has a value, and collects the
+/// values: only the filters in use reach the SQL, so each shape gets its own plan
+/// (and index) rather than one generic `($n IS NULL OR …)` plan. `$n` counts the
+/// values collected so far plus `offset` parameters bound ahead of them.
+pub(super) fn push_conditions<'a>(
+    sql: &mut String,
+    values: &mut Vec<&'a str>,
+    offset: usize,
+    conditions: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
+) {
+    for (condition, value) in conditions {
+        if let Some(value) = value {
+            values.push(value);
+            sql.push_str(&format!(" AND {condition}${}", values.len() + offset));
+        }
+    }
+}
+
+/// Unique-key violations become [`StoreError::Conflict`]; everything else stays as is.
+pub(super) fn conflict_or(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(err),
+    }
+}
+
+/// Binds `$1`..`$15`: the key and the columns a write may change, in this order:
+/// tenant_id, id, name, kind, status, labels, scopes, expires_at, token_expires_at,
+/// version, updated_at, next_refresh_at, refresh_failures, last_refresh_error, and the
+/// derived lapses_at.
+pub(super) fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
+    query
+        .bind(&m.tenant_id)
+        .bind(&m.id)
+        .bind(&m.name)
+        .bind(m.kind.as_str())
+        .bind(m.status.as_str())
+        .bind(rows::json_text(&m.labels))
+        .bind(rows::json_text(&m.scopes))
+        .bind(m.expires_at)
+        .bind(m.token_expires_at)
+        .bind(m.version)
+        .bind(m.updated_at)
+        .bind(m.refresh.next_at)
+        .bind(m.refresh.failures)
+        .bind(&m.refresh.last_error)
+        .bind(m.lapses_at())
+}
+
+pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
+    sqlx::query(
+        "INSERT INTO events (id, tenant_id, type, credential_id, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&e.id)
+    .bind(&e.tenant_id)
+    .bind(e.kind)
+    .bind(&e.credential_id)
+    .bind(&e.payload)
+    .bind(e.created_at)
+}
+
+pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
+    const SQL: &str = "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, \
+         request_id, detail, user_id, source, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    sqlx::query(SQL)
+        .bind(&a.tenant_id)
+        .bind(a.at)
+        .bind(&a.actor)
+        .bind(a.action)
+        .bind(&a.credential_id)
+        .bind(&a.request_id)
+        .bind(&a.detail)
+        .bind(&a.user_id)
+        .bind(&a.source)
+        .bind(a.outcome)
+}
+
+/// One audit record as the batched insert reads it from its JSON array.
+#[derive(Serialize)]
+struct AuditRow<'a> {
+    tenant_id: &'a str,
+    at: Millis,
+    actor: &'a str,
+    action: &'a str,
+    credential_id: &'a str,
+    request_id: &'a str,
+    detail: &'a str,
+    user_id: &'a str,
+    source: &'a str,
+    outcome: &'a str,
+}
+
+impl<'a> From<&'a AuditEntry> for AuditRow<'a> {
+    fn from(a: &'a AuditEntry) -> Self {
+        Self {
+            tenant_id: &a.tenant_id,
+            at: a.at,
+            actor: &a.actor,
+            action: a.action,
+            credential_id: &a.credential_id,
+            request_id: &a.request_id,
+            detail: &a.detail,
+            user_id: &a.user_id,
+            source: &a.source,
+            outcome: a.outcome,
+        }
+    }
+}
+
+/// Every record in `audits` (in this order) with one statement whose text does not
+/// depend on how many there are: the records travel as one JSON array parameter,
+/// which each engine unpacks into rows itself. One statement, one plan, one round
+/// trip, however many reveals a group commit carries.
+pub(super) fn insert_audits_query<'q>(
+    backend: Backend,
+    audits: &[&AuditEntry],
+) -> Result<AnyQuery<'q>, sqlx::Error> {
+    let rows: Vec<AuditRow<'_>> = audits.iter().map(|a| AuditRow::from(*a)).collect();
+    let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let sql: &'static str = match backend {
+        Backend::Sqlite => {
+            const SQL: &str = "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, \
+                 request_id, detail, user_id, source, outcome) \
+                 SELECT value ->> 'tenant_id', value ->> 'at', value ->> 'actor', \
+                 value ->> 'action', value ->> 'credential_id', value ->> 'request_id', \
+                 value ->> 'detail', value ->> 'user_id', value ->> 'source', value ->> 'outcome' \
+                 FROM json_each($1) ORDER BY key";
+            SQL
+        }
+        Backend::Postgres => {
+            const SQL: &str = "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, \
+                 request_id, detail, user_id, source, outcome) \
+                 SELECT tenant_id, at, actor, action, credential_id, request_id, detail, user_id, \
+                 source, outcome FROM json_to_recordset(CAST($1 AS json)) AS r(tenant_id text, \
+                 at bigint, actor text, action text, credential_id text, request_id text, \
+                 detail text, user_id text, source text, outcome text)";
+            SQL
+        }
+    };
+    Ok(sqlx::query(sql).bind(json))
+}
