@@ -9,9 +9,10 @@ use super::{Backend, SqlStore, StoreResult};
 
 /// A connection used this recently is handed out without a ping first (HikariCP's
 /// "alive bypass window"). sqlx's default pings before every acquire: one extra round
-/// trip per query, to guard against a connection that died while it sat idle, which
-/// one that was busy a moment ago almost never has. If one did, its query fails
-/// (UNAVAILABLE, retryable) and the pool drops it.
+/// trip per query, to guard against a connection that died while it sat idle. sqlx
+/// also checks each connection as it is returned to the pool, so one that was
+/// released healthy a moment ago has almost never died since; if it has, its query
+/// fails (UNAVAILABLE, retryable) and the pool replaces it.
 const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
 
 pub async fn connect(url: &str, max_connections: u32) -> StoreResult<SqlStore> {
