@@ -4,9 +4,10 @@
 //! previous commit was being made durable goes into the next one. A caller hears back
 //! only after the commit that holds its job.
 //!
-//! - Audit records (one per reveal) go in with one statement for the whole batch,
-//!   on both backends: they cannot conflict with anything, so they need no savepoints,
-//!   and a batch of audit records alone is one autocommit statement.
+//! - Audit records (one per reveal, and on SQLite one per create that went in) go in
+//!   with one statement for the whole batch, on both backends: they cannot conflict
+//!   with anything, so they need no savepoints, and a batch of audit records alone is
+//!   one autocommit statement.
 //! - On SQLite (one writer, each commit an fsync) creates and logins are batched
 //!   too, each inside a savepoint of its own (a create whose `request_id` is taken
 //!   rolls back alone).
@@ -115,9 +116,9 @@ async fn group_commit(write: AnyPool, backend: Backend, mut jobs: mpsc::Receiver
     }
 }
 
-/// Commits `batch`: its audit records with one statement, then each other job in a
-/// savepoint of its own; one transaction, or a lone statement when there is nothing
-/// but audit records.
+/// Commits `batch`: each job other than an audit record in a savepoint of its own,
+/// then every audit record (creates' included) with one statement; one transaction,
+/// or that lone statement when there is nothing but audit records.
 async fn commit_batch(
     write: &AnyPool,
     backend: Backend,
@@ -137,21 +138,32 @@ async fn commit_batch(
         return Ok(vec![JobResult::Done(None); batch.len()]);
     }
     let mut tx = write.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for (job, _) in batch {
+        results.push(commit_job(&mut tx, job).await?);
+    }
+    // The records last, in the one statement: the batch's own, and those of the
+    // creates that went in (a create that rolled back leaves none).
+    let audits: Vec<&AuditEntry> = batch
+        .iter()
+        .zip(&results)
+        .filter_map(|((job, _), result)| match (job, result) {
+            (WriteJob::Audit(audit), _) => Some(audit),
+            (WriteJob::Create(create), JobResult::Done(_)) => Some(&create.audit),
+            _ => None,
+        })
+        .collect();
     if !audits.is_empty() {
         insert_audits_query(backend, &audits)?
             .execute(&mut *tx)
             .await?;
-    }
-    let mut results = Vec::with_capacity(batch.len());
-    for (job, _) in batch {
-        results.push(commit_job(&mut tx, job).await?);
     }
     tx.commit().await?;
     Ok(results)
 }
 
 /// One job of a batch in a savepoint of its own, so that its failure rolls back
-/// alone (audit records are already in, with the batch's one statement).
+/// alone (audit records follow, with the batch's one statement).
 async fn commit_job(
     tx: &mut sqlx::Transaction<'static, Any>,
     job: &WriteJob,
@@ -203,6 +215,7 @@ const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (tenant_id, id, name, k
 
 /// The rows of a new credential, in statements of their own (inside a savepoint):
 /// the idempotency key first, so a taken one fails before anything else is written.
+/// Its audit record is written with the batch's others, once it is in.
 async fn insert_credential_rows(
     tx: &mut sqlx::Transaction<'static, Any>,
     job: &CreateJob,
@@ -238,7 +251,6 @@ async fn insert_credential_rows(
         .bind(&job.credential.blob)
         .execute(&mut **tx)
         .await?;
-    insert_audit_query(&job.audit).execute(&mut **tx).await?;
     row.try_get("email")
 }
 

@@ -297,9 +297,9 @@ both_backends! {
 }
 
 both_backends! {
-    // Reveals and creates that arrive together are group-committed: the reveals'
-    // records with one statement (a JSON array the database unpacks), creates in
-    // savepoints of their own. Every call still leaves exactly its own record, with
+    // Reveals and creates that arrive together are group-committed: creates in
+    // savepoints of their own (SQLite), then every record with one statement (a JSON
+    // array the database unpacks). Every call still leaves exactly its own record, with
     // the text it was given (quotes, backslashes, non-ASCII) intact.
     async fn concurrent_reveals_and_creates_each_leave_their_own_record(app) {
         let t = app.tenant("busy").await;
@@ -316,11 +316,22 @@ both_backends! {
             req.request_id = format!("idem-{i}");
             async move { c.create_credential(req).await.map(|_| ()) }
         });
-        let (revealed, created) = tokio::join!(
+        // Four tries of one create (same request id): one goes in, the others conflict
+        // in their savepoints and are answered as replays, and only the one that went
+        // in leaves a record.
+        let retries = (0..4).map(|_| {
+            let (mut c, mut req) = (c.clone(), create("w", api_key(CANARY)));
+            req.request_id = "idem-same".into();
+            async move { c.create_credential(req).await.map(|r| r.into_inner().id) }
+        });
+        let (revealed, created, retried) = tokio::join!(
             futures::future::join_all(reveals),
-            futures::future::join_all(creates)
+            futures::future::join_all(creates),
+            futures::future::join_all(retries)
         );
         assert!(revealed.iter().chain(&created).all(Result::is_ok));
+        let retried: Vec<String> = retried.into_iter().map(Result::unwrap).collect();
+        assert!(retried.iter().all(|id| *id == retried[0]), "{retried:?}");
         app.audit.chain().await.unwrap();
 
         let of = |action: &str| pb::ListAuditRecordsRequest {
@@ -335,7 +346,10 @@ both_backends! {
         assert_eq!(ids, want);
         assert!(got.records.iter().all(|r| r.user_id == "u1" && r.subject == cred.id && r.outcome == "ok"));
         let got = records(&app, &reader, of("create")).await;
-        assert_eq!(got.records.len(), 9);
+        assert_eq!(got.records.len(), 10);
+        let same: Vec<_> = got.records.iter().filter(|r| r.request_id == "idem-same").collect();
+        assert_eq!(same.len(), 1);
+        assert_eq!(same[0].subject, retried[0]);
         let v = verify(&app, &t.id).await;
         assert!(v.intact, "{v:?}");
     }
