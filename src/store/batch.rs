@@ -168,14 +168,17 @@ async fn commit_job(
     tx: &mut sqlx::Transaction<'static, Any>,
     job: &WriteJob,
 ) -> Result<JobResult, sqlx::Error> {
-    if let WriteJob::Audit(_) = job {
-        return Ok(JobResult::Done(None));
-    }
-    tx.execute("SAVEPOINT job").await?;
+    const SAVEPOINT: &str = "SAVEPOINT job";
     let outcome = match job {
-        WriteJob::Audit(_) => Ok(None),
-        WriteJob::Create(create) => insert_credential_rows(tx, create).await,
-        WriteJob::Login(login) => insert_login_rows(tx, login).await.map(|()| None),
+        WriteJob::Audit(_) => return Ok(JobResult::Done(None)),
+        WriteJob::Create(create) => {
+            tx.execute(SAVEPOINT).await?;
+            insert_credential_rows(tx, create).await
+        }
+        WriteJob::Login(login) => {
+            tx.execute(SAVEPOINT).await?;
+            insert_login_rows(tx, login).await.map(|()| None)
+        }
     };
     Ok(match outcome {
         Ok(email) => {
@@ -348,36 +351,44 @@ mod tests {
             .collect();
         let results = commit_batch(&pool, Backend::Sqlite, &batch).await.unwrap();
         assert!(results.iter().all(|r| matches!(r, JobResult::Done(None))));
-        let rows = sqlx::query(
+        type Columns = (
+            String,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let read: Vec<Columns> = sqlx::query_as(
             "SELECT tenant_id, at, actor, action, credential_id, request_id, detail, user_id, \
              source, outcome FROM audit_log ORDER BY id",
         )
         .fetch_all(&pool)
         .await
         .unwrap();
-        let read: Vec<AuditEntry> = rows
+        let written: Vec<Columns> = audits
             .iter()
-            .map(|r| AuditEntry {
-                tenant_id: r.get(0),
-                at: r.get(1),
-                actor: r.get(2),
-                action: if r.get::<String, _>(3) == "reveal" {
-                    "reveal"
-                } else {
-                    "?"
-                },
-                credential_id: r.get(4),
-                request_id: r.get(5),
-                detail: r.get(6),
-                user_id: r.get(7),
-                source: r.get(8),
-                outcome: if r.get::<String, _>(9) == "ok" {
-                    "ok"
-                } else {
-                    "?"
-                },
+            .map(|a| {
+                let a = a.clone();
+                let (action, outcome) = (a.action.to_owned(), a.outcome.to_owned());
+                (
+                    a.tenant_id,
+                    a.at,
+                    a.actor,
+                    action,
+                    a.credential_id,
+                    a.request_id,
+                    a.detail,
+                    a.user_id,
+                    a.source,
+                    outcome,
+                )
             })
             .collect();
-        assert_eq!(read, audits);
+        assert_eq!(read, written);
     }
 }

@@ -73,11 +73,42 @@ pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
     .bind(e.created_at)
 }
 
+/// The columns every audit insert below writes, in this order.
+macro_rules! audit_columns {
+    () => {
+        "tenant_id, at, actor, action, credential_id, request_id, detail, user_id, source, outcome"
+    };
+}
+
+const INSERT_AUDIT: &str = concat!(
+    "INSERT INTO audit_log (",
+    audit_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+/// SQLite: the rows of the JSON array `$1`, in array order.
+const INSERT_AUDITS_SQLITE: &str = concat!(
+    "INSERT INTO audit_log (",
+    audit_columns!(),
+    ") SELECT value ->> 'tenant_id', value ->> 'at', value ->> 'actor', value ->> 'action', \
+     value ->> 'credential_id', value ->> 'request_id', value ->> 'detail', \
+     value ->> 'user_id', value ->> 'source', value ->> 'outcome' \
+     FROM json_each($1) ORDER BY key"
+);
+
+/// PostgreSQL: the rows of the JSON array `$1`.
+const INSERT_AUDITS_POSTGRES: &str = concat!(
+    "INSERT INTO audit_log (",
+    audit_columns!(),
+    ") SELECT ",
+    audit_columns!(),
+    " FROM json_to_recordset(CAST($1 AS json)) AS r(tenant_id text, at bigint, actor text, \
+     action text, credential_id text, request_id text, detail text, user_id text, \
+     source text, outcome text)"
+);
+
 pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
-    const SQL: &str = "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, \
-         request_id, detail, user_id, source, outcome) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    sqlx::query(SQL)
+    sqlx::query(INSERT_AUDIT)
         .bind(&a.tenant_id)
         .bind(a.at)
         .bind(&a.actor)
@@ -126,31 +157,15 @@ impl<'a> From<&'a AuditEntry> for AuditRow<'a> {
 /// depend on how many there are: the records travel as one JSON array parameter,
 /// which each engine unpacks into rows itself. One statement, one plan, one round
 /// trip, however many reveals a group commit carries.
-pub(super) fn insert_audits_query<'q>(
+pub(super) fn insert_audits_query(
     backend: Backend,
     audits: &[&AuditEntry],
-) -> Result<AnyQuery<'q>, sqlx::Error> {
+) -> Result<AnyQuery<'static>, sqlx::Error> {
     let rows: Vec<AuditRow<'_>> = audits.iter().map(|a| AuditRow::from(*a)).collect();
     let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let sql: &'static str = match backend {
-        Backend::Sqlite => {
-            const SQL: &str = "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, \
-                 request_id, detail, user_id, source, outcome) \
-                 SELECT value ->> 'tenant_id', value ->> 'at', value ->> 'actor', \
-                 value ->> 'action', value ->> 'credential_id', value ->> 'request_id', \
-                 value ->> 'detail', value ->> 'user_id', value ->> 'source', value ->> 'outcome' \
-                 FROM json_each($1) ORDER BY key";
-            SQL
-        }
-        Backend::Postgres => {
-            const SQL: &str = "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, \
-                 request_id, detail, user_id, source, outcome) \
-                 SELECT tenant_id, at, actor, action, credential_id, request_id, detail, user_id, \
-                 source, outcome FROM json_to_recordset(CAST($1 AS json)) AS r(tenant_id text, \
-                 at bigint, actor text, action text, credential_id text, request_id text, \
-                 detail text, user_id text, source text, outcome text)";
-            SQL
-        }
+    let sql = match backend {
+        Backend::Sqlite => INSERT_AUDITS_SQLITE,
+        Backend::Postgres => INSERT_AUDITS_POSTGRES,
     };
     Ok(sqlx::query(sql).bind(json))
 }
