@@ -20,8 +20,8 @@ use crate::config::{Config, ConfigError};
 use crate::grpc::limits::OversizeIsResourceExhausted;
 use crate::grpc::observe::Observed;
 use crate::grpc::{
-    AdminApi, AuditApi, ConnectApi, CredentialApi, ExternalAuthApi, KeysApi, OAuthApi, UserApi,
-    WebhookApi,
+    AdminApi, AuditApi, ConnectApi, CredentialApi, ExternalAuthApi, KeysApi, OAuthApi, ProxyApi,
+    UserApi, WebhookApi,
 };
 use crate::outbound::{Guard, Outbound};
 use crate::proto::{
@@ -31,8 +31,8 @@ use crate::proto::{
         connect_service_server::ConnectServiceServer,
         credential_service_server::CredentialServiceServer,
         external_auth_service_server::ExternalAuthServiceServer,
-        o_auth_service_server::OAuthServiceServer, user_service_server::UserServiceServer,
-        webhook_service_server::WebhookServiceServer,
+        o_auth_service_server::OAuthServiceServer, proxy_service_server::ProxyServiceServer,
+        user_service_server::UserServiceServer, webhook_service_server::WebhookServiceServer,
     },
 };
 use crate::service::audit::{AuditLog, AuditSettings};
@@ -40,6 +40,7 @@ use crate::service::external_auth::ExternalAuth;
 use crate::service::keys::lifecycle::KeyLifecycle;
 use crate::service::keys::rewrap::{Pace, Rewrap};
 use crate::service::links::{Connect, ConnectConfig};
+use crate::service::proxy::Proxy;
 use crate::service::retention::Retention;
 use crate::service::users::Users;
 use crate::service::{Settings, Vault};
@@ -536,6 +537,10 @@ fn serve_grpc(
         ))
         .add_service(limited!(OAuthServiceServer, OAuthApi::new(vault.clone())))
         .add_service(limited!(
+            ProxyServiceServer,
+            ProxyApi::new(Proxy::new(vault.clone()))
+        ))
+        .add_service(limited!(
             WebhookServiceServer,
             WebhookApi::new(vault.clone(), stop.clone(), config.watch_streams_per_tenant)
         ));
@@ -658,13 +663,14 @@ impl Serving {
 }
 
 /// Every service health checking reports on ("" is the server as a whole).
-const SERVICES: [&str; 8] = [
+const SERVICES: [&str; 9] = [
     "",
     "credvault.v1.ConnectService",
     "credvault.v1.CredentialService",
     "credvault.v1.AdminService",
     "credvault.v1.ExternalAuthService",
     "credvault.v1.OAuthService",
+    "credvault.v1.ProxyService",
     "credvault.v1.UserService",
     "credvault.v1.WebhookService",
 ];

@@ -31,6 +31,9 @@ enum Command {
     /// Store, list, reveal, update, delete, connect and refresh credentials.
     #[command(subcommand)]
     Cred(commands::cred::CredCommand),
+    /// Call a provider's API with a stored credential, without seeing it
+    /// (credentials:proxy scope), e.g. `credvault proxy cred_… GET /v1/customers --query limit=3`.
+    Proxy(commands::proxy::ProxyArgs),
     /// Manage this tenant's OAuth providers.
     #[command(subcommand)]
     Provider(commands::provider::ProviderCommand),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
             Command::Token(cmd) => commands::admin::token(cmd).await,
             Command::Cred(cmd) => commands::cred::run(cmd).await,
             Command::Provider(cmd) => commands::provider::run(cmd).await,
+            Command::Proxy(args) => commands::proxy::run(args).await,
             Command::Connect(cmd) => commands::connect::run(cmd).await,
             Command::Webhook(cmd) => commands::webhook::run(cmd).await,
             Command::User(cmd) => commands::user::run(cmd).await,

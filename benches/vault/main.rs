@@ -17,9 +17,10 @@
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
 //! raw sqlx statements of the same row size for the store, and the floor (`floor.rs`):
 //! a minimal gRPC handler doing one typed point read of a sealed credential on the same
-//! database, the least a reveal could cost. `Authenticate` runs
-//! against an in-process fake auth endpoint that times its own handler; the
-//! "vault overhead" rows are each call's total minus that endpoint time.
+//! database, the least a reveal could cost. `Authenticate` and `ProxyService.Call`
+//! run against an in-process fake endpoint (a customer's auth system, a provider's
+//! API) that times its own handler; the "vault overhead" rows are each call's total
+//! minus that endpoint time.
 mod floor;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use credvault::model::SecretPayload;
 use credvault::proto::v1::{
     self as pb, credential_service_client::CredentialServiceClient,
     external_auth_service_client::ExternalAuthServiceClient,
+    o_auth_service_client::OAuthServiceClient, proxy_service_client::ProxyServiceClient,
     user_service_client::UserServiceClient,
 };
 use credvault::service::{Caller, NewCredential};
@@ -76,6 +78,7 @@ struct Clients {
     creds: CredentialServiceClient<Authed>,
     health: tonic_health::pb::health_client::HealthClient<Channel>,
     auth: ExternalAuthServiceClient<Authed>,
+    proxy: ProxyServiceClient<Authed>,
     /// The floor's client, when the server has one.
     floor: Option<tonic_health::pb::health_client::HealthClient<Channel>>,
 }
@@ -91,17 +94,24 @@ enum Rpc {
     Reveal,
     List,
     Authenticate,
+    Proxy,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 6] = [
+    const ALL: [Rpc; 7] = [
         Rpc::Check,
         Rpc::Floor,
         Rpc::Create,
         Rpc::Reveal,
         Rpc::List,
         Rpc::Authenticate,
+        Rpc::Proxy,
     ];
+
+    /// Whether its rows include the vault's share (total minus the endpoint's time).
+    fn has_endpoint(self) -> bool {
+        matches!(self, Rpc::Authenticate | Rpc::Proxy)
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -111,6 +121,7 @@ impl Rpc {
             Rpc::Reveal => "RevealCredential",
             Rpc::List => "ListCredentials (50)",
             Rpc::Authenticate => "Authenticate (total)",
+            Rpc::Proxy => "ProxyService.Call (total)",
         }
     }
 }
@@ -200,6 +211,7 @@ async fn start_variant(backend: &'static str, variant: Variant) -> Server {
         );
     }
     server.connector = auth_setup(&server).await;
+    proxy_setup(&server).await;
     server.floor = Some(floor::start(&server.database_url, caller.tenant_id, readers()).await);
     server
 }
@@ -217,7 +229,25 @@ impl Endpoint {
         use axum::routing::post;
         let took_us: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
         let seen = took_us.clone();
+        let api_seen = took_us.clone();
         let app = axum::Router::new().route(
+            "/api/{*rest}",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let seen = api_seen.clone();
+                async move {
+                    let started = Instant::now();
+                    let call = headers
+                        .get("x-call")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let answer = r#"{"object":"list","data":[],"has_more":false}"#;
+                    seen.lock().unwrap().insert(call, micros(started.elapsed()));
+                    ([("content-type", "application/json")], answer)
+                }
+            }),
+        );
+        let app = app.route(
             "/login",
             post(move |body: axum::body::Bytes| {
                 let seen = seen.clone();
@@ -239,7 +269,7 @@ impl Endpoint {
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/login", listener.local_addr().unwrap());
+        let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, took_us }
     }
@@ -273,7 +303,7 @@ async fn auth_setup(server: &Server) -> String {
     let connector = pb::Connector {
         name: "bench".into(),
         authentication: Some(pb::LoginRequestTemplate {
-            url: server.endpoint.url.clone(),
+            url: format!("{}/login", server.endpoint.url),
             method: "POST".into(),
             format: pb::BodyFormat::Json.into(),
             body:
@@ -292,6 +322,26 @@ async fn auth_setup(server: &Server) -> String {
         .expect("connector")
         .into_inner()
         .id
+}
+
+/// Registers the seeded credentials' provider (`stripe`, API keys) with its API at
+/// the fake endpoint, for the proxy calls.
+async fn proxy_setup(server: &Server) {
+    let mut oauth =
+        OAuthServiceClient::with_interceptor(channel(server).await, Bearer(server.token.clone()));
+    oauth
+        .create_provider(pb::CreateProviderRequest {
+            slug: "stripe".into(),
+            auth_mode: pb::AuthMode::ApiKey.into(),
+            allow_private_network: true,
+            api: Some(pb::ProviderApi {
+                base_url: format!("{}/api", server.endpoint.url),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("provider");
 }
 
 async fn drop_database(server: &Server) {
@@ -436,7 +486,8 @@ async fn clients(server: &Server, n: usize) -> Vec<Clients> {
         out.push(Clients {
             creds: CredentialServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
-            auth: ExternalAuthServiceClient::with_interceptor(channel, bearer),
+            auth: ExternalAuthServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            proxy: ProxyServiceClient::with_interceptor(channel, bearer),
             floor,
         });
     }
@@ -504,6 +555,25 @@ async fn call(rpc: Rpc, c: &mut Clients, server: &Target, n: usize) -> Option<u6
                 outcome.as_ref().is_ok_and(|o| o.get_ref().authenticated),
                 "Authenticate failed during the benchmark: {outcome:?}"
             );
+            return Some(server.endpoint.took(n as u64));
+        }
+        Rpc::Proxy => {
+            let req = pb::ProxyCallRequest {
+                credential_id: server.ids[n % server.ids.len()].clone(),
+                method: "GET".into(),
+                path: "/v1/customers".into(),
+                headers: vec![pb::HttpHeader {
+                    name: "x-call".into(),
+                    value: n.to_string(),
+                }],
+                ..Default::default()
+            };
+            let mut stream = c.proxy.call(req).await.expect("proxy call").into_inner();
+            let mut status = 0;
+            while let Some(m) = stream.message().await.expect("proxy answer") {
+                status = status.max(m.status);
+            }
+            assert_eq!(status, 200, "the proxied call failed during the benchmark");
             return Some(server.endpoint.took(n as u64));
         }
     };
@@ -709,8 +779,9 @@ async fn bench_backend(backend: &'static str, requests: usize, seconds: u64) -> 
                 per_sec: m.per_sec,
             };
             rows.push(row(rpc.name(), &m.total));
-            if rpc == Rpc::Authenticate {
-                rows.push(row("Authenticate (vault overhead)", &m.overhead));
+            if rpc.has_endpoint() {
+                let name = rpc.name().replace("(total)", "(vault overhead)");
+                rows.push(row(&name, &m.overhead));
             }
         }
         eprintln!("{backend}: {} done", rpc.name());

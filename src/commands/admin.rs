@@ -42,10 +42,19 @@ pub enum TokenCommand {
         #[arg(long)]
         tenant: String,
         /// Comma-separated, any of: credentials:read, credentials:write,
-        /// credentials:reveal, providers:read, providers:write, webhooks:read,
-        /// webhooks:write, tenant:admin (this tenant's tokens), admin (vault-wide).
+        /// credentials:reveal, credentials:proxy, providers:read, providers:write,
+        /// webhooks:read, webhooks:write, tenant:admin (this tenant's tokens), admin
+        /// (vault-wide); `credvault token create --help` lists them all.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// Limit the token to credentials of these providers (comma-separated or
+        /// repeated); others are NOT_FOUND to it.
+        #[arg(long = "provider", value_delimiter = ',')]
+        providers: Vec<String>,
+        /// Limit the token to credentials with this label KEY=VALUE (repeatable;
+        /// every one must match).
+        #[arg(long = "label", value_parser = client::parse_label)]
+        labels: Vec<(String, String)>,
         /// What the token is for (shown by `token list`).
         #[arg(long, default_value = "")]
         description: String,
@@ -86,6 +95,10 @@ fn token_json(t: &pb::ServiceToken) -> serde_json::Value {
         "created_at": time(t.created_at.as_ref()),
         "revoked_at": time(t.revoked_at.as_ref()),
         "expires_at": time(t.expires_at.as_ref()),
+        "constraints": t.constraints.as_ref().map(|c| json!({
+            "providers": c.providers,
+            "labels": c.labels.iter().collect::<std::collections::BTreeMap<_, _>>(),
+        })),
     })
 }
 
@@ -145,10 +158,17 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Create {
             tenant,
             scopes,
+            providers,
+            labels,
             description,
             expires_at,
             client,
         } => {
+            let constraints =
+                (!providers.is_empty() || !labels.is_empty()).then(|| pb::TokenConstraints {
+                    providers,
+                    labels: labels.into_iter().collect(),
+                });
             let mut c = client::admin(&client).await?;
             let r = c
                 .create_service_token(pb::CreateServiceTokenRequest {
@@ -156,6 +176,7 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                     scopes,
                     description,
                     expires_at: client::timestamp("expires-at", expires_at)?,
+                    constraints,
                 })
                 .await
                 .map_err(status)?

@@ -10,8 +10,8 @@ use credvault::proto::v1::{
     connect_service_client::ConnectServiceClient,
     credential_service_client::CredentialServiceClient,
     external_auth_service_client::ExternalAuthServiceClient,
-    o_auth_service_client::OAuthServiceClient, user_service_client::UserServiceClient,
-    webhook_service_client::WebhookServiceClient,
+    o_auth_service_client::OAuthServiceClient, proxy_service_client::ProxyServiceClient,
+    user_service_client::UserServiceClient, webhook_service_client::WebhookServiceClient,
 };
 
 use crate::ClientArgs;
@@ -95,6 +95,14 @@ service_client! {
     audit => AuditServiceClient,
     users => UserServiceClient,
     external_auth => ExternalAuthServiceClient,
+    proxy => ProxyServiceClient,
+}
+
+/// `KEY=VALUE`, for labels and query parameters.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "expected KEY=VALUE".to_owned())
 }
 
 /// A gRPC error as one readable line.

@@ -58,7 +58,7 @@ pub struct CreateArgs {
     #[command(flatten)]
     secret: SecretArgs,
     /// Non-secret label KEY=VALUE (repeatable).
-    #[arg(long = "label", value_parser = parse_label)]
+    #[arg(long = "label", value_parser = client::parse_label)]
     labels: Vec<(String, String)>,
     /// When the credential stops being valid, RFC 3339.
     #[arg(long)]
@@ -78,7 +78,7 @@ pub struct UpdateArgs {
     #[command(flatten)]
     secret: SecretArgs,
     /// Replace all labels with these KEY=VALUE pairs (repeatable).
-    #[arg(long = "label", value_parser = parse_label)]
+    #[arg(long = "label", value_parser = client::parse_label)]
     labels: Vec<(String, String)>,
     /// Remove all labels.
     #[arg(long, conflicts_with = "labels")]
@@ -168,12 +168,6 @@ pub enum CredCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-}
-
-fn parse_label(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| "expected KEY=VALUE".to_owned())
 }
 
 /// `-` means: read one line from stdin.

@@ -8,6 +8,7 @@ pub mod health;
 pub mod keys;
 pub mod operator;
 pub mod provider;
+pub mod proxy;
 pub mod serve;
 pub mod user;
 pub mod webhook;

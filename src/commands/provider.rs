@@ -66,6 +66,32 @@ pub enum ProviderCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Set where `credvault proxy` sends this provider's credentials (its API), or
+    /// remove that with --clear. Needs credentials:reveal besides providers:write.
+    SetApi {
+        /// The provider's slug, e.g. stripe.
+        slug: String,
+        /// The API's base URL, e.g. https://api.stripe.com.
+        #[arg(long, required_unless_present = "clear")]
+        base_url: Option<String>,
+        /// Calls must start with one of these paths (repeatable); none: any path.
+        #[arg(long = "path-prefix")]
+        path_prefixes: Vec<String>,
+        /// API keys: the header that carries the key (default Authorization).
+        #[arg(long, default_value = "")]
+        key_header: String,
+        /// API keys: put before the key (default "Bearer " in Authorization).
+        #[arg(long)]
+        key_prefix: Option<String>,
+        /// API keys: send the key as this query parameter instead.
+        #[arg(long, default_value = "")]
+        key_query_param: String,
+        /// Remove the API settings.
+        #[arg(long, conflicts_with = "base_url")]
+        clear: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Delete a provider.
     Delete {
         /// The provider's slug, e.g. hubspot.
@@ -93,6 +119,13 @@ fn provider_json(p: &pb::Provider) -> serde_json::Value {
         "pkce": p.pkce,
         "refresh_margin_seconds": p.refresh_margin_seconds,
         "allowed_redirect_urls": p.allowed_redirect_urls,
+        "api": p.api.as_ref().map(|a| json!({
+            "base_url": a.base_url,
+            "path_prefixes": a.path_prefixes,
+            "key_header": a.key_header,
+            "key_prefix": a.key_prefix,
+            "key_query_param": a.key_query_param,
+        })),
         "last_error": p.last_error,
         "last_error_at": time(p.last_error_at.as_ref()),
         "version": p.version,
@@ -164,6 +197,33 @@ pub async fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
             let request = pb::UpdateProviderRequest {
                 slug,
                 client_secret: Some(from_stdin_if_dash(secret)?),
+                ..Default::default()
+            };
+            let mut c = client::oauth(&client).await?;
+            let p = c.update_provider(request).await.map_err(status)?;
+            print_json(&provider_json(p.get_ref()));
+        }
+        ProviderCommand::SetApi {
+            slug,
+            base_url,
+            path_prefixes,
+            key_header,
+            key_prefix,
+            key_query_param,
+            clear,
+            client,
+        } => {
+            let api = base_url.map(|base_url| pb::ProviderApi {
+                base_url,
+                path_prefixes,
+                key_header,
+                key_prefix,
+                key_query_param,
+            });
+            let request = pb::UpdateProviderRequest {
+                slug,
+                api,
+                clear_api: clear,
                 ..Default::default()
             };
             let mut c = client::oauth(&client).await?;

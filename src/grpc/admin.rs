@@ -76,6 +76,7 @@ impl AdminService for AdminApi {
             scopes: r.scopes,
             description: r.description,
             expires_at: convert::millis("expires_at", r.expires_at)?,
+            constraints: r.constraints.map(convert::constraints).unwrap_or_default(),
         };
         let (token, secret) = self.vault.create_token(&caller, new).await?;
         tracing::info!(token = %token.id, tenant = %token.tenant_id, "service token created");

@@ -5,7 +5,10 @@ use prost_types::Timestamp;
 
 use crate::clock::Millis;
 use crate::error::{Error, Result};
-use crate::model::{CredentialMeta, Kind, SecretPayload, ServiceToken, Status, Tenant};
+use crate::model::{
+    Constraints, CredentialMeta, Kind, SecretPayload, ServiceToken, Status, Tenant,
+};
+use crate::oauth::api::ApiAccess;
 use crate::oauth::forms::{AuthMode, BodyFormat, FormField, Verification};
 use crate::oauth::{ProviderConfig, SealedProvider, TokenAuthMethod};
 use crate::proto::v1 as pb;
@@ -198,6 +201,21 @@ pub fn service_token(t: ServiceToken) -> pb::ServiceToken {
         created_at: Some(timestamp(t.created_at)),
         revoked_at: t.revoked_at.map(timestamp),
         expires_at: t.expires_at.map(timestamp),
+        constraints: (!t.constraints.is_empty()).then(|| constraints_out(&t.constraints)),
+    }
+}
+
+pub fn constraints(c: pb::TokenConstraints) -> Constraints {
+    Constraints {
+        providers: c.providers,
+        labels: c.labels.into_iter().collect(),
+    }
+}
+
+fn constraints_out(c: &Constraints) -> pb::TokenConstraints {
+    pb::TokenConstraints {
+        providers: c.providers.clone(),
+        labels: c.labels.clone().into_iter().collect(),
     }
 }
 
@@ -241,6 +259,7 @@ fn provider_settings(slug: String, c: ProviderConfig) -> pb::Provider {
         help_url: c.help_url,
         fields: c.fields.into_iter().map(field_out).collect(),
         verification: c.verification.map(verification_out),
+        api: c.api.map(api_out),
         ..pb::Provider::default()
     }
 }
@@ -260,6 +279,26 @@ fn auth_mode_out(m: AuthMode) -> pb::AuthMode {
         AuthMode::OAuth2 => pb::AuthMode::Oauth2,
         AuthMode::ApiKey => pb::AuthMode::ApiKey,
         AuthMode::Basic => pb::AuthMode::Basic,
+    }
+}
+
+fn api_in(a: pb::ProviderApi) -> ApiAccess {
+    ApiAccess {
+        base_url: a.base_url,
+        path_prefixes: a.path_prefixes,
+        key_header: a.key_header,
+        key_prefix: a.key_prefix,
+        key_query_param: a.key_query_param,
+    }
+}
+
+fn api_out(a: ApiAccess) -> pb::ProviderApi {
+    pb::ProviderApi {
+        base_url: a.base_url,
+        path_prefixes: a.path_prefixes,
+        key_header: a.key_header,
+        key_prefix: a.key_prefix,
+        key_query_param: a.key_query_param,
     }
 }
 
@@ -360,6 +399,7 @@ pub fn new_provider(r: pb::CreateProviderRequest) -> Result<NewProvider> {
             help_url: r.help_url,
             fields: r.fields.into_iter().map(field_in).collect(),
             verification: r.verification.map(verification_in).transpose()?,
+            api: r.api.map(api_in),
             ..ProviderConfig::default()
         },
     })
@@ -398,6 +438,14 @@ pub fn provider_changes(r: pb::UpdateProviderRequest) -> Result<ProviderChanges>
                 ));
             }
             (Some(v), false) => Some(Some(verification_in(v)?)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        },
+        api: match (r.api, r.clear_api) {
+            (Some(_), true) => {
+                return Err(Error::invalid("clear_api", "cannot be combined with api"));
+            }
+            (Some(a), false) => Some(Some(api_in(a))),
             (None, true) => Some(None),
             (None, false) => None,
         },

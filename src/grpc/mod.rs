@@ -16,6 +16,7 @@ mod keys;
 pub mod limits;
 mod oauth;
 pub mod observe;
+mod proxy;
 mod users;
 mod webhooks;
 
@@ -26,6 +27,7 @@ pub use credentials::CredentialApi;
 pub use external_auth::ExternalAuthApi;
 pub use keys::KeysApi;
 pub use oauth::OAuthApi;
+pub use proxy::ProxyApi;
 pub use users::UserApi;
 pub use webhooks::WebhookApi;
 

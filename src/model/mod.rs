@@ -36,10 +36,12 @@ pub(crate) use id_newtype;
 
 pub mod audit;
 pub mod connect;
+pub mod constraints;
 pub mod external_auth;
 pub mod users;
 
 pub use audit::{AuditEntry, AuditRecord, Checkpoint};
+pub use constraints::Constraints;
 
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -226,6 +228,8 @@ pub enum Scope {
     CredentialsRead,
     CredentialsWrite,
     CredentialsReveal,
+    /// Calls providers' APIs with a credential (`ProxyService.Call`) without seeing it.
+    CredentialsProxy,
     ProvidersRead,
     ProvidersWrite,
     WebhooksRead,
@@ -254,6 +258,7 @@ text_enum!(Scope {
     CredentialsRead = "credentials:read",
     CredentialsWrite = "credentials:write",
     CredentialsReveal = "credentials:reveal",
+    CredentialsProxy = "credentials:proxy",
     ProvidersRead = "providers:read",
     ProvidersWrite = "providers:write",
     WebhooksRead = "webhooks:read",
@@ -270,10 +275,11 @@ text_enum!(Scope {
 });
 
 impl Scope {
-    pub const ALL: [Scope; 16] = [
+    pub const ALL: [Scope; 17] = [
         Scope::CredentialsRead,
         Scope::CredentialsWrite,
         Scope::CredentialsReveal,
+        Scope::CredentialsProxy,
         Scope::ProvidersRead,
         Scope::ProvidersWrite,
         Scope::WebhooksRead,
@@ -306,6 +312,8 @@ pub struct ServiceToken {
     pub revoked_at: Option<Millis>,
     /// After this the token no longer authenticates.
     pub expires_at: Option<Millis>,
+    /// Which of its tenant's credentials it may touch.
+    pub constraints: std::sync::Arc<Constraints>,
 }
 
 impl ServiceToken {

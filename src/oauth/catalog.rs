@@ -3,11 +3,14 @@
 //! for refresh tokens where the provider needs to be told.
 use std::collections::BTreeMap;
 
+use super::api::ApiAccess;
 use super::forms::{AuthMode, FormField, Verification};
 use super::{DEFAULT_REFRESH_MARGIN_SECS, ProviderConfig, TokenAuthMethod};
 
 struct Entry {
     name: &'static str,
+    /// Where its API is, for the proxy; empty where it differs per customer.
+    api_base: &'static str,
     authorization_url: &'static str,
     token_url: &'static str,
     revocation_url: &'static str,
@@ -20,6 +23,7 @@ struct Entry {
 const CATALOG: &[Entry] = &[
     Entry {
         name: "google",
+        api_base: "https://www.googleapis.com",
         authorization_url: "https://accounts.google.com/o/oauth2/v2/auth",
         token_url: "https://oauth2.googleapis.com/token",
         revocation_url: "https://oauth2.googleapis.com/revoke",
@@ -30,6 +34,7 @@ const CATALOG: &[Entry] = &[
     },
     Entry {
         name: "microsoft",
+        api_base: "https://graph.microsoft.com",
         authorization_url: "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
         token_url: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
         revocation_url: "",
@@ -40,6 +45,7 @@ const CATALOG: &[Entry] = &[
     },
     Entry {
         name: "github",
+        api_base: "https://api.github.com",
         authorization_url: "https://github.com/login/oauth/authorize",
         token_url: "https://github.com/login/oauth/access_token",
         revocation_url: "",
@@ -50,6 +56,7 @@ const CATALOG: &[Entry] = &[
     },
     Entry {
         name: "slack",
+        api_base: "https://slack.com/api",
         authorization_url: "https://slack.com/oauth/v2/authorize",
         token_url: "https://slack.com/api/oauth.v2.access",
         revocation_url: "",
@@ -60,6 +67,7 @@ const CATALOG: &[Entry] = &[
     },
     Entry {
         name: "salesforce",
+        api_base: "",
         authorization_url: "https://login.salesforce.com/services/oauth2/authorize",
         token_url: "https://login.salesforce.com/services/oauth2/token",
         revocation_url: "https://login.salesforce.com/services/oauth2/revoke",
@@ -70,6 +78,7 @@ const CATALOG: &[Entry] = &[
     },
     Entry {
         name: "hubspot",
+        api_base: "https://api.hubapi.com",
         authorization_url: "https://app.hubspot.com/oauth/authorize",
         token_url: "https://api.hubapi.com/oauth/v1/token",
         revocation_url: "",
@@ -84,6 +93,7 @@ const CATALOG: &[Entry] = &[
 /// key (a read-only call documented as needing nothing but the key).
 struct KeyEntry {
     name: &'static str,
+    api_base: &'static str,
     display_name: &'static str,
     help_url: &'static str,
     label: &'static str,
@@ -96,6 +106,7 @@ struct KeyEntry {
 const KEY_CATALOG: &[KeyEntry] = &[
     KeyEntry {
         name: "stripe",
+        api_base: "https://api.stripe.com",
         display_name: "Stripe",
         help_url: "https://dashboard.stripe.com/apikeys",
         label: "Secret key",
@@ -106,6 +117,7 @@ const KEY_CATALOG: &[KeyEntry] = &[
     },
     KeyEntry {
         name: "openai",
+        api_base: "https://api.openai.com",
         display_name: "OpenAI",
         help_url: "https://platform.openai.com/api-keys",
         label: "API key",
@@ -116,6 +128,7 @@ const KEY_CATALOG: &[KeyEntry] = &[
     },
     KeyEntry {
         name: "sendgrid",
+        api_base: "https://api.sendgrid.com",
         display_name: "SendGrid",
         help_url: "https://app.sendgrid.com/settings/api_keys",
         label: "API key",
@@ -126,6 +139,7 @@ const KEY_CATALOG: &[KeyEntry] = &[
     },
     KeyEntry {
         name: "airtable",
+        api_base: "https://api.airtable.com",
         display_name: "Airtable",
         help_url: "https://airtable.com/create/tokens",
         label: "Personal access token",
@@ -136,6 +150,7 @@ const KEY_CATALOG: &[KeyEntry] = &[
     },
     KeyEntry {
         name: "notion",
+        api_base: "https://api.notion.com",
         display_name: "Notion",
         help_url: "https://www.notion.so/my-integrations",
         label: "Internal integration secret",
@@ -169,8 +184,16 @@ fn key_template(e: &KeyEntry) -> ProviderConfig {
                 .collect(),
             ..Verification::default()
         }),
+        api: api(e.api_base),
         ..ProviderConfig::default()
     }
+}
+
+fn api(base: &str) -> Option<ApiAccess> {
+    (!base.is_empty()).then(|| ApiAccess {
+        base_url: base.into(),
+        ..ApiAccess::default()
+    })
 }
 
 /// The catalog entry's settings, or `None` for an unknown name.
@@ -196,6 +219,7 @@ pub fn template(name: &str) -> Option<ProviderConfig> {
                 .collect::<BTreeMap<_, _>>(),
             token_auth_method: e.auth,
             refresh_margin_secs: DEFAULT_REFRESH_MARGIN_SECS,
+            api: api(e.api_base),
             ..ProviderConfig::default()
         })
 }
@@ -214,6 +238,10 @@ mod tests {
         use crate::oauth::forms::{self, AuthMode};
         for name in super::names() {
             let t = super::template(name).unwrap();
+            if let Some(api) = &t.api {
+                assert!(api.base_url.starts_with("https://"), "{name}");
+                api.check(t.auth_mode).unwrap();
+            }
             if t.auth_mode != AuthMode::OAuth2 {
                 forms::check_fields(t.auth_mode, &t.fields).unwrap();
                 let names = forms::field_names(t.auth_mode, &t.fields);

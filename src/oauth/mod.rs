@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 
+pub mod api;
 pub mod catalog;
 pub mod client;
 pub mod forms;
@@ -49,6 +50,8 @@ pub struct ProviderConfig {
     /// The form of an API-key or basic provider.
     pub fields: Vec<forms::FormField>,
     pub verification: Option<forms::Verification>,
+    /// Where `ProxyService.Call` sends requests with its credentials.
+    pub api: Option<api::ApiAccess>,
 }
 
 impl Default for ProviderConfig {
@@ -73,6 +76,7 @@ impl Default for ProviderConfig {
             help_url: String::new(),
             fields: Vec::new(),
             verification: None,
+            api: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use super::{Caller, Vault, validate};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::model::{Scope, ServiceToken, Tenant};
+use crate::model::{Constraints, Scope, ServiceToken, Tenant};
 use crate::store::{Change, Revocation, StoreError};
 
 /// The tenant an empty vault creates for its bootstrap token.
@@ -23,6 +23,46 @@ pub struct NewToken {
     pub scopes: Vec<String>,
     pub description: String,
     pub expires_at: Option<Millis>,
+    /// Which credentials the token may touch (empty: all of its tenant's).
+    pub constraints: Constraints,
+}
+
+/// At most this many providers in a token's constraints.
+const MAX_CONSTRAINED_PROVIDERS: usize = 64;
+
+/// Checks constraints and puts them in their canonical form (providers sorted, once
+/// each). Tokens that mint tokens or run the vault cannot be constrained: they could
+/// mint themselves an unconstrained one.
+fn check_constraints(mut c: Constraints, scopes: &[Scope]) -> Result<Constraints> {
+    if c.is_empty() {
+        return Ok(c);
+    }
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| matches!(s, Scope::Admin | Scope::TenantAdmin))
+    {
+        return Err(Error::invalid(
+            "constraints",
+            format!(
+                "a token with the `{}` scope cannot be constrained (it could mint an \
+                 unconstrained token)",
+                s.as_str()
+            ),
+        ));
+    }
+    if c.providers.len() > MAX_CONSTRAINED_PROVIDERS {
+        return Err(Error::invalid(
+            "constraints.providers",
+            format!("at most {MAX_CONSTRAINED_PROVIDERS} are allowed"),
+        ));
+    }
+    for provider in &c.providers {
+        validate::slug("constraints.providers", provider)?;
+    }
+    c.providers.sort();
+    c.providers.dedup();
+    validate::labels("constraints.labels", &c.labels)?;
+    Ok(c)
 }
 
 fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>> {
@@ -145,8 +185,10 @@ impl Vault {
         if req.expires_at.is_some_and(|at| at <= self.now()) {
             return Err(Error::invalid("expires_at", "must be in the future"));
         }
+        let constraints = check_constraints(req.constraints, &scopes)?;
         let tenant = self.managed_tenant(caller, &req.tenant).await?;
-        let token = self.new_token(&tenant, scopes, &req.description, req.expires_at);
+        let mut token = self.new_token(&tenant, scopes, &req.description, req.expires_at);
+        token.constraints = std::sync::Arc::new(constraints);
         let (token, secret) = self.store_token(token).await?;
         let entry = self.audit(caller, "token.create", &token.id, "");
         self.record(&entry.in_tenant(&tenant.id)).await?;
@@ -180,6 +222,7 @@ impl Vault {
             created_at: self.now(),
             revoked_at: None,
             expires_at,
+            constraints: Default::default(),
         }
     }
 

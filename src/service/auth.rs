@@ -7,7 +7,7 @@ use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::audit::OUTCOME_OK;
-use crate::model::{AuditEntry, Scope, ServiceToken};
+use crate::model::{AuditEntry, Constraints, CredentialMeta, Scope, ServiceToken};
 
 /// An authenticated caller: a service token of one tenant, and where its request
 /// came from (for audit records).
@@ -16,6 +16,8 @@ pub struct Caller {
     pub tenant_id: String,
     pub token_id: String,
     pub scopes: Vec<Scope>,
+    /// Which of its tenant's credentials the token may touch.
+    pub constraints: Arc<Constraints>,
     /// The peer's address (`ip:port`); empty when not over the network.
     pub source: String,
     /// The request's `x-request-id` metadata, if it sent one.
@@ -68,6 +70,39 @@ impl Caller {
             outcome: OUTCOME_OK,
             detail: String::new(),
         }
+    }
+
+    /// Whether the token's constraints let it see `meta` (one outside them is
+    /// answered NOT_FOUND, like another tenant's).
+    pub fn sees(&self, meta: &CredentialMeta) -> bool {
+        self.constraints.admits(meta)
+    }
+
+    /// Refuses to make a credential of `provider` with `labels` that this token
+    /// could not see afterwards.
+    pub fn may_make(
+        &self,
+        provider: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        if self.constraints.admit(provider, labels) {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!(
+            "this token is limited to credentials with {}; this one would be outside that",
+            self.constraints.describe()
+        )))
+    }
+
+    /// Refuses what only a token without constraints may do (`what` says it).
+    pub fn require_unconstrained(&self, what: &str) -> Result<()> {
+        if self.constraints.is_empty() {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!(
+            "this token is limited to credentials with {}, so it cannot {what}",
+            self.constraints.describe()
+        )))
     }
 
     pub fn require(&self, scope: Scope) -> Result<()> {
@@ -127,6 +162,7 @@ impl Vault {
             tenant_id: token.tenant_id.clone(),
             token_id: token.id.clone(),
             scopes: token.scopes.clone(),
+            constraints: token.constraints.clone(),
             ..Caller::default()
         };
         if let Err(retry_after) = self.token_limiter.check(&caller.token_id) {

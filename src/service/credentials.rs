@@ -208,6 +208,7 @@ impl Vault {
         validate::labels("labels", &req.labels)?;
         validate_expiry("expires_at", req.expires_at, now)?;
         validate::bounded_text("request_id", &req.request_id, validate::MAX_TEXT_CHARS)?;
+        caller.may_make(&req.provider, &req.labels)?;
         let plaintext = secret_plaintext(secret)?;
         self.check_email_free(&caller.tenant_id, &req.user_id, &req.user_email)
             .await?;
@@ -334,6 +335,17 @@ impl Vault {
         self.store
             .get_credential(&caller.tenant_id, id)
             .await?
+            .filter(|meta| caller.sees(meta))
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// The credential `id` with its sealed secret, if the caller may see it.
+    pub(super) async fn sealed_for(&self, caller: &Caller, id: &str) -> Result<SealedCredential> {
+        validate::credential_id(id)?;
+        self.store
+            .get_sealed(&caller.tenant_id, id)
+            .await?
+            .filter(|sealed| caller.sees(&sealed.meta))
             .ok_or_else(|| not_found(id))
     }
 
@@ -350,6 +362,7 @@ impl Vault {
             user_id: Some(req.user_id).filter(|s| !s.is_empty()),
             provider: Some(req.provider).filter(|s| !s.is_empty()),
             status: req.status,
+            within: caller.constraints.clone(),
         };
         let rows = self
             .store
@@ -405,6 +418,7 @@ impl Vault {
                 next.name.clone_from(name);
             }
             if let Some(labels) = &req.labels {
+                caller.may_make(&current.provider, labels)?;
                 next.labels.clone_from(labels);
             }
             match req.expires_at {
@@ -466,12 +480,7 @@ impl Vault {
     /// when the provider has a revocation endpoint. A failed revocation is reported,
     /// not fatal: the credential is gone from the vault either way.
     pub async fn delete_credential(&self, caller: &Caller, id: &str) -> Result<Deleted> {
-        validate::credential_id(id)?;
-        let sealed = self
-            .store
-            .get_sealed(&caller.tenant_id, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let sealed = self.sealed_for(caller, id).await?;
         // OAuth tokens are decrypted before deleting, for the revocation; nothing else
         // needs its plaintext, and a row that no longer decrypts can still be deleted.
         let secret = if sealed.meta.kind == crate::model::Kind::OAuth2 {
@@ -563,14 +572,28 @@ impl Vault {
         id: &str,
         request_id: &str,
     ) -> Result<Revealed> {
-        validate::credential_id(id)?;
         validate::bounded_text("request_id", request_id, validate::MAX_TEXT_CHARS)?;
-        let sealed = self
-            .store
-            .get_sealed(&caller.tenant_id, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let sealed = self.sealed_for(caller, id).await?;
+        let (meta, secret) = self.usable_secret(sealed).await?;
+        // The audit record is written before the secret leaves: no record, no secret.
+        self.store
+            .insert_audit(
+                &self
+                    .audit(caller, "reveal", id, request_id)
+                    .for_user(&meta.user_id),
+            )
+            .await?;
+        Ok(Revealed { meta, secret })
+    }
+
+    /// The secret of a credential that may be used now (active, not past its own
+    /// expiry), opened, and refreshed first if it is an OAuth token inside its margin.
+    pub(super) async fn usable_secret(
+        &self,
+        sealed: SealedCredential,
+    ) -> Result<(CredentialMeta, SecretPayload)> {
         let meta = sealed.meta;
+        let id = &meta.id;
         match meta.status {
             Status::Active if meta.expires_at.is_some_and(|at| at <= self.now()) => {
                 return Err(Error::FailedPrecondition(format!(
@@ -586,17 +609,7 @@ impl Vault {
             }
         }
         let secret = self.open_secret(&meta, &sealed.blob).await?;
-        // An OAuth token inside its refresh margin is refreshed first.
-        let (meta, secret) = self.fresh_secret(meta, secret).await?;
-        // The audit record is written before the secret leaves: no record, no secret.
-        self.store
-            .insert_audit(
-                &self
-                    .audit(caller, "reveal", id, request_id)
-                    .for_user(&meta.user_id),
-            )
-            .await?;
-        Ok(Revealed { meta, secret })
+        self.fresh_secret(meta, secret).await
     }
 }
 

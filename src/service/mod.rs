@@ -24,6 +24,7 @@ mod notify;
 mod oauth_flow;
 mod pagination;
 mod providers;
+pub mod proxy;
 mod refresh;
 pub mod retention;
 pub mod tenant_keys;

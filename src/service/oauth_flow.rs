@@ -93,6 +93,7 @@ impl Vault {
         validate::slug("provider", &req.provider)?;
         validate::scopes("scopes", &req.scopes)?;
         validate::labels("labels", &req.labels)?;
+        caller.may_make(&req.provider, &req.labels)?;
         let provider = self
             .store
             .get_provider(&caller.tenant_id, &req.provider)

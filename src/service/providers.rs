@@ -10,6 +10,7 @@ use crate::crypto::{AadContext, TENANT_FORMAT_VERSION, format_of};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::Scope;
+use crate::oauth::api::ApiAccess;
 use crate::oauth::forms::{AuthMode, FormField, Verification};
 use crate::oauth::{
     Provider, ProviderConfig, SealedProvider, TokenAuthMethod, catalog, forms, redirect,
@@ -68,6 +69,8 @@ pub struct ProviderChanges {
     pub fields: Option<Vec<FormField>>,
     /// `Some(None)` removes the verification request.
     pub verification: Option<Option<Verification>>,
+    /// `Some(None)` removes the API settings.
+    pub api: Option<Option<ApiAccess>>,
 }
 
 fn provider_not_found(slug: &str) -> Error {
@@ -139,6 +142,9 @@ impl Vault {
 
     fn validate_config(&self, c: &ProviderConfig) -> Result<()> {
         self.validate_page_settings(c)?;
+        if let Some(api) = &c.api {
+            self.validate_api(c, api)?;
+        }
         if c.auth_mode != AuthMode::OAuth2 {
             return Ok(());
         }
@@ -206,6 +212,25 @@ impl Vault {
         Ok(())
     }
 
+    /// The API the proxy calls: shape and key placement, https, and an address the
+    /// policy allows (names are checked again at every send).
+    fn validate_api(&self, c: &ProviderConfig, api: &ApiAccess) -> Result<()> {
+        self.check_url("api.base_url", &api.base_url, true)?;
+        api.check(c.auth_mode)?;
+        if let Ok(url) = url::Url::parse(&api.base_url)
+            && let Err(blocked) = self.token_client.guard(c).check_literal(&url)
+        {
+            return Err(Error::invalid(
+                "api.base_url",
+                format!(
+                    "{blocked}; a vault admin can allow it with allow_private_network \
+                     (an on-premises API)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// What the hosted page shows of a provider, and its form and verification.
     fn validate_page_settings(&self, c: &ProviderConfig) -> Result<()> {
         validate::bounded_text("display_name", &c.display_name, 100)?;
@@ -269,6 +294,7 @@ impl Vault {
                 )
             })?
         };
+        let from_template = config.clone();
         // Fields given in the request override the template.
         let given = req.config;
         config.client_id = given.client_id;
@@ -316,7 +342,11 @@ impl Vault {
         if given.verification.is_some() {
             config.verification = given.verification;
         }
+        if given.api.is_some() {
+            config.api = given.api;
+        }
         self.validate_config(&config)?;
+        check_api_move(caller, &from_template, &config)?;
         validate::bounded_text("client_secret", req.client_secret.expose_secret(), 4096)?;
 
         let now = self.now();
@@ -398,6 +428,7 @@ impl Vault {
         if next.config.allow_private_network && !current.provider.config.allow_private_network {
             require_admin_for_private_network(caller)?;
         }
+        check_api_move(caller, &current.provider.config, &next.config)?;
         let moved = endpoint_binding(&next.config) != endpoint_binding(&current.provider.config);
         if moved && req.client_secret.is_none() && current.client_secret.is_some() {
             return Err(Error::invalid(
@@ -524,6 +555,32 @@ fn apply_changes(c: &mut ProviderConfig, req: &ProviderChanges) {
     if let Some(v) = &req.verification {
         c.verification.clone_from(v);
     }
+    if let Some(v) = &req.api {
+        c.api.clone_from(v);
+    }
+}
+
+/// Where the proxy sends a provider's credentials: the API base URL. Pointing it
+/// somewhere new is as good as reading every credential of the provider, so it takes
+/// `credentials:reveal` (and a token without constraints) besides `providers:write`.
+/// A base URL the provider had already (or its catalog template has) is not a move.
+fn check_api_move(caller: &Caller, before: &ProviderConfig, after: &ProviderConfig) -> Result<()> {
+    let base = |c: &ProviderConfig| c.api.as_ref().map(|a| a.base_url.clone());
+    let Some(new_base) = base(after) else {
+        return Ok(());
+    };
+    if base(before).as_ref() == Some(&new_base) {
+        return Ok(());
+    }
+    caller.require(Scope::CredentialsReveal).map_err(|_| {
+        Error::PermissionDenied(
+            "api.base_url: setting where the proxy sends this provider's credentials needs \
+             the `credentials:reveal` scope as well (it is as good as reading them)"
+                .into(),
+        )
+    })?;
+    caller
+        .require_unconstrained("set api.base_url (where every credential of the provider is sent)")
 }
 
 fn require_admin_for_private_network(caller: &Caller) -> Result<()> {

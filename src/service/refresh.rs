@@ -215,6 +215,22 @@ impl Vault {
         Ok(meta)
     }
 
+    /// After a provider refused the access token of `used` (HTTP 401): refreshes now,
+    /// whatever the back-off, unless the row has moved past `used` meanwhile (a call
+    /// here or on another replica refreshed it already): then that token is shared.
+    pub(super) async fn refresh_refused(
+        &self,
+        used: &CredentialMeta,
+    ) -> Result<(CredentialMeta, SecretPayload)> {
+        self.refresh_flight(
+            &used.tenant_id,
+            &used.id,
+            Mode::Now,
+            Some(Baseline::of(used)),
+        )
+        .await
+    }
+
     /// The background refresher's unit of work: refresh if still due.
     pub async fn refresh_if_due(&self, tenant_id: &str, id: &str) -> Result<()> {
         self.refresh_flight(tenant_id, id, Mode::IfDue, None)

@@ -120,6 +120,7 @@ mod tests {
             created_at: 0,
             revoked_at: None,
             expires_at: None,
+            constraints: Default::default(),
         })
     }
 

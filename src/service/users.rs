@@ -252,6 +252,7 @@ impl Users {
     /// and then the user.
     pub async fn delete(&self, caller: &Caller, user_id: &str) -> Result<Vec<DeletedCredential>> {
         validate::text("user_id", user_id, validate::MAX_TEXT_CHARS)?;
+        caller.require_unconstrained("delete users (that deletes every credential of theirs)")?;
         let store = &self.vault.store;
         if store.get_user(&caller.tenant_id, user_id).await?.is_none() {
             return Err(not_found(user_id));

@@ -101,6 +101,8 @@ pub struct ListFilter {
     pub user_id: Option<String>,
     pub provider: Option<String>,
     pub status: Option<Status>,
+    /// A token's constraints: only credentials within them.
+    pub within: std::sync::Arc<crate::model::Constraints>,
 }
 
 /// A used idempotency key: which request (by keyed fingerprint) made which credential.

@@ -6,8 +6,8 @@ use sqlx::any::AnyRow;
 
 use super::{IdempotencyRecord, StoreError, StoreResult};
 use crate::model::{
-    CredentialMeta, Event, Kind, RefreshState, Scope, SealedCredential, ServiceToken, Status,
-    Tenant,
+    Constraints, CredentialMeta, Event, Kind, RefreshState, Scope, SealedCredential, ServiceToken,
+    Status, Tenant,
 };
 use crate::oauth::{ConnectRequest, OAuthState, Provider, ProviderConfig, SealedProvider};
 use crate::webhooks::{Delivery, DeliveryStatus, Endpoint, SealedEndpoint};
@@ -77,7 +77,7 @@ pub fn tenant(row: &AnyRow) -> StoreResult<Tenant> {
 }
 
 pub const TOKEN_COLUMNS: &str =
-    "id, tenant_id, scopes, description, created_at, revoked_at, expires_at";
+    "id, tenant_id, scopes, description, created_at, revoked_at, expires_at, constraints";
 
 pub fn service_token(row: &AnyRow) -> StoreResult<ServiceToken> {
     let scopes: String = row.try_get("scopes")?;
@@ -92,6 +92,9 @@ pub fn service_token(row: &AnyRow) -> StoreResult<ServiceToken> {
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         expires_at: row.try_get("expires_at")?,
+        constraints: Constraints::from_text(&row.try_get::<String, _>("constraints")?)
+            .map(std::sync::Arc::new)
+            .ok_or_else(|| corrupt("token constraints"))?,
     })
 }
 

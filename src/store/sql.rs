@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 use super::batch::{self, CreateJob, Queued, WriteJob};
 use super::changes::{Change, ChangeStore, Changes, Hearer};
 use super::statements::{
-    AnyQuery, bind_meta, conflict_or, insert_audit_query, insert_event_query, push_conditions,
+    AnyQuery, bind_meta, conflict_or, constraint_conditions, insert_audit_query,
+    insert_event_query, push_conditions,
 };
 
 use super::rows::{
@@ -163,8 +164,8 @@ fn insert_tenant_query(t: &Tenant) -> AnyQuery<'_> {
 fn insert_token_query<'q>(t: &'q ServiceToken, hash: &'q [u8]) -> AnyQuery<'q> {
     sqlx::query(
         "INSERT INTO service_tokens \
-         (id, tenant_id, token_hash, scopes, description, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         (id, tenant_id, token_hash, scopes, description, created_at, expires_at, constraints) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&t.id)
     .bind(&t.tenant_id)
@@ -173,6 +174,7 @@ fn insert_token_query<'q>(t: &'q ServiceToken, hash: &'q [u8]) -> AnyQuery<'q> {
     .bind(&t.description)
     .bind(t.created_at)
     .bind(t.expires_at)
+    .bind(t.constraints.to_text())
 }
 
 #[async_trait]
@@ -438,10 +440,16 @@ impl Store for SqlStore {
     ) -> StoreResult<Vec<CredentialMeta>> {
         let mut sql = format!("SELECT {CREDENTIAL_COLUMNS} {CREDENTIALS_OF_TENANT}");
         let mut values: Vec<&str> = vec![tenant_id];
+        let within = &filter.within;
+        let providers = (!within.providers.is_empty()).then(|| rows::json_text(&within.providers));
+        let labels = (!within.labels.is_empty()).then(|| rows::json_text(&within.labels));
+        let [in_providers, with_labels] = constraint_conditions(self.backend);
         let conditions = [
             ("c.user_id = ", filter.user_id.as_deref()),
             ("c.provider = ", filter.provider.as_deref()),
             ("c.status = ", filter.status.map(|s| s.as_str())),
+            (in_providers, providers.as_deref()),
+            (with_labels, labels.as_deref()),
             ("c.id > ", after),
         ];
         push_conditions(&mut sql, &mut values, 0, conditions);

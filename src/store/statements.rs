@@ -14,7 +14,8 @@ pub(super) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 /// Appends ` AND <condition>$n` for each condition that has a value, and collects the
 /// values: only the filters in use reach the SQL, so each shape gets its own plan
 /// (and index) rather than one generic `($n IS NULL OR …)` plan. `$n` counts the
-/// values collected so far plus `offset` parameters bound ahead of them.
+/// values collected so far plus `offset` parameters bound ahead of them; a condition
+/// that names its parameter inside (`$?`) gets it there instead of at its end.
 pub(super) fn push_conditions<'a>(
     sql: &mut String,
     values: &mut Vec<&'a str>,
@@ -24,7 +25,14 @@ pub(super) fn push_conditions<'a>(
     for (condition, value) in conditions {
         if let Some(value) = value {
             values.push(value);
-            sql.push_str(&format!(" AND {condition}${}", values.len() + offset));
+            let parameter = format!("${}", values.len() + offset);
+            sql.push_str(" AND ");
+            if condition.contains("$?") {
+                sql.push_str(&condition.replace("$?", &parameter));
+            } else {
+                sql.push_str(condition);
+                sql.push_str(&parameter);
+            }
         }
     }
 }
@@ -58,6 +66,22 @@ pub(super) fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQu
         .bind(m.refresh.failures)
         .bind(&m.refresh.last_error)
         .bind(m.lapses_at())
+}
+
+/// The conditions that keep a credential listing (alias `c`) within a token's
+/// constraints: each takes one JSON parameter, `$?`.
+pub(super) fn constraint_conditions(backend: Backend) -> [&'static str; 2] {
+    match backend {
+        Backend::Sqlite => [
+            "c.provider IN (SELECT value FROM json_each($?))",
+            "NOT EXISTS (SELECT 1 FROM json_each($?) s WHERE NOT EXISTS \
+             (SELECT 1 FROM json_each(c.labels) l WHERE l.key = s.key AND l.value = s.value))",
+        ],
+        Backend::Postgres => [
+            "c.provider IN (SELECT json_array_elements_text(CAST($? AS json)))",
+            "CAST(c.labels AS jsonb) @> CAST($? AS jsonb)",
+        ],
+    }
 }
 
 pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {

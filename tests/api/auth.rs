@@ -39,6 +39,7 @@ both_backends! {
                 scopes: vec!["credentials:read".into()],
                 description: "ci".into(),
                 expires_at: None,
+                constraints: None,
             })
             .await
             .unwrap()
@@ -92,6 +93,7 @@ both_backends! {
             scopes: vec!["credentials:everything".into()],
             description: String::new(),
             expires_at: None,
+            constraints: None,
         };
         assert_eq!(code_of(admin.create_service_token(bad_scope).await).0, Code::InvalidArgument);
         let no_tenant = pb::CreateServiceTokenRequest {
@@ -99,6 +101,7 @@ both_backends! {
             scopes: vec!["credentials:read".into()],
             description: String::new(),
             expires_at: None,
+            constraints: None,
         };
         assert_eq!(code_of(admin.create_service_token(no_tenant).await).0, Code::NotFound);
 
@@ -108,6 +111,7 @@ both_backends! {
                 scopes: vec!["credentials:write".into(), "credentials:read".into(), "credentials:read".into()],
                 description: "billing".into(),
                 expires_at: None,
+                constraints: None,
             })
             .await
             .unwrap()

@@ -355,3 +355,81 @@ async fn the_audit_log_from_the_command_line() {
         text(&broken.stderr)
     );
 }
+
+/// `credvault proxy`, `credvault provider set-api` and `credvault token create
+/// --provider --label` against a running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_calls_and_constrained_tokens_from_the_command_line() {
+    use credvault::proto::v1 as pb;
+    let app = crate::support::spawn_app(crate::support::Backend::Sqlite)
+        .await
+        .unwrap();
+    let t = app.tenant("acme").await;
+    let fake = crate::fake_provider::FakeProvider::start().await;
+    fake.with(|i| i.api_keys.insert("k-cli".into()));
+    let api = crate::proxy::api(&fake);
+    crate::proxy::key_provider(&app, &t, "keyco", pb::AuthMode::ApiKey, api.clone()).await;
+    let mut req = crate::fixtures::create("u1", crate::fixtures::api_key("k-cli"));
+    req.provider = "keyco".into();
+    req.labels = [("team".to_owned(), "billing".to_owned())].into();
+    let id = app
+        .client(&t.token)
+        .await
+        .create_credential(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+
+    let run = |args: &[&str]| client_json(&app, &t.token, args);
+    let provider = run(&[
+        "provider",
+        "set-api",
+        "keyco",
+        "--base-url",
+        &api.base_url,
+        "--path-prefix",
+        "/v1/",
+    ]);
+    assert_eq!(provider["api"]["path_prefixes"][0], "/v1/");
+    let minted = client_json(
+        &app,
+        &app.admin_token,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "credentials:proxy",
+            "--provider",
+            "keyco",
+            "--label",
+            "team=billing",
+        ],
+    );
+    assert_eq!(minted["constraints"]["providers"][0], "keyco");
+    assert_eq!(minted["constraints"]["labels"]["team"], "billing");
+    let listed = client_json(
+        &app,
+        &app.admin_token,
+        &["token", "list", "--tenant", "acme"],
+    );
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["constraints"]["providers"][0] == "keyco")
+    );
+    let token = secrecy::SecretString::from(minted["secret"].as_str().unwrap().to_owned());
+    let answer = client_json(
+        &app,
+        &token,
+        &["proxy", &id, "GET", "/v1/customers", "--query", "limit=3"],
+    );
+    assert_eq!(answer["status"], 200);
+    assert_eq!(answer["body"]["path"], "/api/v1/customers");
+    assert_eq!(answer["body"]["query"], "limit=3");
+    assert!(!answer.to_string().contains("k-cli"));
+}

@@ -1,7 +1,9 @@
 //! A real OAuth 2.0 authorization server, in-process on port 0: authorization
 //! endpoint (auto-consent), token endpoint (authorization_code with PKCE S256,
 //! refresh_token with rotation and RFC 9700 §4.14.2 reuse detection that revokes the
-//! whole token family), RFC 7009 revocation, scripted failures and request counters.
+//! whole token family), RFC 7009 revocation, scripted failures and request counters;
+//! and an API under `/api/` that accepts the access tokens it issued, and the API keys
+//! and basic logins a test gives it, and records every request (for the proxy).
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -62,6 +64,30 @@ pub struct Inner {
     pub scope_override: Option<String>,
     /// Turn off reuse detection (for the fencing test).
     pub no_reuse_detection: bool,
+    /// Access tokens issued and still accepted by the API.
+    pub live_access_tokens: HashSet<String>,
+    /// API keys the API accepts: as `Authorization: Bearer`, `X-Api-Key` or `?api_key=`.
+    pub api_keys: HashSet<String>,
+    /// `user:password` pairs the API accepts as `Authorization: Basic`.
+    pub basic_logins: HashSet<String>,
+    /// Every API request, in order.
+    pub api_requests: Vec<ApiRequest>,
+    /// Answer every API request with this status, whoever calls.
+    pub api_status: Option<u16>,
+    /// Answer an accepted API request with a body of this many bytes (else JSON).
+    pub api_body_bytes: usize,
+}
+
+/// One request the API received.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Whether it carried a credential the API accepts.
+    pub accepted: bool,
 }
 
 #[derive(Clone)]
@@ -81,6 +107,7 @@ impl FakeProvider {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/revoke", post(revoke))
+            .route("/api/{*rest}", axum::routing::any(api))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -180,6 +207,7 @@ fn client_ok(headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
 fn issue(i: &mut Inner, family: u64, scope: &str, with_refresh: bool) -> Response {
     i.next += 1;
     let access = format!("{}-at-{}", i.prefix, i.next);
+    i.live_access_tokens.insert(access.clone());
     let mut body = serde_json::json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -301,4 +329,83 @@ async fn revoke(
     }
     i.revoked.push(token);
     StatusCode::OK.into_response()
+}
+
+/// Whether a request carries a credential the API accepts.
+fn api_accepts(i: &Inner, headers: &HeaderMap, query: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(auth) = header("authorization") {
+        if let Some(token) = auth.strip_prefix("Bearer ") {
+            return i.live_access_tokens.contains(token) || i.api_keys.contains(token);
+        }
+        if let Some(basic) = auth.strip_prefix("Basic ") {
+            let decoded = STANDARD
+                .decode(basic)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            return decoded.is_some_and(|d| i.basic_logins.contains(&d));
+        }
+        return false;
+    }
+    if let Some(key) = header("x-api-key") {
+        return i.api_keys.contains(key);
+    }
+    url::form_urlencoded::parse(query.as_bytes())
+        .any(|(k, v)| k == "api_key" && i.api_keys.contains(v.as_ref()))
+}
+
+async fn api(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut i = inner.lock().unwrap();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let accepted = api_accepts(&i, &headers, &query);
+    i.api_requests.push(ApiRequest {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: query.clone(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect(),
+        body: body.to_vec(),
+        accepted,
+    });
+    if let Some(status) = i.api_status {
+        return (
+            StatusCode::from_u16(status).unwrap(),
+            Json(serde_json::json!({ "error": "scripted" })),
+        )
+            .into_response();
+    }
+    if !accepted {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": "invalid_token" })),
+        )
+            .into_response();
+    }
+    if i.api_body_bytes > 0 {
+        let body: Vec<u8> = (0..i.api_body_bytes)
+            .map(|n| b'a' + (n % 26) as u8)
+            .collect();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            body,
+        )
+            .into_response();
+    }
+    let echo = serde_json::json!({
+        "method": method.as_str(),
+        "path": uri.path(),
+        "query": query,
+        "bodyBytes": body.len(),
+    });
+    (StatusCode::OK, [("x-fake", "yes")], Json(echo)).into_response()
 }

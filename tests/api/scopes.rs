@@ -41,6 +41,7 @@ const REQUIRED: &[(&str, &[&str])] = &[
         "credvault.v1.CredentialService/RefreshCredential",
         &["credentials:write"],
     ),
+    ("credvault.v1.ProxyService/Call", &["credentials:proxy"]),
     (
         "credvault.v1.OAuthService/CreateProvider",
         &["providers:write"],

@@ -215,6 +215,18 @@ pub type UserClient = credvault::proto::v1::user_service_client::UserServiceClie
 pub type AuthClient = credvault::proto::v1::external_auth_service_client::ExternalAuthServiceClient<
     InterceptedService<Channel, AuthHeader>,
 >;
+pub type ProxyClient = credvault::proto::v1::proxy_service_client::ProxyServiceClient<
+    InterceptedService<Channel, AuthHeader>,
+>;
+
+/// A ProxyService client of the instance at `addr`.
+pub async fn proxy_at(addr: std::net::SocketAddr, token: &SecretString) -> ProxyClient {
+    let header = AuthHeader(Some(format!("Bearer {}", token.expose_secret())));
+    credvault::proto::v1::proxy_service_client::ProxyServiceClient::with_interceptor(
+        channel(addr).await,
+        header,
+    )
+}
 
 async fn channel(addr: std::net::SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
@@ -568,6 +580,7 @@ impl TestApp {
             "credentials:read",
             "credentials:write",
             "credentials:reveal",
+            "credentials:proxy",
             "providers:read",
             "providers:write",
             "webhooks:read",
@@ -580,7 +593,9 @@ impl TestApp {
             "auth:login",
         ]
         .map(String::from);
-        let token = self.mint(&tenant.id, scopes.to_vec()).await;
+        let token = self
+            .mint(&tenant.id, scopes.to_vec(), Default::default())
+            .await;
         TestTenant {
             id: tenant.id,
             token,
@@ -588,7 +603,12 @@ impl TestApp {
     }
 
     /// A token of the tenant `tenant_id` with these scopes, minted by the operator.
-    async fn mint(&self, tenant_id: &str, scopes: Vec<String>) -> SecretString {
+    async fn mint(
+        &self,
+        tenant_id: &str,
+        scopes: Vec<String>,
+        constraints: credvault::model::Constraints,
+    ) -> SecretString {
         self.vault
             .create_token(
                 &Caller::operator(),
@@ -597,6 +617,7 @@ impl TestApp {
                     scopes,
                     description: "test".into(),
                     expires_at: None,
+                    constraints,
                 },
             )
             .await
@@ -607,7 +628,18 @@ impl TestApp {
     /// A token of `tenant` with only these scopes.
     pub async fn token(&self, tenant: &TestTenant, scopes: &[&str]) -> SecretString {
         let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
-        self.mint(&tenant.id, scopes).await
+        self.mint(&tenant.id, scopes, Default::default()).await
+    }
+
+    /// A token of `tenant` with these scopes, limited to `constraints`.
+    pub async fn constrained_token(
+        &self,
+        tenant: &TestTenant,
+        scopes: &[&str],
+        constraints: credvault::model::Constraints,
+    ) -> SecretString {
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.mint(&tenant.id, scopes, constraints).await
     }
 
     /// One sealed value in each column besides credentials: a provider client secret,

@@ -22,6 +22,7 @@ async fn minted(app: &TestApp) -> (String, SecretString) {
             scopes: vec!["credentials:read".into()],
             description: "cached".into(),
             expires_at: None,
+            constraints: None,
         })
         .await
         .unwrap()

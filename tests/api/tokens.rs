@@ -17,6 +17,7 @@ fn mint(tenant: &str, scopes: &[&str]) -> pb::CreateServiceTokenRequest {
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         description: String::new(),
         expires_at: None,
+        constraints: None,
     }
 }
 

@@ -75,6 +75,12 @@ impl Connect {
         let now = self.now();
         let expires_at = self.expiry(req.expires_at, now)?;
         let providers = self.link_providers(caller, &req).await?;
+        if req.link_type != LinkType::Reconnect {
+            // A constrained token mints links only for credentials it could see.
+            for provider in &providers {
+                caller.may_make(provider, &req.labels)?;
+            }
+        }
         let sign_in_connector = self.sign_in_connector(caller, &req).await?;
         let settings = self.load_settings(&caller.tenant_id).await?;
         for (field, url) in [
@@ -175,18 +181,10 @@ impl Connect {
                     "is required for a RECONNECT link",
                 ));
             }
-            validate::credential_id(&req.reconnect_credential_id)?;
             let credential = self
                 .vault
-                .store
-                .get_credential(&caller.tenant_id, &req.reconnect_credential_id)
-                .await?
-                .ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "credential {} not found",
-                        req.reconnect_credential_id
-                    ))
-                })?;
+                .get_credential(caller, &req.reconnect_credential_id)
+                .await?;
             if credential.user_id != req.user_id {
                 return Err(Error::invalid(
                     "user_id",
