@@ -11,7 +11,7 @@ use tonic::Code;
 use crate::both_backends;
 use crate::fake_provider::FakeProvider;
 use crate::fixtures::*;
-use crate::proxy::{api, get as proxy_get, key_provider, send};
+use crate::proxy::{api, get as proxy_get, key_provider, send, store};
 use crate::support::{TestApp, TestTenant, proxy_at};
 
 fn labels(team: &str) -> BTreeMap<String, String> {
@@ -30,13 +30,7 @@ async fn labelled(app: &TestApp, t: &TestTenant, provider: &str, team: &str) -> 
     let mut req = create("u1", api_key("k-1"));
     req.provider = provider.into();
     req.labels = labels(team).into_iter().collect();
-    app.client(&t.token)
-        .await
-        .create_credential(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .id
+    store(app, t, req).await
 }
 
 /// The code each credential-id RPC answers `token` for `id`.

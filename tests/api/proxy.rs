@@ -100,6 +100,11 @@ pub async fn credential(
 ) -> String {
     let mut req = create("u1", secret);
     req.provider = provider.into();
+    store(app, t, req).await
+}
+
+/// Stores `req` with the tenant's token; its id.
+pub async fn store(app: &TestApp, t: &TestTenant, req: pb::CreateCredentialRequest) -> String {
     app.client(&t.token)
         .await
         .create_credential(req)

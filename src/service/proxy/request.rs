@@ -124,20 +124,31 @@ impl ProxyCall {
     }
 }
 
+/// At most `count` name/value pairs of at most `bytes` in all.
+fn check_bounds(
+    field: &'static str,
+    pairs: &[(String, String)],
+    count: usize,
+    bytes: usize,
+) -> Result<()> {
+    if pairs.len() > count {
+        return Err(Error::invalid(
+            field,
+            format!("at most {count} are allowed"),
+        ));
+    }
+    let total: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > bytes {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {bytes} bytes in all"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_query(query: &[(String, String)]) -> Result<()> {
-    if query.len() > MAX_QUERY_PARAMS {
-        return Err(Error::invalid(
-            "query",
-            format!("at most {MAX_QUERY_PARAMS} parameters are allowed"),
-        ));
-    }
-    let bytes: usize = query.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if bytes > MAX_QUERY_BYTES {
-        return Err(Error::invalid(
-            "query",
-            format!("must be at most {MAX_QUERY_BYTES} bytes in all"),
-        ));
-    }
+    check_bounds("query", query, MAX_QUERY_PARAMS, MAX_QUERY_BYTES)?;
     if query.iter().any(|(name, _)| name.is_empty()) {
         return Err(Error::invalid("query", "every parameter needs a name"));
     }
@@ -147,19 +158,7 @@ fn check_query(query: &[(String, String)]) -> Result<()> {
 /// The caller's headers, each a valid name the vault does not set itself and a value
 /// without control characters.
 fn headers(given: &[(String, String)]) -> Result<HeaderMap> {
-    if given.len() > MAX_HEADERS {
-        return Err(Error::invalid(
-            "headers",
-            format!("at most {MAX_HEADERS} are allowed"),
-        ));
-    }
-    let bytes: usize = given.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if bytes > MAX_HEADER_BYTES {
-        return Err(Error::invalid(
-            "headers",
-            format!("must be at most {MAX_HEADER_BYTES} bytes in all"),
-        ));
-    }
+    check_bounds("headers", given, MAX_HEADERS, MAX_HEADER_BYTES)?;
     let mut map = HeaderMap::with_capacity(given.len());
     for (name, value) in given {
         api::check_header_name(name).map_err(|why| Error::invalid("headers", why))?;
