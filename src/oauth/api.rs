@@ -123,28 +123,22 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
 }
 
-/// Headers only the vault sets on a proxied request: credentials, the connection's
-/// own (hop-by-hop) headers, and those the HTTP client derives.
+/// Headers only the vault sets on a proxied request besides the hop-by-hop ones:
+/// credentials, and those the HTTP client derives or a proxy would add.
 const VAULT_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "cookie",
     "host",
     "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
 ];
 
-/// Hop-by-hop headers of a response, not passed back.
+/// Hop-by-hop headers (RFC 9110 §7.6.1): the connection's own, never forwarded in
+/// either direction.
 pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -163,7 +157,10 @@ pub fn check_header_name(name: &str) -> std::result::Result<(), String> {
         return Err("must be an HTTP header name (letters, digits, '-', at most 128)".into());
     }
     let lower = name.to_ascii_lowercase();
-    if VAULT_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+    if VAULT_HEADERS.contains(&lower.as_str())
+        || HOP_BY_HOP.contains(&lower.as_str())
+        || lower.starts_with("proxy-")
+    {
         return Err(format!(
             "`{name}` is set by the vault (credentials and connection headers cannot be sent)"
         ));

@@ -16,7 +16,8 @@ use crate::outbound::SendError;
 mod request;
 mod scrub;
 
-pub use request::{Checked, MAX_BODY_BYTES, ProxyCall};
+use request::Checked;
+pub use request::ProxyCall;
 
 /// The provider's answer: status and headers now, the body as it arrives.
 pub struct Answer {
@@ -60,7 +61,6 @@ impl Answer {
 
 /// The proxy: what it needs of the vault (credentials, providers, refresh, the
 /// guarded client, the audit log).
-#[derive(Clone)]
 pub struct Proxy {
     vault: Vault,
 }
@@ -210,7 +210,7 @@ fn audit_entry(
             crate::model::audit::OUTCOME_OK,
             None,
         ),
-        Err(e) => (None, send_outcome(e), Some(e.to_string())),
+        Err(e) => (None, refusal(e).0, Some(e.to_string())),
     };
     let detail = serde_json::json!({
         "method": call.method.as_str(),
@@ -229,10 +229,24 @@ fn audit_entry(
     .for_user(&meta.user_id)
 }
 
-fn send_outcome(e: &SendError) -> &'static str {
+/// Why a call got no answer: the audit outcome (a status code's name) and the error
+/// the caller gets.
+fn refusal(e: &SendError) -> (&'static str, Error) {
     match e {
-        SendError::Shape(_) | SendError::Blocked(_) => "PERMISSION_DENIED",
-        SendError::Timeout | SendError::Connect => "UNAVAILABLE",
+        SendError::Shape(_) | SendError::Blocked(_) => (
+            "PERMISSION_DENIED",
+            Error::PermissionDenied(format!(
+                "the provider's API address is refused by the outbound policy: {e}"
+            )),
+        ),
+        SendError::Timeout => (
+            "UNAVAILABLE",
+            Error::Unavailable("the provider did not answer in time".into()),
+        ),
+        SendError::Connect => (
+            "UNAVAILABLE",
+            Error::Unavailable("could not connect to the provider".into()),
+        ),
     }
 }
 
@@ -244,13 +258,7 @@ fn answer(
     sent: std::result::Result<reqwest::Response, SendError>,
     scrub: scrub::Scrubber,
 ) -> Result<Answer> {
-    let response = sent.map_err(|e| match e {
-        SendError::Shape(_) | SendError::Blocked(_) => Error::PermissionDenied(format!(
-            "the provider's API address is refused by the outbound policy: {e}"
-        )),
-        SendError::Timeout => Error::Unavailable("the provider did not answer in time".into()),
-        SendError::Connect => Error::Unavailable("could not connect to the provider".into()),
-    })?;
+    let response = sent.map_err(|e| refusal(&e).1)?;
     let mut room = MAX_ANSWER_HEADER_BYTES;
     let headers = response
         .headers()
