@@ -119,9 +119,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(super) enum Changes {
     /// SQLite: to the other stores of this process on the same file.
     InProcess { own: Arc<Hearers>, file: Neighbours },
-    /// PostgreSQL: `NOTIFY`, heard by a listener task this value owns.
+    /// PostgreSQL: `NOTIFY` sent over `pool`, heard by a listener task this value
+    /// owns.
     Notify {
         own: Arc<Hearers>,
+        pool: sqlx::PgPool,
         listener: tokio::task::JoinHandle<()>,
     },
 }
@@ -157,11 +159,15 @@ impl Changes {
         Changes::InProcess { own, file }
     }
 
-    /// Listens on the PostgreSQL database at `url`.
-    pub(super) fn notify(url: &str) -> Self {
+    /// Listens on the PostgreSQL database at `url`, and announces over `pool`.
+    pub(super) fn notify(url: &str, pool: sqlx::PgPool) -> Self {
         let own = Arc::new(Hearers::default());
         let listener = tokio::spawn(listen(url.to_owned(), Arc::downgrade(&own)));
-        Changes::Notify { own, listener }
+        Changes::Notify {
+            own,
+            pool,
+            listener,
+        }
     }
 
     pub(super) fn own(&self) -> &Arc<Hearers> {
@@ -170,9 +176,9 @@ impl Changes {
         }
     }
 
-    /// Tells this store's hearers, then the other replicas (over `pool` on
-    /// PostgreSQL, waiting a bounded while for the notification to come back).
-    pub(super) async fn announce(&self, pool: &sqlx::AnyPool, change: &Change) -> StoreResult<()> {
+    /// Tells this store's hearers, then the other replicas (on PostgreSQL waiting a
+    /// bounded while for the notification to come back).
+    pub(super) async fn announce(&self, change: &Change) -> StoreResult<()> {
         self.own().tell(change);
         match self {
             Changes::InProcess { own, file } => {
@@ -181,7 +187,7 @@ impl Changes {
                     store.heard(change);
                 }
             }
-            Changes::Notify { own, .. } => {
+            Changes::Notify { own, pool, .. } => {
                 let echo: u64 = rand::random();
                 let (tx, rx) = oneshot::channel();
                 lock(&own.echoes).insert(echo, tx);
@@ -305,15 +311,10 @@ mod tests {
             n
         };
         let (na, nb, no) = (count(&a), count(&b), count(&other));
-        // The pool is not used on SQLite.
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect_lazy("sqlite::memory:").unwrap();
-        a.announce(&pool, &Change::Token("tok_x".into()))
-            .await
-            .unwrap();
+        a.announce(&Change::Token("tok_x".into())).await.unwrap();
         assert_eq!((*lock(&na), *lock(&nb), *lock(&no)), (1, 1, 0));
         drop(b);
-        a.announce(&pool, &Change::Everything).await.unwrap();
+        a.announce(&Change::Everything).await.unwrap();
         assert_eq!((*lock(&na), *lock(&nb)), (2, 1));
     }
 }

@@ -1,10 +1,11 @@
 //! Persistence. The store sees only ciphertext and metadata: sealing and opening
 //! happen in the service layer.
 //!
-//! One [`SqlStore`] serves both backends through sqlx's runtime-dispatching `Any`
-//! driver with runtime queries written once in the SQL both engines share; what differs
-//! (connection settings, pool shape, migrations) lives in [`sqlite`] and [`postgres`].
-//! [`open`] picks the backend from the database URL.
+//! The traits here say what the service may ask of storage. Each engine has its own
+//! module implementing them, [`sqlite`] ([`sqlite::SqliteStore`]) and [`postgres`]
+//! ([`postgres::PgStore`]): its connection settings, pool shape and migrations, and a
+//! copy of the shared implementation in `sql/` compiled against its typed sqlx driver
+//! (see `sql/mod.rs`). [`open`] picks the engine from the database URL.
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,17 +17,13 @@ use crate::model::{
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
 mod audit;
-mod batch;
 mod changes;
 mod connect;
 mod external_auth;
 mod keys;
 mod notifications;
 pub mod postgres;
-mod rows;
-mod sql;
 pub mod sqlite;
-mod statements;
 mod tenant_keys;
 mod users;
 
@@ -39,7 +36,6 @@ pub use keys::{
     SealedValue,
 };
 pub use notifications::{DeliveryFilter, NotificationStore};
-pub use sql::SqlStore;
 pub use tenant_keys::TenantKeyStore;
 pub use users::{Linked, UserStore};
 
@@ -347,15 +343,14 @@ pub trait Store:
 /// Opens the store the URL names (`sqlite:` or `postgres:`/`postgresql:`), running
 /// its migrations.
 pub async fn open(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
-    let store = if url.starts_with("sqlite:") {
-        sqlite::connect(url, max_connections).await?
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::connect(url, max_connections).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        postgres::connect(url, max_connections).await?
+        Ok(Arc::new(postgres::connect(url, max_connections).await?))
     } else {
         let scheme = url.split(':').next().unwrap_or_default();
-        return Err(StoreError::UnsupportedUrl(format!(
+        Err(StoreError::UnsupportedUrl(format!(
             "scheme `{scheme}:` (use sqlite: or postgres:)"
-        )));
-    };
-    Ok(Arc::new(store))
+        )))
+    }
 }

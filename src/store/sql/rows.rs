@@ -2,14 +2,14 @@
 use std::collections::BTreeMap;
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use super::{IdempotencyRecord, StoreError, StoreResult};
+use super::engine::DbRow;
 use crate::model::{
     Constraints, CredentialMeta, Event, Kind, RefreshState, Scope, SealedCredential, ServiceToken,
     Status, Tenant,
 };
 use crate::oauth::{ConnectRequest, OAuthState, Provider, ProviderConfig, SealedProvider};
+use crate::store::{IdempotencyRecord, StoreError, StoreResult};
 use crate::webhooks::{Delivery, DeliveryStatus, Endpoint, SealedEndpoint};
 
 /// Columns of a credential's metadata, selected from `credentials c` joined with
@@ -23,7 +23,7 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-pub fn credential_meta(row: &AnyRow) -> StoreResult<CredentialMeta> {
+pub fn credential_meta(row: &DbRow) -> StoreResult<CredentialMeta> {
     let kind: String = row.try_get("kind")?;
     let status: String = row.try_get("status")?;
     let labels: String = row.try_get("labels")?;
@@ -56,7 +56,7 @@ pub fn credential_meta(row: &AnyRow) -> StoreResult<CredentialMeta> {
     })
 }
 
-pub fn sealed_credential(row: &AnyRow) -> StoreResult<SealedCredential> {
+pub fn sealed_credential(row: &DbRow) -> StoreResult<SealedCredential> {
     Ok(SealedCredential {
         meta: credential_meta(row)?,
         blob: row.try_get("secret")?,
@@ -68,7 +68,7 @@ pub fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-pub fn tenant(row: &AnyRow) -> StoreResult<Tenant> {
+pub fn tenant(row: &DbRow) -> StoreResult<Tenant> {
     Ok(Tenant {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -79,7 +79,7 @@ pub fn tenant(row: &AnyRow) -> StoreResult<Tenant> {
 pub const TOKEN_COLUMNS: &str =
     "id, tenant_id, scopes, description, created_at, revoked_at, expires_at, constraints";
 
-pub fn service_token(row: &AnyRow) -> StoreResult<ServiceToken> {
+pub fn service_token(row: &DbRow) -> StoreResult<ServiceToken> {
     let scopes: String = row.try_get("scopes")?;
     Ok(ServiceToken {
         id: row.try_get("id")?,
@@ -106,7 +106,7 @@ pub fn scopes_text(scopes: &[Scope]) -> String {
         .join(" ")
 }
 
-pub fn idempotency(row: &AnyRow) -> StoreResult<IdempotencyRecord> {
+pub fn idempotency(row: &DbRow) -> StoreResult<IdempotencyRecord> {
     let key_version: i64 = row.try_get("key_version")?;
     Ok(IdempotencyRecord {
         tenant_id: row.try_get("tenant_id")?,
@@ -120,7 +120,7 @@ pub fn idempotency(row: &AnyRow) -> StoreResult<IdempotencyRecord> {
 
 pub const PROVIDER_COLUMNS: &str = "tenant_id, id, slug, config, client_secret, last_error, last_error_at, version, created_at, updated_at";
 
-pub fn provider(row: &AnyRow) -> StoreResult<SealedProvider> {
+pub fn provider(row: &DbRow) -> StoreResult<SealedProvider> {
     let config: String = row.try_get("config")?;
     Ok(SealedProvider {
         provider: Provider {
@@ -142,7 +142,7 @@ pub fn provider(row: &AnyRow) -> StoreResult<SealedProvider> {
 pub const STATE_COLUMNS: &str = "state_hash, id, tenant_id, user_id, user_email, provider, request, \
      pkce_verifier, expires_at, used_at, created_at";
 
-pub fn oauth_state(row: &AnyRow) -> StoreResult<OAuthState> {
+pub fn oauth_state(row: &DbRow) -> StoreResult<OAuthState> {
     let request: String = row.try_get("request")?;
     Ok(OAuthState {
         state_hash: row.try_get("state_hash")?,
@@ -163,7 +163,7 @@ pub fn oauth_state(row: &AnyRow) -> StoreResult<OAuthState> {
 pub const EVENT_COLUMNS: &str = "id, tenant_id, type, credential_id, payload, created_at";
 
 /// Event rows as read back; `kind` is one of the known event types.
-pub fn event(row: &AnyRow) -> StoreResult<Event> {
+pub fn event(row: &DbRow) -> StoreResult<Event> {
     let kind: String = row.try_get("type")?;
     let kind = crate::model::EVENT_TYPES
         .iter()
@@ -183,7 +183,7 @@ pub fn event(row: &AnyRow) -> StoreResult<Event> {
 pub const ENDPOINT_COLUMNS: &str = "tenant_id, id, url, event_types, enabled, disabled_reason, secret, \
      previous_secret, previous_secret_until, version, created_at, updated_at";
 
-pub fn endpoint(row: &AnyRow) -> StoreResult<SealedEndpoint> {
+pub fn endpoint(row: &DbRow) -> StoreResult<SealedEndpoint> {
     let types: String = row.try_get("event_types")?;
     let enabled: i64 = row.try_get("enabled")?;
     Ok(SealedEndpoint {
@@ -208,7 +208,7 @@ pub fn endpoint(row: &AnyRow) -> StoreResult<SealedEndpoint> {
 pub const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, endpoint_id, status, attempts, \
      next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at, url";
 
-pub fn delivery(row: &AnyRow) -> StoreResult<Delivery> {
+pub fn delivery(row: &DbRow) -> StoreResult<Delivery> {
     let status: String = row.try_get("status")?;
     Ok(Delivery {
         id: row.try_get("id")?,

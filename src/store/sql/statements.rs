@@ -1,15 +1,75 @@
 //! Statements more than one part of the store writes with: audit records, events,
-//! credential metadata. A leaf: it knows SQL and rows, not the store or its writer.
+//! credential metadata; and [`DIALECT`], everything the two engines spell differently.
+//! A leaf: it knows SQL and rows, not the store or its writer.
 use serde::Serialize;
-use sqlx::Any;
-use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
-use super::{Backend, StoreError, rows};
+use super::engine::{BACKEND, Db};
+use super::rows;
 use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event};
+use crate::store::{Backend, StoreError};
 
-pub(super) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+pub(super) type DbQuery<'q> = Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// What one engine does or spells differently from the other. The rest of the
+/// store's SQL is text both accept; this table is the whole list of differences,
+/// chosen once for the engine this copy of the store is compiled for.
+pub(super) struct Dialect {
+    /// One writer connection beside the readers, where every commit costs an fsync:
+    /// creates and logins join the group commit too (SQLite). Otherwise a create is
+    /// one statement and a login one transaction, committed in parallel (PostgreSQL).
+    pub one_writer: bool,
+    /// How a write transaction starts. SQLite takes the write lock up front, so a
+    /// transaction that reads before it writes cannot fail midway when another
+    /// process writes to the same file.
+    pub begin_write: &'static str,
+    /// Taken first in a bootstrap, so that of two replicas bootstrapping at once the
+    /// second waits and then sees a tenant (SQLite has one writer anyway).
+    pub lock_tenants: Option<&'static str>,
+    /// Whether revoking an admin token first locks the other admin tokens' rows, so
+    /// the "another admin remains" check sees every concurrent revocation.
+    pub lock_admin_tokens: bool,
+    /// Appended to a claim's SELECT, so that replicas claim different rows.
+    pub skip_locked: &'static str,
+    /// Whether `VALUES` lists need their parameters' types spelled out.
+    pub typed_values: bool,
+    /// The conditions that keep a credential listing (alias `c`) within a token's
+    /// constraints: each takes one JSON parameter, `$?`.
+    pub constraint_conditions: [&'static str; 2],
+    /// Every audit record of the JSON array `$1`, with one statement.
+    pub insert_audits: &'static str,
+}
+
+pub(super) const DIALECT: Dialect = match BACKEND {
+    Backend::Sqlite => Dialect {
+        one_writer: true,
+        begin_write: "BEGIN IMMEDIATE",
+        lock_tenants: None,
+        lock_admin_tokens: false,
+        skip_locked: "",
+        typed_values: false,
+        constraint_conditions: [
+            "c.provider IN (SELECT value FROM json_each($?))",
+            "NOT EXISTS (SELECT 1 FROM json_each($?) s WHERE NOT EXISTS \
+             (SELECT 1 FROM json_each(c.labels) l WHERE l.key = s.key AND l.value = s.value))",
+        ],
+        insert_audits: INSERT_AUDITS_SQLITE,
+    },
+    Backend::Postgres => Dialect {
+        one_writer: false,
+        begin_write: "BEGIN",
+        lock_tenants: Some("LOCK TABLE tenants IN EXCLUSIVE MODE"),
+        lock_admin_tokens: true,
+        skip_locked: " FOR UPDATE SKIP LOCKED",
+        typed_values: true,
+        constraint_conditions: [
+            "c.provider IN (SELECT json_array_elements_text(CAST($? AS json)))",
+            "CAST(c.labels AS jsonb) @> CAST($? AS jsonb)",
+        ],
+        insert_audits: INSERT_AUDITS_POSTGRES,
+    },
+};
 
 /// Appends ` AND <condition>$n` for each condition that has a value, and collects the
 /// values: only the filters in use reach the SQL, so each shape gets its own plan
@@ -49,7 +109,7 @@ pub(super) fn conflict_or(err: sqlx::Error) -> StoreError {
 /// tenant_id, id, name, kind, status, labels, scopes, expires_at, token_expires_at,
 /// version, updated_at, next_refresh_at, refresh_failures, last_refresh_error, and the
 /// derived lapses_at.
-pub(super) fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQuery<'q> {
+pub(super) fn bind_meta<'q>(query: DbQuery<'q>, m: &'q CredentialMeta) -> DbQuery<'q> {
     query
         .bind(&m.tenant_id)
         .bind(&m.id)
@@ -68,23 +128,7 @@ pub(super) fn bind_meta<'q>(query: AnyQuery<'q>, m: &'q CredentialMeta) -> AnyQu
         .bind(m.lapses_at())
 }
 
-/// The conditions that keep a credential listing (alias `c`) within a token's
-/// constraints: each takes one JSON parameter, `$?`.
-pub(super) fn constraint_conditions(backend: Backend) -> [&'static str; 2] {
-    match backend {
-        Backend::Sqlite => [
-            "c.provider IN (SELECT value FROM json_each($?))",
-            "NOT EXISTS (SELECT 1 FROM json_each($?) s WHERE NOT EXISTS \
-             (SELECT 1 FROM json_each(c.labels) l WHERE l.key = s.key AND l.value = s.value))",
-        ],
-        Backend::Postgres => [
-            "c.provider IN (SELECT json_array_elements_text(CAST($? AS json)))",
-            "CAST(c.labels AS jsonb) @> CAST($? AS jsonb)",
-        ],
-    }
-}
-
-pub(super) fn insert_event_query(e: &Event) -> AnyQuery<'_> {
+pub(super) fn insert_event_query(e: &Event) -> DbQuery<'_> {
     sqlx::query(
         "INSERT INTO events (id, tenant_id, type, credential_id, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -131,7 +175,7 @@ const INSERT_AUDITS_POSTGRES: &str = concat!(
      source text, outcome text)"
 );
 
-pub(super) fn insert_audit_query(a: &AuditEntry) -> AnyQuery<'_> {
+pub(super) fn insert_audit_query(a: &AuditEntry) -> DbQuery<'_> {
     sqlx::query(INSERT_AUDIT)
         .bind(&a.tenant_id)
         .bind(a.at)
@@ -181,15 +225,8 @@ impl<'a> From<&'a AuditEntry> for AuditRow<'a> {
 /// depend on how many there are: the records travel as one JSON array parameter,
 /// which each engine unpacks into rows itself. One statement, one plan, one round
 /// trip, however many reveals a group commit carries.
-pub(super) fn insert_audits_query(
-    backend: Backend,
-    audits: &[&AuditEntry],
-) -> Result<AnyQuery<'static>, sqlx::Error> {
+pub(super) fn insert_audits_query(audits: &[&AuditEntry]) -> Result<DbQuery<'static>, sqlx::Error> {
     let rows: Vec<AuditRow<'_>> = audits.iter().map(|a| AuditRow::from(*a)).collect();
     let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let sql = match backend {
-        Backend::Sqlite => INSERT_AUDITS_SQLITE,
-        Backend::Postgres => INSERT_AUDITS_POSTGRES,
-    };
-    Ok(sqlx::query(sql).bind(json))
+    Ok(sqlx::query(DIALECT.insert_audits).bind(json))
 }

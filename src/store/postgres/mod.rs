@@ -3,9 +3,26 @@
 use std::time::Duration;
 
 use sqlx::Connection;
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::postgres::PgPoolOptions;
 
-use super::{Backend, SqlStore, StoreResult};
+use super::StoreResult;
+use super::changes::Changes;
+
+/// What the shared implementation is compiled against here.
+mod engine {
+    pub type DbRow = sqlx::postgres::PgRow;
+    pub type Db = sqlx::Postgres;
+    pub const BACKEND: crate::store::Backend = crate::store::Backend::Postgres;
+}
+
+// The shared implementation, compiled here against this engine's driver (and in
+// `store::sqlite` against the other's): see `sql/mod.rs`.
+#[allow(clippy::duplicate_mod, reason = "one source, compiled once per engine")]
+#[path = "../sql/mod.rs"]
+mod sql;
+
+/// The store on PostgreSQL.
+pub use sql::SqlStore as PgStore;
 
 /// A connection used this recently is handed out without a ping first (HikariCP's
 /// "alive bypass window"). sqlx's default pings before every acquire: one extra round
@@ -15,9 +32,8 @@ use super::{Backend, SqlStore, StoreResult};
 /// fails (UNAVAILABLE, retryable) and the pool replaces it.
 const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
 
-pub async fn connect(url: &str, max_connections: u32) -> StoreResult<SqlStore> {
-    install_default_drivers();
-    let pool = AnyPoolOptions::new()
+pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgStore> {
+    let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .acquire_timeout(Duration::from_secs(5))
         .test_before_acquire(false)
@@ -29,11 +45,6 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<SqlStore> {
         .connect(url)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    let changes = super::changes::Changes::notify(url);
-    Ok(SqlStore::new(
-        Backend::Postgres,
-        pool.clone(),
-        pool,
-        changes,
-    ))
+    let changes = Changes::notify(url, pool.clone());
+    Ok(PgStore::new(pool.clone(), pool, changes))
 }

@@ -13,15 +13,16 @@
 //!   rolls back alone).
 //! - On PostgreSQL a create is one statement (data-modifying CTEs) sent through the
 //!   pool: there its cost is round trips, and concurrent creates commit in parallel.
-use sqlx::{Any, AnyPool, Executor, Row};
+use sqlx::{Executor, Pool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::engine::Db;
 use super::statements::{
     bind_meta, conflict_or, insert_audit_query, insert_audits_query, insert_event_query,
 };
-use super::{Backend, IdempotencyRecord, StoreError, StoreResult};
 use crate::model::users::email_key;
 use crate::model::{AuditEntry, Event, SealedCredential};
+use crate::store::{IdempotencyRecord, StoreError, StoreResult};
 
 /// Jobs committed together at most.
 const WRITE_BATCH: usize = 256;
@@ -43,7 +44,7 @@ pub(super) struct LoginJob {
 
 /// The rows of a login record, in the transaction `tx` (batched or not).
 pub(super) async fn insert_login_rows(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut Transaction<'static, Db>,
     job: &LoginJob,
 ) -> Result<(), sqlx::Error> {
     insert_audit_query(&job.audit).execute(&mut **tx).await?;
@@ -76,9 +77,9 @@ pub(super) enum JobResult {
 pub(super) type Queued = (WriteJob, oneshot::Sender<JobResult>);
 
 /// Starts the group-commit writer on `write`; returns its queue.
-pub(super) fn spawn(write: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
+pub(super) fn spawn(write: Pool<Db>) -> mpsc::Sender<Queued> {
     let (queue, jobs) = mpsc::channel(4 * WRITE_BATCH);
-    tokio::spawn(group_commit(write, backend, jobs));
+    tokio::spawn(group_commit(write, jobs));
     queue
 }
 
@@ -97,10 +98,10 @@ pub(super) async fn submit(
     }
 }
 
-async fn group_commit(write: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Queued>) {
+async fn group_commit(write: Pool<Db>, mut jobs: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while jobs.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        match commit_batch(&write, backend, &batch).await {
+        match commit_batch(&write, &batch).await {
             Ok(results) => {
                 for ((_, done), result) in batch.drain(..).zip(results) {
                     let _ = done.send(result);
@@ -119,11 +120,7 @@ async fn group_commit(write: AnyPool, backend: Backend, mut jobs: mpsc::Receiver
 /// Commits `batch`: each job other than an audit record in a savepoint of its own,
 /// then every audit record (creates' included) with one statement; one transaction,
 /// or that lone statement when there is nothing but audit records.
-async fn commit_batch(
-    write: &AnyPool,
-    backend: Backend,
-    batch: &[Queued],
-) -> Result<Vec<JobResult>, sqlx::Error> {
+async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
     let audits: Vec<&AuditEntry> = batch
         .iter()
         .filter_map(|(job, _)| match job {
@@ -132,9 +129,7 @@ async fn commit_batch(
         })
         .collect();
     if audits.len() == batch.len() {
-        insert_audits_query(backend, &audits)?
-            .execute(write)
-            .await?;
+        insert_audits_query(&audits)?.execute(write).await?;
         return Ok(vec![JobResult::Done(None); batch.len()]);
     }
     let mut tx = write.begin().await?;
@@ -154,9 +149,7 @@ async fn commit_batch(
         })
         .collect();
     if !audits.is_empty() {
-        insert_audits_query(backend, &audits)?
-            .execute(&mut *tx)
-            .await?;
+        insert_audits_query(&audits)?.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(results)
@@ -165,7 +158,7 @@ async fn commit_batch(
 /// One job of a batch in a savepoint of its own, so that its failure rolls back
 /// alone (audit records follow, with the batch's one statement).
 async fn commit_job(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut Transaction<'static, Db>,
     job: &WriteJob,
 ) -> Result<JobResult, sqlx::Error> {
     const SAVEPOINT: &str = "SAVEPOINT job";
@@ -220,7 +213,7 @@ const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (tenant_id, id, name, k
 /// the idempotency key first, so a taken one fails before anything else is written.
 /// Its audit record is written with the batch's others, once it is in.
 async fn insert_credential_rows(
-    tx: &mut sqlx::Transaction<'static, Any>,
+    tx: &mut Transaction<'static, Db>,
     job: &CreateJob,
 ) -> Result<Option<String>, sqlx::Error> {
     let m = &job.credential.meta;
@@ -260,7 +253,7 @@ async fn insert_credential_rows(
 /// PostgreSQL: the whole create as one statement (one round trip, atomic). Foreign
 /// keys are checked at the end of the statement, when the end user row exists.
 pub(super) async fn create_in_one_statement(
-    write: &AnyPool,
+    write: &Pool<Db>,
     job: &CreateJob,
 ) -> StoreResult<Option<String>> {
     let m = &job.credential.meta;
@@ -305,90 +298,4 @@ pub(super) async fn create_in_one_statement(
     }
     let row = query.fetch_one(write).await.map_err(conflict_or)?;
     Ok(row.try_get("email")?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(n: usize, text: &str) -> AuditEntry {
-        AuditEntry {
-            tenant_id: "ten_1".into(),
-            at: 1_000 + n as i64,
-            actor: format!("tok_{n}"),
-            action: "reveal",
-            credential_id: format!("cred_{n}"),
-            user_id: format!("u{n}"),
-            request_id: format!("{text}{n}"),
-            source: "127.0.0.1:9".into(),
-            outcome: "ok",
-            detail: if n == 1 {
-                r#"{"k":"v"}"#.into()
-            } else {
-                String::new()
-            },
-        }
-    }
-
-    /// A batch of audit records alone is one statement, and every field of every
-    /// record reads back as written, in queue order.
-    #[tokio::test]
-    async fn a_batch_of_audit_records_is_written_whole_and_in_order() {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .unwrap();
-        let audits: Vec<AuditEntry> = (0..3).map(|n| entry(n, "q\"'\\ é ")).collect();
-        let batch: Vec<Queued> = audits
-            .iter()
-            .map(|a| (WriteJob::Audit(a.clone()), oneshot::channel().0))
-            .collect();
-        let results = commit_batch(&pool, Backend::Sqlite, &batch).await.unwrap();
-        assert!(results.iter().all(|r| matches!(r, JobResult::Done(None))));
-        type Columns = (
-            String,
-            i64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-        );
-        let read: Vec<Columns> = sqlx::query_as(
-            "SELECT tenant_id, at, actor, action, credential_id, request_id, detail, user_id, \
-             source, outcome FROM audit_log ORDER BY id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        let written: Vec<Columns> = audits
-            .iter()
-            .map(|a| {
-                let a = a.clone();
-                let (action, outcome) = (a.action.to_owned(), a.outcome.to_owned());
-                (
-                    a.tenant_id,
-                    a.at,
-                    a.actor,
-                    action,
-                    a.credential_id,
-                    a.request_id,
-                    a.detail,
-                    a.user_id,
-                    a.source,
-                    outcome,
-                )
-            })
-            .collect();
-        assert_eq!(read, written);
-    }
 }

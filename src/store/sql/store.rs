@@ -1,37 +1,35 @@
-//! The queries, written once in SQL that SQLite and PostgreSQL both accept.
+//! The store itself, and the queries of the [`Store`] trait.
 use async_trait::async_trait;
-use sqlx::AnyPool;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Executor, Row};
+use sqlx::{Executor, Pool, Row};
 use tokio::sync::mpsc;
 
 use super::batch::{self, CreateJob, Queued, WriteJob};
-use super::changes::{Change, ChangeStore, Changes, Hearer};
-use super::statements::{
-    AnyQuery, bind_meta, conflict_or, constraint_conditions, insert_audit_query,
-    insert_event_query, push_conditions,
-};
-
+use super::engine::{BACKEND, Db, DbRow};
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
+};
+use super::statements::{
+    DIALECT, DbQuery, bind_meta, conflict_or, insert_audit_query, insert_event_query,
+    push_conditions,
+};
+use crate::clock::Millis;
+use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
+use crate::oauth::{OAuthState, SealedProvider, StateLookup};
+use crate::store::changes::{Change, ChangeStore, Changes, Hearer};
+use crate::store::{
+    Backend, CredentialWrite, IdempotencyRecord, ListFilter, PoolStats, Revocation, Store,
+    StoreResult, Window,
 };
 
 /// Credentials of tenant `$1`, each joined with its end user (for the email).
 const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
      JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
      WHERE c.tenant_id = $1";
-use super::{
-    Backend, CredentialWrite, IdempotencyRecord, ListFilter, Revocation, Store, StoreResult, Window,
-};
-use crate::clock::Millis;
-use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
-use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
 /// The store over a reader pool and a writer pool (the same pool on PostgreSQL).
 pub struct SqlStore {
-    pub(super) backend: Backend,
-    pub(super) read: AnyPool,
-    pub(super) write: AnyPool,
+    pub(super) read: Pool<Db>,
+    pub(super) write: Pool<Db>,
     /// The group-commit queue. Audit records go through it on both backends; on
     /// SQLite (one writer, where each commit costs an fsync) creates and logins too.
     writes: mpsc::Sender<Queued>,
@@ -42,23 +40,23 @@ pub struct SqlStore {
 impl SqlStore {
     /// A login's record: group-committed on SQLite, one transaction on PostgreSQL.
     pub(super) async fn commit_login(&self, job: batch::LoginJob) -> StoreResult<()> {
-        match self.backend {
-            Backend::Sqlite => batch::submit(&self.writes, WriteJob::Login(Box::new(job)))
+        if DIALECT.one_writer {
+            batch::submit(&self.writes, WriteJob::Login(Box::new(job)))
                 .await
-                .map(|_| ()),
-            Backend::Postgres => {
-                let mut tx = self.write.begin().await?;
-                batch::insert_login_rows(&mut tx, &job).await?;
-                tx.commit().await?;
-                Ok(())
-            }
+                .map(|_| ())
+        } else {
+            let mut tx = self.begin_write().await?;
+            batch::insert_login_rows(&mut tx, &job).await?;
+            tx.commit().await?;
+            Ok(())
         }
     }
 
-    pub(super) fn new(backend: Backend, read: AnyPool, write: AnyPool, changes: Changes) -> Self {
-        let writes = batch::spawn(write.clone(), backend);
+    /// The store over `read` and `write` (clones of one pool where the engine has no
+    /// single writer), starting its group-commit writer.
+    pub(in crate::store) fn new(read: Pool<Db>, write: Pool<Db>, changes: Changes) -> Self {
+        let writes = batch::spawn(write.clone());
         Self {
-            backend,
             read,
             write,
             writes,
@@ -72,7 +70,7 @@ impl SqlStore {
         &self,
         sql: &str,
         params: &[&str],
-        decode: fn(&AnyRow) -> StoreResult<T>,
+        decode: fn(&DbRow) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
         let row = query.fetch_optional(&self.read).await?;
@@ -84,7 +82,7 @@ impl SqlStore {
         &self,
         sql: &str,
         params: &[&str],
-        decode: fn(&AnyRow) -> StoreResult<T>,
+        decode: fn(&DbRow) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
         let rows = query.fetch_all(&self.read).await?;
@@ -99,7 +97,7 @@ impl SqlStore {
         mut params: Vec<&'a str>,
         key: &str,
         window: Window<'a>,
-        decode: fn(&AnyRow) -> StoreResult<T>,
+        decode: fn(&DbRow) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
         if let Some(after) = window.after {
             let joiner = if params.is_empty() { "WHERE" } else { "AND" };
@@ -130,7 +128,7 @@ impl SqlStore {
     /// returns whether it changed one (a taken unique key is [`StoreError::Conflict`]).
     pub(super) async fn write_audited(
         &self,
-        write: AnyQuery<'_>,
+        write: DbQuery<'_>,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
@@ -143,25 +141,20 @@ impl SqlStore {
         Ok(true)
     }
 
-    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
-    /// IMMEDIATE`), so a transaction that reads before it writes cannot fail midway
-    /// when another process writes to the same file.
-    pub(super) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.write.begin().await?,
-        })
+    /// A write transaction, begun as [`DIALECT`] says.
+    pub(super) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+        Ok(self.write.begin_with(DIALECT.begin_write).await?)
     }
 }
 
-fn insert_tenant_query(t: &Tenant) -> AnyQuery<'_> {
+fn insert_tenant_query(t: &Tenant) -> DbQuery<'_> {
     sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(&t.id)
         .bind(&t.name)
         .bind(t.created_at)
 }
 
-fn insert_token_query<'q>(t: &'q ServiceToken, hash: &'q [u8]) -> AnyQuery<'q> {
+fn insert_token_query<'q>(t: &'q ServiceToken, hash: &'q [u8]) -> DbQuery<'q> {
     sqlx::query(
         "INSERT INTO service_tokens \
          (id, tenant_id, token_hash, scopes, description, created_at, expires_at, constraints) \
@@ -180,7 +173,7 @@ fn insert_token_query<'q>(t: &'q ServiceToken, hash: &'q [u8]) -> AnyQuery<'q> {
 #[async_trait]
 impl ChangeStore for SqlStore {
     async fn announce(&self, change: &Change) -> StoreResult<()> {
-        self.changes.announce(&self.write, change).await
+        self.changes.announce(change).await
     }
 
     fn hear(&self, hearer: Hearer) {
@@ -195,19 +188,19 @@ impl ChangeStore for SqlStore {
 #[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
-        self.backend
+        BACKEND
     }
 
-    fn pool_stats(&self) -> super::PoolStats {
-        // SQLite has a reader pool and a writer; PostgreSQL's two are the same pool.
-        let pools: &[&AnyPool] = if self.backend == Backend::Sqlite {
+    fn pool_stats(&self) -> PoolStats {
+        // A reader pool and a writer, or two clones of one pool.
+        let pools: &[&Pool<Db>] = if DIALECT.one_writer {
             &[&self.read, &self.write]
         } else {
             &[&self.read]
         };
-        pools.iter().fold(super::PoolStats::default(), |acc, pool| {
+        pools.iter().fold(PoolStats::default(), |acc, pool| {
             let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
-            super::PoolStats {
+            PoolStats {
                 in_use: acc.in_use + pool.size().saturating_sub(idle),
                 idle: acc.idle + idle,
             }
@@ -245,9 +238,8 @@ impl Store for SqlStore {
 
     async fn bootstrap(&self, t: &Tenant, token: &ServiceToken, hash: &[u8]) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        if self.backend == Backend::Postgres {
-            // Two replicas bootstrapping at once: the second waits, then sees a tenant.
-            tx.execute("LOCK TABLE tenants IN EXCLUSIVE MODE").await?;
+        if let Some(lock) = DIALECT.lock_tenants {
+            tx.execute(lock).await?;
         }
         let any: Option<String> = sqlx::query_scalar("SELECT id FROM tenants LIMIT 1")
             .fetch_optional(&mut *tx)
@@ -302,9 +294,7 @@ impl Store for SqlStore {
     async fn revoke_token(&self, id: &str, at: Millis) -> StoreResult<Revocation> {
         const IS_ADMIN: &str = "(' ' || scopes || ' ') LIKE '% admin %'";
         let mut tx = self.begin_write().await?;
-        if self.backend == Backend::Postgres {
-            // Serialise revocations of admin tokens: the "another admin remains" check
-            // below must see every concurrent revocation (SQLite has one writer).
+        if DIALECT.lock_admin_tokens {
             let lock = format!("SELECT id FROM service_tokens WHERE {IS_ADMIN} FOR UPDATE");
             tx.execute(lock.as_str()).await?;
         }
@@ -351,9 +341,10 @@ impl Store for SqlStore {
             idempotency: idempotency.cloned(),
             audit: audit.clone(),
         };
-        match self.backend {
-            Backend::Sqlite => batch::submit(&self.writes, WriteJob::Create(Box::new(job))).await,
-            Backend::Postgres => batch::create_in_one_statement(&self.write, &job).await,
+        if DIALECT.one_writer {
+            batch::submit(&self.writes, WriteJob::Create(Box::new(job))).await
+        } else {
+            batch::create_in_one_statement(&self.write, &job).await
         }
     }
 
@@ -443,7 +434,7 @@ impl Store for SqlStore {
         let within = &filter.within;
         let providers = (!within.providers.is_empty()).then(|| rows::json_text(&within.providers));
         let labels = (!within.labels.is_empty()).then(|| rows::json_text(&within.labels));
-        let [in_providers, with_labels] = constraint_conditions(self.backend);
+        let [in_providers, with_labels] = DIALECT.constraint_conditions;
         let conditions = [
             ("c.user_id = ", filter.user_id.as_deref()),
             ("c.provider = ", filter.provider.as_deref()),
