@@ -1,12 +1,12 @@
 //! The store's implementation, written once and compiled once per engine.
 //!
-//! [`super::sqlite`] and [`super::postgres`] each include this directory as their
-//! `sql` module (`#[path]`), beside an `engine` module that names the sqlx driver
-//! (`Db`) and the [`Backend`](crate::store::Backend). Every query is therefore typed
-//! for its driver: rows are decoded where the driver left them, with no runtime
-//! dispatch and no copy into sqlx's `Any` rows. Each statement's SQL is still written
-//! once: the text both engines accept lives here, and what they spell differently is
-//! the one table in [`statements::DIALECT`].
+//! [`crate::store::sqlite`] and [`crate::store::postgres`] each include this
+//! directory as their `sql` module (`#[path]`), beside an `engine` module that names
+//! the sqlx driver (`Db`) and the [`Backend`](crate::store::Backend). Every query is
+//! therefore typed for its driver: rows are decoded where the driver left them, with
+//! no runtime dispatch and no copy into sqlx's `Any` rows. Each statement's SQL is
+//! still written once: the text both engines accept lives here, and what they spell
+//! differently is the one table in [`statements::DIALECT`].
 use super::engine;
 
 mod audit;
