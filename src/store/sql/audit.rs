@@ -3,7 +3,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::engine::DbRow;
-use super::statements::{DIALECT, push_conditions};
+use super::statements::push_conditions;
 use super::store::SqlStore;
 use crate::clock::Millis;
 use crate::model::{AuditRecord, Checkpoint};
@@ -58,26 +58,13 @@ fn checkpoint(row: &DbRow) -> StoreResult<Checkpoint> {
     })
 }
 
-/// `UPDATE audit_log … FROM (VALUES …)` for `n` links; PostgreSQL needs the
-/// parameters' types spelled out, SQLite takes them as bound.
+/// `UPDATE audit_log … FROM (VALUES …)` for `n` links. The typed drivers send each
+/// parameter's type with the statement, so the `VALUES` list needs no casts.
 fn chain_statement(n: usize) -> String {
-    let cast = |i: usize, ty: &str| {
-        if DIALECT.typed_values {
-            format!("CAST(${i} AS {ty})")
-        } else {
-            format!("${i}")
-        }
-    };
     let rows: Vec<String> = (0..n)
         .map(|k| {
             let p = 4 * k;
-            format!(
-                "({}, {}, {}, {})",
-                cast(p + 1, "BIGINT"),
-                cast(p + 2, "BIGINT"),
-                cast(p + 3, "BYTEA"),
-                cast(p + 4, "BYTEA")
-            )
+            format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4)
         })
         .collect();
     format!(

@@ -32,8 +32,6 @@ pub(super) struct Dialect {
     pub lock_admin_tokens: bool,
     /// Appended to a claim's SELECT, so that replicas claim different rows.
     pub skip_locked: &'static str,
-    /// Whether `VALUES` lists need their parameters' types spelled out.
-    pub typed_values: bool,
     /// The conditions that keep a credential listing (alias `c`) within a token's
     /// constraints: each takes one JSON parameter, `$?`.
     pub constraint_conditions: [&'static str; 2],
@@ -48,7 +46,6 @@ pub(super) const DIALECT: Dialect = match BACKEND {
         lock_tenants: None,
         lock_admin_tokens: false,
         skip_locked: "",
-        typed_values: false,
         constraint_conditions: [
             "c.provider IN (SELECT value FROM json_each($?))",
             "NOT EXISTS (SELECT 1 FROM json_each($?) s WHERE NOT EXISTS \
@@ -62,7 +59,6 @@ pub(super) const DIALECT: Dialect = match BACKEND {
         lock_tenants: Some("LOCK TABLE tenants IN EXCLUSIVE MODE"),
         lock_admin_tokens: true,
         skip_locked: " FOR UPDATE SKIP LOCKED",
-        typed_values: true,
         constraint_conditions: [
             "c.provider IN (SELECT json_array_elements_text(CAST($? AS json)))",
             "CAST(c.labels AS jsonb) @> CAST($? AS jsonb)",
