@@ -138,7 +138,7 @@ async fn the_drain_deadline_bounds_shutdown() {
 /// lease released), not aborted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_finish_the_item_in_hand() {
-    use crate::receiver::{Answer, Receiver};
+    use crate::receiver::{Answer, Gate, Receiver};
     let mut app = spawn_app_with(Backend::Sqlite, |c| credvault::Config {
         deliver_interval_ms: 20,
         webhook_timeout_secs: 120,
@@ -148,7 +148,7 @@ async fn workers_finish_the_item_in_hand() {
     .await
     .unwrap();
     let receiver = Receiver::start().await;
-    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release = Gate::closed();
     receiver.otherwise(Answer::Hold(release.clone()));
     let t = app.tenant("acme").await;
     app.webhooks(&t.token)
@@ -179,7 +179,7 @@ async fn workers_finish_the_item_in_hand() {
     });
     let early = tokio::time::timeout(Duration::from_millis(500), &mut shutdown).await;
     assert!(early.is_err(), "shutdown waits for the attempt in hand");
-    release.notify_waiters();
+    release.open();
     let app = tokio::time::timeout(PATIENCE, shutdown)
         .await
         .expect("then completes")

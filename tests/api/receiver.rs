@@ -20,9 +20,30 @@ pub enum Answer {
     RetryAfter(u16, &'static str),
     /// Answer 200 only after this long (past the vault's timeout).
     Hang(Duration),
-    /// Answer 500 only when the test says so (`Notify::notify_waiters`).
-    Hold(Arc<Notify>),
+    /// Answer 500 only once the test opens the gate.
+    Hold(Gate),
     Redirect,
+}
+
+/// A gate held requests wait at. Opening it releases those waiting and every
+/// one that comes later, so a test never races a request that has been
+/// recorded but has not yet begun to wait.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Gate {
+    pub fn closed() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn passed(&self) {
+        // The sender lives in `self`, so the wait ends only when the gate opens.
+        let _ = self.0.subscribe().wait_for(|open| *open).await;
+    }
 }
 
 /// One request as it arrived.
@@ -125,8 +146,8 @@ async fn hook(
             tokio::time::sleep(d).await;
             StatusCode::OK.into_response()
         }
-        Answer::Hold(release) => {
-            release.notified().await;
+        Answer::Hold(gate) => {
+            gate.passed().await;
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         Answer::Redirect => (
