@@ -53,10 +53,18 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 
 /// [`token_hash`] as lowercase hex.
 pub fn token_hash_hex(token: &str) -> String {
-    token_hash(token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&token_hash(token))
+}
+
+/// `bytes` as lowercase hex, two digits a byte.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+/// mimalloc instead of the system allocator: a request's rows and buffers are often
+/// allocated on one thread and freed on another (docs/benchmarks.md, "Issue 13").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "credvault",

@@ -23,6 +23,10 @@
 //! minus that endpoint time.
 mod floor;
 
+/// The allocator the `credvault` binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

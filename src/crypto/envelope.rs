@@ -631,9 +631,7 @@ mod worked_example {
         }
     }
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::ids::hex;
 
     fn unhex(text: &str) -> Vec<u8> {
         (0..text.len() / 2)

@@ -32,10 +32,6 @@ fn set(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn record_out(r: AuditRecord) -> pb::AuditRecord {
     pb::AuditRecord {
         tenant_id: r.tenant_id,
@@ -49,7 +45,7 @@ fn record_out(r: AuditRecord) -> pb::AuditRecord {
         source: r.source,
         outcome: r.outcome,
         detail: r.detail,
-        hash: r.hash.as_deref().map(hex).unwrap_or_default(),
+        hash: r.hash.as_deref().map(crate::ids::hex).unwrap_or_default(),
     }
 }
 

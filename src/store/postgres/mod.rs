@@ -13,6 +13,8 @@ mod engine {
     pub type DbRow = sqlx::postgres::PgRow;
     pub type Db = sqlx::Postgres;
     pub const BACKEND: crate::store::Backend = crate::store::Backend::Postgres;
+    /// sqlx's pool, which readers and writers share here.
+    pub type ReadPool = sqlx::PgPool;
 }
 
 // The shared implementation, compiled here against this engine's driver (and in

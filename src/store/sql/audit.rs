@@ -3,7 +3,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::engine::DbRow;
-use super::statements::push_conditions;
+use super::statements::{chain_audits_query, push_conditions};
 use super::store::SqlStore;
 use crate::clock::Millis;
 use crate::model::{AuditRecord, Checkpoint};
@@ -13,10 +13,6 @@ const RECORD_COLUMNS: &str = "id, tenant_id, at, actor, action, credential_id, u
      request_id, source, outcome, detail, seq, prev_hash, hash";
 
 const CHECKPOINT_COLUMNS: &str = "tenant_id, seq, hash, at, key_version, mac";
-
-/// Rows per `UPDATE … FROM (VALUES …)`: four parameters each, far below both
-/// engines' limits.
-const LINKS_PER_STATEMENT: usize = 200;
 
 fn record(row: &DbRow) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {
@@ -56,22 +52,6 @@ fn checkpoint(row: &DbRow) -> StoreResult<Checkpoint> {
             .map_err(|_| StoreError::Corrupt(format!("checkpoint key version {version}")))?,
         mac: row.try_get("mac")?,
     })
-}
-
-/// `UPDATE audit_log … FROM (VALUES …)` for `n` links. The typed drivers send each
-/// parameter's type with the statement, so the `VALUES` list needs no casts.
-fn chain_statement(n: usize) -> String {
-    let rows: Vec<String> = (0..n)
-        .map(|k| {
-            let p = 4 * k;
-            format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4)
-        })
-        .collect();
-    format!(
-        "UPDATE audit_log SET seq = v.column2, prev_hash = v.column3, hash = v.column4 \
-         FROM (VALUES {}) AS v WHERE audit_log.id = v.column1 AND audit_log.seq IS NULL",
-        rows.join(", ")
-    )
 }
 
 #[async_trait]
@@ -119,16 +99,9 @@ impl AuditStore for SqlStore {
                 return Ok(false);
             }
         }
-        for chunk in links.chunks(LINKS_PER_STATEMENT) {
-            let sql = chain_statement(chunk.len());
-            let query = chunk.iter().fold(sqlx::query(&sql), |q, l| {
-                q.bind(l.id)
-                    .bind(l.seq)
-                    .bind(l.prev_hash.as_slice())
-                    .bind(l.hash.as_slice())
-            });
-            match query.execute(&mut *tx).await {
-                Ok(done) if done.rows_affected() == chunk.len() as u64 => {}
+        if !links.is_empty() {
+            match chain_audits_query(links)?.execute(&mut *tx).await {
+                Ok(done) if done.rows_affected() == links.len() as u64 => {}
                 Ok(_) => return Ok(false),
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(false),
                 Err(e) => return Err(e.into()),
@@ -183,7 +156,7 @@ impl AuditStore for SqlStore {
         )
         .bind(tenant_id)
         .bind(before)
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.acquire().await?)
         .await?)
     }
 
@@ -205,7 +178,7 @@ impl AuditStore for SqlStore {
         let rows = sqlx::query(&sql)
             .bind(tenant_id)
             .bind(after_seq)
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.read.acquire().await?)
             .await?;
         rows.iter().map(record).collect()
     }
@@ -215,7 +188,7 @@ impl AuditStore for SqlStore {
             "SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND seq IS NULL",
         )
         .bind(tenant_id)
-        .fetch_one(&self.read)
+        .fetch_one(&mut *self.read.acquire().await?)
         .await?;
         Ok(u64::try_from(n).unwrap_or_default())
     }
@@ -255,7 +228,7 @@ impl AuditStore for SqlStore {
             .iter()
             .fold(sqlx::query(&sql).bind(&filter.tenant_id), |q, t| q.bind(*t));
         let query = numbers.iter().fold(query, |q, (_, v)| q.bind(*v));
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = query.fetch_all(&mut *self.read.acquire().await?).await?;
         rows.iter().map(record).collect()
     }
 

@@ -237,7 +237,10 @@ impl KeyStore for SqlStore {
                 table = p.table,
                 col = p.column
             );
-            for row in sqlx::query(&sql).fetch_all(&self.read).await? {
+            for row in sqlx::query(&sql)
+                .fetch_all(&mut *self.read.acquire().await?)
+                .await?
+            {
                 let head: Vec<u8> = row.try_get(0)?;
                 let n: i64 = row.try_get(1)?;
                 let (format, key_version) = match head.as_slice() {
@@ -282,7 +285,7 @@ impl KeyStore for SqlStore {
             .bind(current)
             .bind(tenant)
             .bind(id)
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.read.acquire().await?)
             .await?;
         rows.iter().map(sealed_value).collect()
     }

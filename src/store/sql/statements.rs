@@ -8,7 +8,7 @@ use super::engine::{BACKEND, Db};
 use super::rows;
 use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event};
-use crate::store::{Backend, StoreError};
+use crate::store::{Backend, ChainLink, StoreError};
 
 pub(super) type DbQuery<'q> = Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 
@@ -37,6 +37,9 @@ pub(super) struct Dialect {
     pub constraint_conditions: [&'static str; 2],
     /// Every audit record of the JSON array `$1`, with one statement.
     pub insert_audits: &'static str,
+    /// Every chain link of the JSON array `$1` ([`chain_links_json`]) onto its
+    /// unchained record, with one statement.
+    pub chain_audits: &'static str,
 }
 
 pub(super) const DIALECT: Dialect = match BACKEND {
@@ -52,6 +55,10 @@ pub(super) const DIALECT: Dialect = match BACKEND {
              (SELECT 1 FROM json_each(c.labels) l WHERE l.key = s.key AND l.value = s.value))",
         ],
         insert_audits: INSERT_AUDITS_SQLITE,
+        chain_audits: "UPDATE audit_log SET seq = v.value ->> 'seq', \
+             prev_hash = unhex(v.value ->> 'prev_hash'), hash = unhex(v.value ->> 'hash') \
+             FROM json_each($1) AS v \
+             WHERE audit_log.id = v.value ->> 'id' AND audit_log.seq IS NULL",
     },
     Backend::Postgres => Dialect {
         one_writer: false,
@@ -64,6 +71,11 @@ pub(super) const DIALECT: Dialect = match BACKEND {
             "CAST(c.labels AS jsonb) @> CAST($? AS jsonb)",
         ],
         insert_audits: INSERT_AUDITS_POSTGRES,
+        chain_audits: "UPDATE audit_log SET seq = v.seq, \
+             prev_hash = decode(v.prev_hash, 'hex'), hash = decode(v.hash, 'hex') \
+             FROM json_to_recordset(CAST($1 AS json)) \
+             AS v(id bigint, seq bigint, prev_hash text, hash text) \
+             WHERE audit_log.id = v.id AND audit_log.seq IS NULL",
     },
 };
 
@@ -223,6 +235,39 @@ impl<'a> From<&'a AuditEntry> for AuditRow<'a> {
 /// trip, however many reveals a group commit carries.
 pub(super) fn insert_audits_query(audits: &[&AuditEntry]) -> Result<DbQuery<'static>, sqlx::Error> {
     let rows: Vec<AuditRow<'_>> = audits.iter().map(|a| AuditRow::from(*a)).collect();
-    let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    Ok(sqlx::query(DIALECT.insert_audits).bind(json))
+    json_rows_query(DIALECT.insert_audits, &rows)
+}
+
+/// `sql`, whose one parameter `$1` is `rows` as a JSON array.
+fn json_rows_query<R: Serialize>(
+    sql: &'static str,
+    rows: &[R],
+) -> Result<DbQuery<'static>, sqlx::Error> {
+    let json = serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    Ok(sqlx::query(sql).bind(json))
+}
+
+/// One chain link as [`DIALECT`]'s `chain_audits` reads it: the hashes as hex text.
+#[derive(Serialize)]
+struct LinkRow {
+    id: i64,
+    seq: i64,
+    prev_hash: String,
+    hash: String,
+}
+
+/// Every link in `links` with one statement whose text does not depend on how many
+/// there are (as [`insert_audits_query`]): one JSON array parameter, not four bound
+/// parameters per link, whose binding costs SQLite time quadratic in their number.
+pub(super) fn chain_audits_query(links: &[ChainLink]) -> Result<DbQuery<'static>, sqlx::Error> {
+    let rows: Vec<LinkRow> = links
+        .iter()
+        .map(|l| LinkRow {
+            id: l.id,
+            seq: l.seq,
+            prev_hash: crate::ids::hex(&l.prev_hash),
+            hash: crate::ids::hex(&l.hash),
+        })
+        .collect();
+    json_rows_query(DIALECT.chain_audits, &rows)
 }

@@ -4,7 +4,7 @@ use sqlx::{Executor, Pool, Row};
 use tokio::sync::mpsc;
 
 use super::batch::{self, CreateJob, Queued, WriteJob};
-use super::engine::{BACKEND, Db, DbRow};
+use super::engine::{BACKEND, Db, DbRow, ReadPool};
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
 };
@@ -28,7 +28,9 @@ const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
 
 /// The store over a reader pool and a writer pool (the same pool on PostgreSQL).
 pub struct SqlStore {
-    pub(super) read: Pool<Db>,
+    /// Where reads go: sqlx's pool on PostgreSQL (the writers' too), a plain list of
+    /// connections on SQLite. Both hand out a connection with `acquire`.
+    pub(super) read: ReadPool,
     pub(super) write: Pool<Db>,
     /// The group-commit queue. Audit records go through it on both backends; on
     /// SQLite (one writer, where each commit costs an fsync) creates and logins too.
@@ -54,7 +56,7 @@ impl SqlStore {
 
     /// The store over `read` and `write` (clones of one pool where the engine has no
     /// single writer), starting its group-commit writer.
-    pub(in crate::store) fn new(read: Pool<Db>, write: Pool<Db>, changes: Changes) -> Self {
+    pub(in crate::store) fn new(read: ReadPool, write: Pool<Db>, changes: Changes) -> Self {
         let writes = batch::spawn(write.clone());
         Self {
             read,
@@ -73,7 +75,9 @@ impl SqlStore {
         decode: fn(&DbRow) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
-        let row = query.fetch_optional(&self.read).await?;
+        let row = query
+            .fetch_optional(&mut *self.read.acquire().await?)
+            .await?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -85,7 +89,7 @@ impl SqlStore {
         decode: fn(&DbRow) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = query.fetch_all(&mut *self.read.acquire().await?).await?;
         rows.iter().map(decode).collect()
     }
 
@@ -192,23 +196,23 @@ impl Store for SqlStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        // A reader pool and a writer, or two clones of one pool.
-        let pools: &[&Pool<Db>] = if DIALECT.one_writer {
-            &[&self.read, &self.write]
-        } else {
-            &[&self.read]
-        };
-        pools.iter().fold(PoolStats::default(), |acc, pool| {
-            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
-            PoolStats {
-                in_use: acc.in_use + pool.size().saturating_sub(idle),
-                idle: acc.idle + idle,
-            }
-        })
+        // Readers and a writer, or two clones of one pool.
+        let mut open = vec![(self.read.size(), self.read.num_idle())];
+        if DIALECT.one_writer {
+            open.push((self.write.size(), self.write.num_idle()));
+        }
+        open.into_iter()
+            .fold(PoolStats::default(), |acc, (size, idle)| {
+                let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+                PoolStats {
+                    in_use: acc.in_use + size.saturating_sub(idle),
+                    idle: acc.idle + idle,
+                }
+            })
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read.execute("SELECT 1").await?;
+        self.read.acquire().await?.execute("SELECT 1").await?;
         Ok(())
     }
 
@@ -271,7 +275,7 @@ impl Store for SqlStore {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM service_tokens WHERE token_hash = $1");
         let row = sqlx::query(&sql)
             .bind(hash)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.read.acquire().await?)
             .await?;
         row.as_ref().map(rows::service_token).transpose()
     }
@@ -566,7 +570,7 @@ impl Store for SqlStore {
              ORDER BY next_refresh_at LIMIT {limit}"
         ))
         .bind(now)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.read.acquire().await?)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("id")?)))
@@ -782,7 +786,7 @@ impl Store for SqlStore {
         let sql = "SELECT id FROM events WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1";
         Ok(sqlx::query_scalar(sql)
             .bind(tenant_id)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.read.acquire().await?)
             .await?)
     }
 
@@ -798,7 +802,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(&sql)
             .bind(tenant_id)
             .bind(after.unwrap_or(""))
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.read.acquire().await?)
             .await?;
         rows.iter().map(rows::event).collect()
     }

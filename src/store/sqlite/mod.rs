@@ -16,7 +16,11 @@ mod engine {
     pub type DbRow = sqlx::sqlite::SqliteRow;
     pub type Db = sqlx::Sqlite;
     pub const BACKEND: crate::store::Backend = crate::store::Backend::Sqlite;
+    /// Readers are a plain list here ([`super::readers`]): no ping on each return.
+    pub type ReadPool = super::readers::Readers;
 }
+
+mod readers;
 
 // The shared implementation, compiled here against this engine's driver (and in
 // `store::postgres` against the other's): see `sql/mod.rs`.
@@ -58,7 +62,7 @@ pub async fn connect(url: &str, max_readers: u32) -> StoreResult<SqliteStore> {
     };
     let write = pool(1).connect_with(options.clone()).await?;
     sqlx::migrate!("./migrations/sqlite").run(&write).await?;
-    let read = pool(max_readers.max(1)).connect_with(options).await?;
+    let read = readers::Readers::open(options, PRAGMAS, max_readers).await?;
     Ok(SqliteStore::new(read, write, Changes::in_process(&url)))
 }
 
