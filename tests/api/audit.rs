@@ -298,9 +298,10 @@ both_backends! {
 
 both_backends! {
     // Reveals and creates that arrive together are group-committed: creates in
-    // savepoints of their own (SQLite), then every record with one statement (a JSON
-    // array the database unpacks). Every call still leaves exactly its own record, with
-    // the text it was given (quotes, backslashes, non-ASCII) intact.
+    // savepoints of their own with their records (SQLite), then the reveals' records
+    // with one statement (a JSON array the database unpacks). Every call still leaves
+    // exactly its own record, with the text it was given (quotes, backslashes,
+    // non-ASCII) intact.
     async fn concurrent_reveals_and_creates_each_leave_their_own_record(app) {
         let t = app.tenant("busy").await;
         let c = app.client(&t.token).await;

@@ -4,25 +4,25 @@
 //! previous commit was being made durable goes into the next one. A caller hears back
 //! only after the commit that holds its job.
 //!
-//! - Audit records (one per reveal, and on SQLite one per create that went in) go in
-//!   with one statement for the whole batch, on both backends: they cannot conflict
-//!   with anything, so they need no savepoints, and a batch of audit records alone is
-//!   one autocommit statement.
+//! - Audit records (one per reveal) go in with one statement for the whole batch, on
+//!   both backends: they cannot conflict with anything, so they need no savepoints,
+//!   and a batch of audit records alone is one autocommit statement.
 //! - On SQLite (one writer, each commit an fsync) creates and logins are batched
 //!   too, each inside a savepoint of its own (a create whose `request_id` is taken
-//!   rolls back alone).
+//!   rolls back alone). A create's statements, its savepoint and its own audit
+//!   record included, go to SQLite's worker thread as one command.
 //! - On PostgreSQL a create is one statement (data-modifying CTEs) sent through the
 //!   pool: there its cost is round trips, and concurrent creates commit in parallel.
 use sqlx::{Executor, Pool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::engine::Db;
+use super::engine::{BACKEND, Db};
 use super::statements::{
-    bind_meta, conflict_or, insert_audit_query, insert_audits_query, insert_event_query,
+    DbQuery, bind_meta, conflict_or, insert_audit_query, insert_audits_query, insert_event_query,
 };
 use crate::model::users::email_key;
 use crate::model::{AuditEntry, Event, SealedCredential};
-use crate::store::{IdempotencyRecord, StoreError, StoreResult};
+use crate::store::{Backend, IdempotencyRecord, StoreError, StoreResult};
 
 /// Jobs committed together at most.
 const WRITE_BATCH: usize = 256;
@@ -118,8 +118,8 @@ async fn group_commit(write: Pool<Db>, mut jobs: mpsc::Receiver<Queued>) {
 }
 
 /// Commits `batch`: each job other than an audit record in a savepoint of its own,
-/// then every audit record (creates' included) with one statement; one transaction,
-/// or that lone statement when there is nothing but audit records.
+/// then the audit records with one statement; one transaction, or that lone
+/// statement when there is nothing but audit records.
 async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
     let audits: Vec<&AuditEntry> = batch
         .iter()
@@ -137,17 +137,6 @@ async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResul
     for (job, _) in batch {
         results.push(commit_job(&mut tx, job).await?);
     }
-    // The records last, in the one statement: the batch's own, and those of the
-    // creates that went in (a create that rolled back leaves none).
-    let audits: Vec<&AuditEntry> = batch
-        .iter()
-        .zip(&results)
-        .filter_map(|((job, _), result)| match (job, result) {
-            (WriteJob::Audit(audit), _) => Some(audit),
-            (WriteJob::Create(create), JobResult::Done(_)) => Some(&create.audit),
-            _ => None,
-        })
-        .collect();
     if !audits.is_empty() {
         insert_audits_query(&audits)?.execute(&mut *tx).await?;
     }
@@ -161,26 +150,17 @@ async fn commit_job(
     tx: &mut Transaction<'static, Db>,
     job: &WriteJob,
 ) -> Result<JobResult, sqlx::Error> {
-    const SAVEPOINT: &str = "SAVEPOINT job";
     let outcome = match job {
         WriteJob::Audit(_) => return Ok(JobResult::Done(None)),
-        WriteJob::Create(create) => {
-            tx.execute(SAVEPOINT).await?;
-            insert_credential_rows(tx, create).await
-        }
-        WriteJob::Login(login) => {
-            tx.execute(SAVEPOINT).await?;
-            insert_login_rows(tx, login).await.map(|()| None)
-        }
+        // The savepoint is part of the create's one command.
+        WriteJob::Create(create) => create_in_savepoint(tx, create).await,
+        WriteJob::Login(login) => login_in_savepoint(tx, login).await,
     };
     Ok(match outcome {
-        Ok(email) => {
-            tx.execute("RELEASE SAVEPOINT job").await?;
-            JobResult::Done(email)
-        }
+        Ok(email) => JobResult::Done(email),
         Err(e) => {
-            tx.execute("ROLLBACK TO SAVEPOINT job").await?;
-            tx.execute("RELEASE SAVEPOINT job").await?;
+            tx.execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
+                .await?;
             match conflict_or(e) {
                 StoreError::Conflict => JobResult::Conflict,
                 other => {
@@ -190,6 +170,30 @@ async fn commit_job(
             }
         }
     })
+}
+
+async fn login_in_savepoint(
+    tx: &mut Transaction<'static, Db>,
+    login: &LoginJob,
+) -> Result<Option<String>, sqlx::Error> {
+    tx.execute("SAVEPOINT job").await?;
+    insert_login_rows(tx, login).await?;
+    tx.execute("RELEASE SAVEPOINT job").await?;
+    Ok(None)
+}
+
+/// SQLite: a create's statements (`SAVEPOINT` to `RELEASE`) as one command to the
+/// connection's worker thread, which runs them one after another; the end user's
+/// email on file is the one row they return.
+async fn create_in_savepoint(
+    tx: &mut Transaction<'static, Db>,
+    job: &CreateJob,
+) -> Result<Option<String>, sqlx::Error> {
+    let rows = create_query(job).fetch_all(&mut **tx).await?;
+    match rows.first() {
+        Some(row) => row.try_get("email"),
+        None => Err(sqlx::Error::RowNotFound),
+    }
 }
 
 const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency_keys \
@@ -209,72 +213,61 @@ const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (tenant_id, id, name, k
      last_refresh_error, lapses_at, user_id, provider, created_at, secret) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
-/// The rows of a new credential, in statements of their own (inside a savepoint):
-/// the idempotency key first, so a taken one fails before anything else is written.
-/// Its audit record is written with the batch's others, once it is in.
-async fn insert_credential_rows(
-    tx: &mut Transaction<'static, Db>,
-    job: &CreateJob,
-) -> Result<Option<String>, sqlx::Error> {
-    let m = &job.credential.meta;
-    if let Some(r) = &job.idempotency {
-        sqlx::query(&format!(
-            "{INSERT_IDEMPOTENCY} VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(&r.tenant_id)
-        .bind(&r.request_id)
-        .bind(&r.fingerprint)
-        .bind(i64::from(r.key_version))
-        .bind(&r.credential_id)
-        .bind(r.created_at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    let row = sqlx::query(&format!(
-        "{UPSERT_END_USER} VALUES ($1, $2, $3, $4, $4, $5) {ON_END_USER_CONFLICT}"
-    ))
-    .bind(&m.tenant_id)
-    .bind(&m.user_id)
-    .bind(&m.user_email)
-    .bind(m.created_at)
-    .bind(m.user_email.as_deref().map(email_key))
-    .fetch_one(&mut **tx)
-    .await?;
-    bind_meta(sqlx::query(INSERT_CREDENTIAL), m)
-        .bind(&m.user_id)
-        .bind(&m.provider)
-        .bind(m.created_at)
-        .bind(&job.credential.blob)
-        .execute(&mut **tx)
-        .await?;
-    row.try_get("email")
+/// A create's audit record, and its idempotency key if it has one.
+const INSERT_CREATE_AUDIT: &str = "INSERT INTO audit_log (tenant_id, at, actor, action, \
+     credential_id, request_id, user_id, source, outcome, detail) \
+     VALUES ($1, $21, $22, $23, $2, $24, $16, $26, $27, $28)";
+const IDEMPOTENCY_VALUES: &str = "VALUES ($29, $30, $31, $32, $33, $34)";
+const END_USER_VALUES: &str = "VALUES ($1, $16, $20, $18, $18, $25)";
+
+/// Everything a create writes, `$1`..`$34` as [`create_query`] binds them: the
+/// idempotency key first (a taken one fails before anything else is written), the
+/// end user (whose row the credential's foreign key needs), the credential and its
+/// audit record.
+/// - PostgreSQL: one statement of data-modifying CTEs, atomic; foreign keys are
+///   checked at its end, when the end user row exists.
+/// - SQLite, which has no such CTEs: the statements in a savepoint of the batch's
+///   transaction, sent as one command.
+fn create_sql(idempotency: bool) -> &'static str {
+    static SQL: std::sync::LazyLock<[String; 2]> =
+        std::sync::LazyLock::new(|| [create_statements(false), create_statements(true)]);
+    &SQL[usize::from(idempotency)]
 }
 
-/// PostgreSQL: the whole create as one statement (one round trip, atomic). Foreign
-/// keys are checked at the end of the statement, when the end user row exists.
-pub(super) async fn create_in_one_statement(
-    write: &Pool<Db>,
-    job: &CreateJob,
-) -> StoreResult<Option<String>> {
+fn create_statements(idempotency: bool) -> String {
+    let upsert_user = format!("{UPSERT_END_USER} {END_USER_VALUES} {ON_END_USER_CONFLICT}");
+    match BACKEND {
+        Backend::Postgres => {
+            let idem = if idempotency {
+                format!("idem AS ({INSERT_IDEMPOTENCY} {IDEMPOTENCY_VALUES} RETURNING 1), ")
+            } else {
+                String::new()
+            };
+            format!(
+                "WITH {idem}cred AS ({INSERT_CREDENTIAL} RETURNING 1), \
+                 audit AS ({INSERT_CREATE_AUDIT} RETURNING 1), \
+                 usr AS ({upsert_user}) SELECT email FROM usr"
+            )
+        }
+        Backend::Sqlite => {
+            let idem = if idempotency {
+                format!("{INSERT_IDEMPOTENCY} {IDEMPOTENCY_VALUES}; ")
+            } else {
+                String::new()
+            };
+            format!(
+                "SAVEPOINT job; {idem}{upsert_user}; {INSERT_CREDENTIAL}; \
+                 {INSERT_CREATE_AUDIT}; RELEASE SAVEPOINT job"
+            )
+        }
+    }
+}
+
+/// [`create_sql`] with `job`'s values bound.
+fn create_query(job: &CreateJob) -> DbQuery<'_> {
     let m = &job.credential.meta;
     let a = &job.audit;
-    let idempotency = if job.idempotency.is_some() {
-        format!(
-            "idem AS ({INSERT_IDEMPOTENCY} VALUES ($28, $29, $30, $31, $32, $33) RETURNING 1), "
-        )
-    } else {
-        String::new()
-    };
-    let sql = format!(
-        "WITH {idempotency}\
-         cred AS ({INSERT_CREDENTIAL} RETURNING 1), \
-         audit AS (INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id, \
-                   user_id, source, outcome) VALUES ($1, $21, $22, $23, $2, $24, $16, $26, $27) \
-                   RETURNING 1), \
-         usr AS ({UPSERT_END_USER} VALUES ($1, $16, $20, $18, $18, $25) {ON_END_USER_CONFLICT}) \
-         SELECT email FROM usr"
-    );
-    let mut query = bind_meta(sqlx::query(&sql), m)
+    let mut query = bind_meta(sqlx::query(create_sql(job.idempotency.is_some())), m)
         .bind(&m.user_id)
         .bind(&m.provider)
         .bind(m.created_at)
@@ -286,7 +279,8 @@ pub(super) async fn create_in_one_statement(
         .bind(&a.request_id)
         .bind(m.user_email.as_deref().map(email_key))
         .bind(&a.source)
-        .bind(a.outcome);
+        .bind(a.outcome)
+        .bind(&a.detail);
     if let Some(r) = &job.idempotency {
         query = query
             .bind(&r.tenant_id)
@@ -296,6 +290,18 @@ pub(super) async fn create_in_one_statement(
             .bind(&r.credential_id)
             .bind(r.created_at);
     }
-    let row = query.fetch_one(write).await.map_err(conflict_or)?;
+    query
+}
+
+/// PostgreSQL: the whole create as one statement (one round trip, atomic), sent
+/// through the pool: concurrent creates commit in parallel.
+pub(super) async fn create_in_one_statement(
+    write: &Pool<Db>,
+    job: &CreateJob,
+) -> StoreResult<Option<String>> {
+    let row = create_query(job)
+        .fetch_one(write)
+        .await
+        .map_err(conflict_or)?;
     Ok(row.try_get("email")?)
 }
