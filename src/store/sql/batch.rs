@@ -236,30 +236,26 @@ fn create_sql(idempotency: bool) -> &'static str {
 
 fn create_statements(idempotency: bool) -> String {
     let upsert_user = format!("{UPSERT_END_USER} {END_USER_VALUES} {ON_END_USER_CONFLICT}");
+    // The idempotency key's insert, as a CTE or as a statement of its own.
+    let (before, after) = match BACKEND {
+        Backend::Postgres => ("idem AS (", " RETURNING 1), "),
+        Backend::Sqlite => ("", "; "),
+    };
+    let idem = if idempotency {
+        format!("{before}{INSERT_IDEMPOTENCY} {IDEMPOTENCY_VALUES}{after}")
+    } else {
+        String::new()
+    };
     match BACKEND {
-        Backend::Postgres => {
-            let idem = if idempotency {
-                format!("idem AS ({INSERT_IDEMPOTENCY} {IDEMPOTENCY_VALUES} RETURNING 1), ")
-            } else {
-                String::new()
-            };
-            format!(
-                "WITH {idem}cred AS ({INSERT_CREDENTIAL} RETURNING 1), \
-                 audit AS ({INSERT_CREATE_AUDIT} RETURNING 1), \
-                 usr AS ({upsert_user}) SELECT email FROM usr"
-            )
-        }
-        Backend::Sqlite => {
-            let idem = if idempotency {
-                format!("{INSERT_IDEMPOTENCY} {IDEMPOTENCY_VALUES}; ")
-            } else {
-                String::new()
-            };
-            format!(
-                "SAVEPOINT job; {idem}{upsert_user}; {INSERT_CREDENTIAL}; \
-                 {INSERT_CREATE_AUDIT}; RELEASE SAVEPOINT job"
-            )
-        }
+        Backend::Postgres => format!(
+            "WITH {idem}cred AS ({INSERT_CREDENTIAL} RETURNING 1), \
+             audit AS ({INSERT_CREATE_AUDIT} RETURNING 1), \
+             usr AS ({upsert_user}) SELECT email FROM usr"
+        ),
+        Backend::Sqlite => format!(
+            "SAVEPOINT job; {idem}{upsert_user}; {INSERT_CREDENTIAL}; \
+             {INSERT_CREATE_AUDIT}; RELEASE SAVEPOINT job"
+        ),
     }
 }
 
