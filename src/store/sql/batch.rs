@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{BACKEND, Db};
 use super::statements::{
-    DbQuery, bind_meta, conflict_or, insert_audit_query, insert_audits_query, insert_event_query,
+    DbQuery, audit_columns, bind_meta, conflict_or, insert_audit_query, insert_audits_query,
+    insert_event_query,
 };
 use crate::model::users::email_key;
 use crate::model::{AuditEntry, Event, SealedCredential};
@@ -214,9 +215,11 @@ const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (tenant_id, id, name, k
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 /// A create's audit record, and its idempotency key if it has one.
-const INSERT_CREATE_AUDIT: &str = "INSERT INTO audit_log (tenant_id, at, actor, action, \
-     credential_id, request_id, user_id, source, outcome, detail) \
-     VALUES ($1, $21, $22, $23, $2, $24, $16, $26, $27, $28)";
+const INSERT_CREATE_AUDIT: &str = concat!(
+    "INSERT INTO audit_log (",
+    audit_columns!(),
+    ") VALUES ($1, $21, $22, $23, $2, $24, $28, $16, $26, $27)"
+);
 const IDEMPOTENCY_VALUES: &str = "VALUES ($29, $30, $31, $32, $33, $34)";
 const END_USER_VALUES: &str = "VALUES ($1, $16, $20, $18, $18, $25)";
 

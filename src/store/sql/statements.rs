@@ -149,12 +149,14 @@ pub(super) fn insert_event_query(e: &Event) -> DbQuery<'_> {
     .bind(e.created_at)
 }
 
-/// The columns every audit insert below writes, in this order.
+/// The columns every audit insert writes, in this order (here and a create's, in
+/// `batch.rs`).
 macro_rules! audit_columns {
     () => {
         "tenant_id, at, actor, action, credential_id, request_id, detail, user_id, source, outcome"
     };
 }
+pub(super) use audit_columns;
 
 const INSERT_AUDIT: &str = concat!(
     "INSERT INTO audit_log (",
