@@ -17,6 +17,7 @@ mod drills;
 mod external_auth;
 mod fake_provider;
 mod fixtures;
+mod group_commit;
 mod idempotency;
 mod isolation;
 mod keys;

@@ -7,23 +7,26 @@
 //! - Audit records (one per reveal) go in with one statement for the whole batch, on
 //!   both backends: they cannot conflict with anything, so they need no savepoints,
 //!   and a batch of audit records alone is one autocommit statement.
-//! - On SQLite (one writer, each commit an fsync) creates and logins are batched
-//!   too, each inside a savepoint of its own (a create whose `request_id` is taken
-//!   rolls back alone). A create's statements, its savepoint and its own audit
-//!   record included, go to SQLite's worker thread as one command.
-//! - On PostgreSQL a create is one statement (data-modifying CTEs) sent through the
-//!   pool: there its cost is round trips, and concurrent creates commit in parallel.
-use sqlx::{Executor, Pool, Row, Transaction};
+//! - On SQLite (one writer, each commit an fsync) creates and logins share the
+//!   batch's one transaction, each inside a savepoint of its own (a create whose
+//!   `request_id` is taken rolls back alone). A create's statements, its savepoint
+//!   and its own audit record included, go to SQLite's worker thread as one command.
+//! - On PostgreSQL the creates of a batch are one statement ([`creates`]), beside the
+//!   audit records' statement on another connection: what a create costs there is
+//!   PostgreSQL's work per statement and per commit, which the batch then pays once.
+use futures::future::join_all;
+use sqlx::{Executor, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::engine::{BACKEND, Db};
-use super::statements::{
-    DbQuery, audit_columns, bind_meta, conflict_or, insert_audit_query, insert_audits_query,
-    insert_event_query,
+use super::creates::{
+    CreateJob, create_in_one_statement, create_in_savepoint, creates_in_one_statement,
 };
-use crate::model::users::email_key;
-use crate::model::{AuditEntry, Event, SealedCredential};
-use crate::store::{Backend, IdempotencyRecord, StoreError, StoreResult};
+use super::engine::Db;
+use super::statements::{
+    DIALECT, conflict_or, insert_audit_query, insert_audits_query, insert_event_query,
+};
+use crate::model::{AuditEntry, Event};
+use crate::store::{StoreError, StoreResult};
 
 /// Jobs committed together at most.
 const WRITE_BATCH: usize = 256;
@@ -58,12 +61,6 @@ pub(super) async fn insert_login_rows(
             .await?;
     }
     Ok(())
-}
-
-pub(super) struct CreateJob {
-    pub credential: SealedCredential,
-    pub idempotency: Option<IdempotencyRecord>,
-    pub audit: AuditEntry,
 }
 
 /// How one job ended: `Done` with the end user's email on file (creates); `Conflict`
@@ -118,9 +115,8 @@ async fn group_commit(write: Pool<Db>, mut jobs: mpsc::Receiver<Queued>) {
     }
 }
 
-/// Commits `batch`: each job other than an audit record in a savepoint of its own,
-/// then the audit records with one statement; one transaction, or that lone
-/// statement when there is nothing but audit records.
+/// Commits `batch`: one autocommit statement when it holds nothing but audit
+/// records; otherwise as the engine's [`DIALECT`] says.
 async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
     let audits: Vec<&AuditEntry> = batch
         .iter()
@@ -133,16 +129,108 @@ async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResul
         insert_audits_query(&audits)?.execute(write).await?;
         return Ok(vec![JobResult::Done(None); batch.len()]);
     }
+    if DIALECT.one_writer {
+        commit_in_one_transaction(write, batch, &audits).await
+    } else {
+        Ok(commit_side_by_side(write, batch, &audits).await)
+    }
+}
+
+/// SQLite: one transaction, each job other than an audit record in a savepoint of
+/// its own, then the audit records with one statement.
+async fn commit_in_one_transaction(
+    write: &Pool<Db>,
+    batch: &[Queued],
+    audits: &[&AuditEntry],
+) -> Result<Vec<JobResult>, sqlx::Error> {
     let mut tx = write.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for (job, _) in batch {
         results.push(commit_job(&mut tx, job).await?);
     }
     if !audits.is_empty() {
-        insert_audits_query(&audits)?.execute(&mut *tx).await?;
+        insert_audits_query(audits)?.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// PostgreSQL: the audit records, the creates and any login each committed on a
+/// connection of their own, at the same time; each job hears how its own write went.
+async fn commit_side_by_side(
+    write: &Pool<Db>,
+    batch: &[Queued],
+    audits: &[&AuditEntry],
+) -> Vec<JobResult> {
+    let creates: Vec<&CreateJob> = batch
+        .iter()
+        .filter_map(|(job, _)| match job {
+            WriteJob::Create(create) => Some(&**create),
+            _ => None,
+        })
+        .collect();
+    let logins = batch.iter().filter_map(|(job, _)| match job {
+        WriteJob::Login(login) => Some(commit_login_alone(write, login)),
+        _ => None,
+    });
+    let write_audits = async {
+        if !audits.is_empty() {
+            insert_audits_query(audits)?.execute(write).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    };
+    let (audited, created, logged) = tokio::join!(
+        write_audits,
+        commit_creates(write, &creates),
+        join_all(logins)
+    );
+    let audited = job_result(audited.map(|()| None).map_err(StoreError::from));
+    let mut created = created.into_iter();
+    let mut logged = logged.into_iter().map(|l| job_result(l.map(|()| None)));
+    let missing = || JobResult::Failed("the group commit lost track of a job".into());
+    batch
+        .iter()
+        .map(|(job, _)| match job {
+            WriteJob::Audit(_) => audited.clone(),
+            WriteJob::Create(_) => created.next().unwrap_or_else(missing),
+            WriteJob::Login(_) => logged.next().unwrap_or_else(missing),
+        })
+        .collect()
+}
+
+/// PostgreSQL: `creates` with one statement. If a unique key other than an
+/// idempotency key stops it (an email that another user took meanwhile), nothing of
+/// it was written, and each create is tried alone so that only the one that
+/// conflicts fails. A lone create is one statement of its own.
+async fn commit_creates(write: &Pool<Db>, creates: &[&CreateJob]) -> Vec<JobResult> {
+    let each_alone = || async {
+        let tries = creates.iter().map(|c| create_in_one_statement(write, c));
+        join_all(tries).await.into_iter().map(job_result).collect()
+    };
+    match creates {
+        [] => Vec::new(),
+        [_] => each_alone().await,
+        _ => match creates_in_one_statement(write, creates).await {
+            Ok(outcomes) => outcomes.into_iter().map(job_result).collect(),
+            Err(e) => match conflict_or(e) {
+                StoreError::Conflict => each_alone().await,
+                other => vec![job_result(Err(other)); creates.len()],
+            },
+        },
+    }
+}
+
+/// A job's outcome as its caller hears it; a failure other than a conflict is
+/// logged here, once.
+fn job_result(outcome: StoreResult<Option<String>>) -> JobResult {
+    match outcome {
+        Ok(email) => JobResult::Done(email),
+        Err(StoreError::Conflict) => JobResult::Conflict,
+        Err(other) => {
+            tracing::error!(error = %other, "a batched write failed");
+            JobResult::Failed(other.to_string())
+        }
+    }
 }
 
 /// One job of a batch in a savepoint of its own, so that its failure rolls back
@@ -157,20 +245,19 @@ async fn commit_job(
         WriteJob::Create(create) => create_in_savepoint(tx, create).await,
         WriteJob::Login(login) => login_in_savepoint(tx, login).await,
     };
-    Ok(match outcome {
-        Ok(email) => JobResult::Done(email),
-        Err(e) => {
-            tx.execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
-                .await?;
-            match conflict_or(e) {
-                StoreError::Conflict => JobResult::Conflict,
-                other => {
-                    tracing::error!(error = %other, "a batched write failed");
-                    JobResult::Failed(other.to_string())
-                }
-            }
-        }
-    })
+    if outcome.is_err() {
+        tx.execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
+            .await?;
+    }
+    Ok(job_result(outcome.map_err(conflict_or)))
+}
+
+/// A login's record in a transaction of its own.
+pub(super) async fn commit_login_alone(write: &Pool<Db>, job: &LoginJob) -> StoreResult<()> {
+    let mut tx = write.begin().await?;
+    insert_login_rows(&mut tx, job).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn login_in_savepoint(
@@ -181,126 +268,4 @@ async fn login_in_savepoint(
     insert_login_rows(tx, login).await?;
     tx.execute("RELEASE SAVEPOINT job").await?;
     Ok(None)
-}
-
-/// SQLite: a create's statements (`SAVEPOINT` to `RELEASE`) as one command to the
-/// connection's worker thread, which runs them one after another; the end user's
-/// email on file is the one row they return.
-async fn create_in_savepoint(
-    tx: &mut Transaction<'static, Db>,
-    job: &CreateJob,
-) -> Result<Option<String>, sqlx::Error> {
-    let rows = create_query(job).fetch_all(&mut **tx).await?;
-    match rows.first() {
-        Some(row) => row.try_get("email"),
-        None => Err(sqlx::Error::RowNotFound),
-    }
-}
-
-const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency_keys \
-     (tenant_id, request_id, fingerprint, key_version, credential_id, created_at)";
-const UPSERT_END_USER: &str =
-    "INSERT INTO end_users (tenant_id, user_id, email, created_at, updated_at, email_key)";
-/// A new email replaces the one on file (and claims its key: a key another user holds
-/// fails the write, which the service checks for first).
-const ON_END_USER_CONFLICT: &str = "ON CONFLICT (tenant_id, user_id) DO UPDATE \
-     SET email = COALESCE(excluded.email, end_users.email), \
-     email_key = COALESCE(excluded.email_key, end_users.email_key), \
-     updated_at = excluded.updated_at \
-     RETURNING email";
-/// `$1`..`$15` are bound by `bind_meta`; then user_id, provider, created_at, secret.
-const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (tenant_id, id, name, kind, status, labels, \
-     scopes, expires_at, token_expires_at, version, updated_at, next_refresh_at, refresh_failures, \
-     last_refresh_error, lapses_at, user_id, provider, created_at, secret) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-
-/// A create's audit record, and its idempotency key if it has one.
-const INSERT_CREATE_AUDIT: &str = concat!(
-    "INSERT INTO audit_log (",
-    audit_columns!(),
-    ") VALUES ($1, $21, $22, $23, $2, $24, $28, $16, $26, $27)"
-);
-const IDEMPOTENCY_VALUES: &str = "VALUES ($29, $30, $31, $32, $33, $34)";
-const END_USER_VALUES: &str = "VALUES ($1, $16, $20, $18, $18, $25)";
-
-/// Everything a create writes, `$1`..`$34` as [`create_query`] binds them: the
-/// idempotency key first (a taken one fails before anything else is written), the
-/// end user (whose row the credential's foreign key needs), the credential and its
-/// audit record.
-/// - PostgreSQL: one statement of data-modifying CTEs, atomic; foreign keys are
-///   checked at its end, when the end user row exists.
-/// - SQLite, which has no such CTEs: the statements in a savepoint of the batch's
-///   transaction, sent as one command.
-fn create_sql(idempotency: bool) -> &'static str {
-    static SQL: std::sync::LazyLock<[String; 2]> =
-        std::sync::LazyLock::new(|| [create_statements(false), create_statements(true)]);
-    &SQL[usize::from(idempotency)]
-}
-
-fn create_statements(idempotency: bool) -> String {
-    let upsert_user = format!("{UPSERT_END_USER} {END_USER_VALUES} {ON_END_USER_CONFLICT}");
-    // The idempotency key's insert, as a CTE or as a statement of its own.
-    let (before, after) = match BACKEND {
-        Backend::Postgres => ("idem AS (", " RETURNING 1), "),
-        Backend::Sqlite => ("", "; "),
-    };
-    let idem = if idempotency {
-        format!("{before}{INSERT_IDEMPOTENCY} {IDEMPOTENCY_VALUES}{after}")
-    } else {
-        String::new()
-    };
-    match BACKEND {
-        Backend::Postgres => format!(
-            "WITH {idem}cred AS ({INSERT_CREDENTIAL} RETURNING 1), \
-             audit AS ({INSERT_CREATE_AUDIT} RETURNING 1), \
-             usr AS ({upsert_user}) SELECT email FROM usr"
-        ),
-        Backend::Sqlite => format!(
-            "SAVEPOINT job; {idem}{upsert_user}; {INSERT_CREDENTIAL}; \
-             {INSERT_CREATE_AUDIT}; RELEASE SAVEPOINT job"
-        ),
-    }
-}
-
-/// [`create_sql`] with `job`'s values bound.
-fn create_query(job: &CreateJob) -> DbQuery<'_> {
-    let m = &job.credential.meta;
-    let a = &job.audit;
-    let mut query = bind_meta(sqlx::query(create_sql(job.idempotency.is_some())), m)
-        .bind(&m.user_id)
-        .bind(&m.provider)
-        .bind(m.created_at)
-        .bind(&job.credential.blob)
-        .bind(&m.user_email)
-        .bind(a.at)
-        .bind(&a.actor)
-        .bind(a.action)
-        .bind(&a.request_id)
-        .bind(m.user_email.as_deref().map(email_key))
-        .bind(&a.source)
-        .bind(a.outcome)
-        .bind(&a.detail);
-    if let Some(r) = &job.idempotency {
-        query = query
-            .bind(&r.tenant_id)
-            .bind(&r.request_id)
-            .bind(&r.fingerprint)
-            .bind(i64::from(r.key_version))
-            .bind(&r.credential_id)
-            .bind(r.created_at);
-    }
-    query
-}
-
-/// PostgreSQL: the whole create as one statement (one round trip, atomic), sent
-/// through the pool: concurrent creates commit in parallel.
-pub(super) async fn create_in_one_statement(
-    write: &Pool<Db>,
-    job: &CreateJob,
-) -> StoreResult<Option<String>> {
-    let row = create_query(job)
-        .fetch_one(write)
-        .await
-        .map_err(conflict_or)?;
-    Ok(row.try_get("email")?)
 }

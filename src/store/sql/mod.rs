@@ -12,6 +12,7 @@ use super::engine;
 mod audit;
 mod batch;
 mod connect;
+mod creates;
 mod external_auth;
 mod keys;
 mod notifications;

@@ -17,8 +17,10 @@ pub(super) type DbQuery<'q> = Query<'q, Db, <Db as sqlx::Database>::Arguments<'q
 /// chosen once for the engine this copy of the store is compiled for.
 pub(super) struct Dialect {
     /// One writer connection beside the readers, where every commit costs an fsync:
-    /// creates and logins join the group commit too (SQLite). Otherwise a create is
-    /// one statement and a login one transaction, committed in parallel (PostgreSQL).
+    /// a group commit is one transaction, with a savepoint per create and per login
+    /// (SQLite). Otherwise a group commit's creates are one statement, its audit
+    /// records another, committed side by side, and a login is a transaction of its
+    /// own, committed in parallel with others (PostgreSQL).
     pub one_writer: bool,
     /// How a write transaction starts. SQLite takes the write lock up front, so a
     /// transaction that reads before it writes cannot fail midway when another

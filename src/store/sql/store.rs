@@ -3,7 +3,8 @@ use async_trait::async_trait;
 use sqlx::{Executor, Pool, Row};
 use tokio::sync::mpsc;
 
-use super::batch::{self, CreateJob, Queued, WriteJob};
+use super::batch::{self, Queued, WriteJob};
+use super::creates::CreateJob;
 use super::engine::{BACKEND, Db, DbRow, ReadPool};
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
@@ -32,8 +33,8 @@ pub struct SqlStore {
     /// connections on SQLite. Both hand out a connection with `acquire`.
     pub(super) read: ReadPool,
     pub(super) write: Pool<Db>,
-    /// The group-commit queue. Audit records go through it on both backends; on
-    /// SQLite (one writer, where each commit costs an fsync) creates and logins too.
+    /// The group-commit queue: audit records and creates on both backends; on SQLite
+    /// (one writer, where each commit costs an fsync) logins too.
     writes: mpsc::Sender<Queued>,
     /// How changes reach the other replicas.
     changes: Changes,
@@ -47,10 +48,7 @@ impl SqlStore {
                 .await
                 .map(|_| ())
         } else {
-            let mut tx = self.begin_write().await?;
-            batch::insert_login_rows(&mut tx, &job).await?;
-            tx.commit().await?;
-            Ok(())
+            batch::commit_login_alone(&self.write, &job).await
         }
     }
 
@@ -345,11 +343,7 @@ impl Store for SqlStore {
             idempotency: idempotency.cloned(),
             audit: audit.clone(),
         };
-        if DIALECT.one_writer {
-            batch::submit(&self.writes, WriteJob::Create(Box::new(job))).await
-        } else {
-            batch::create_in_one_statement(&self.write, &job).await
-        }
+        batch::submit(&self.writes, WriteJob::Create(Box::new(job))).await
     }
 
     async fn find_idempotency(
