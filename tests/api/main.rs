@@ -29,6 +29,7 @@ mod policies;
 mod postgres_tls;
 mod provider_security;
 mod proxy;
+mod readers;
 mod receiver;
 mod refresh;
 mod scopes;

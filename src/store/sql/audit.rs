@@ -156,7 +156,7 @@ impl AuditStore for SqlStore {
         )
         .bind(tenant_id)
         .bind(before)
-        .fetch_optional(&mut *self.read.acquire().await?)
+        .fetch_optional(&mut self.read.acquire().await?)
         .await?)
     }
 
@@ -178,7 +178,7 @@ impl AuditStore for SqlStore {
         let rows = sqlx::query(&sql)
             .bind(tenant_id)
             .bind(after_seq)
-            .fetch_all(&mut *self.read.acquire().await?)
+            .fetch_all(&mut self.read.acquire().await?)
             .await?;
         rows.iter().map(record).collect()
     }
@@ -188,7 +188,7 @@ impl AuditStore for SqlStore {
             "SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND seq IS NULL",
         )
         .bind(tenant_id)
-        .fetch_one(&mut *self.read.acquire().await?)
+        .fetch_one(&mut self.read.acquire().await?)
         .await?;
         Ok(u64::try_from(n).unwrap_or_default())
     }
@@ -228,7 +228,7 @@ impl AuditStore for SqlStore {
             .iter()
             .fold(sqlx::query(&sql).bind(&filter.tenant_id), |q, t| q.bind(*t));
         let query = numbers.iter().fold(query, |q, (_, v)| q.bind(*v));
-        let rows = query.fetch_all(&mut *self.read.acquire().await?).await?;
+        let rows = query.fetch_all(&mut self.read.acquire().await?).await?;
         rows.iter().map(record).collect()
     }
 

@@ -135,7 +135,7 @@ impl ConnectStore for SqlStore {
         let sql = format!("SELECT {LINK_COLUMNS} FROM connect_links WHERE token_hash = $1");
         let row = sqlx::query(&sql)
             .bind(token_hash)
-            .fetch_optional(&mut *self.read.acquire().await?)
+            .fetch_optional(&mut self.read.acquire().await?)
             .await?;
         row.as_ref().map(link).transpose()
     }
@@ -172,7 +172,7 @@ impl ConnectStore for SqlStore {
             .fold(sqlx::query(&sql).bind(tenant_id).bind(now), |q, v| {
                 q.bind(v)
             });
-        let rows = query.fetch_all(&mut *self.read.acquire().await?).await?;
+        let rows = query.fetch_all(&mut self.read.acquire().await?).await?;
         rows.iter().map(link).collect()
     }
 

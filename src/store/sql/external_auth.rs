@@ -112,7 +112,7 @@ impl AuthStore for SqlStore {
             .fold(sqlx::query(&sql).bind(tenant_id).bind(now), |q, s| {
                 q.bind(*s)
             });
-        let row = query.fetch_one(&mut *self.read.acquire().await?).await?;
+        let row = query.fetch_one(&mut self.read.acquire().await?).await?;
         Ok(row.try_get("until")?)
     }
 

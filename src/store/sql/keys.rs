@@ -238,7 +238,7 @@ impl KeyStore for SqlStore {
                 col = p.column
             );
             for row in sqlx::query(&sql)
-                .fetch_all(&mut *self.read.acquire().await?)
+                .fetch_all(&mut self.read.acquire().await?)
                 .await?
             {
                 let head: Vec<u8> = row.try_get(0)?;
@@ -285,7 +285,7 @@ impl KeyStore for SqlStore {
             .bind(current)
             .bind(tenant)
             .bind(id)
-            .fetch_all(&mut *self.read.acquire().await?)
+            .fetch_all(&mut self.read.acquire().await?)
             .await?;
         rows.iter().map(sealed_value).collect()
     }

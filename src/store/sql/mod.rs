@@ -16,6 +16,7 @@ mod creates;
 mod external_auth;
 mod keys;
 mod notifications;
+pub(super) mod readers;
 mod rows;
 mod statements;
 mod store;

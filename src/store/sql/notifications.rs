@@ -2,7 +2,8 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::engine::{Db, DbRow, ReadPool};
+use super::engine::{Db, DbRow};
+use super::readers::Readers;
 use super::rows::{self, CREDENTIAL_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
 use super::statements::{DIALECT, DbQuery, push_conditions};
 use super::store::SqlStore;
@@ -42,7 +43,7 @@ impl SqlStore {
 
     /// The payloads of the events `deliveries` carry, 200 ids a query.
     async fn payloads_of(
-        read: &ReadPool,
+        read: &Readers,
         deliveries: &[Delivery],
     ) -> StoreResult<std::collections::HashMap<String, String>> {
         let mut ids: Vec<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
@@ -56,7 +57,7 @@ impl SqlStore {
                 params.join(", ")
             );
             let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
-            for row in query.fetch_all(&mut *read.acquire().await?).await? {
+            for row in query.fetch_all(&mut read.acquire().await?).await? {
                 payloads.insert(row.try_get("id")?, row.try_get("payload")?);
             }
         }
@@ -140,7 +141,7 @@ impl NotificationStore for SqlStore {
     async fn oldest_pending_delivery(&self) -> StoreResult<Option<Millis>> {
         let oldest: Option<i64> =
             sqlx::query_scalar("SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'")
-                .fetch_one(&mut *self.read.acquire().await?)
+                .fetch_one(&mut self.read.acquire().await?)
                 .await?;
         Ok(oldest)
     }

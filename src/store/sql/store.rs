@@ -5,7 +5,8 @@ use tokio::sync::mpsc;
 
 use super::batch::{self, Queued, WriteJob};
 use super::creates::CreateJob;
-use super::engine::{BACKEND, Db, DbRow, ReadPool};
+use super::engine::{BACKEND, Db, DbRow};
+use super::readers::Readers;
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
 };
@@ -27,11 +28,10 @@ const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
      JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
      WHERE c.tenant_id = $1";
 
-/// The store over a reader pool and a writer pool (the same pool on PostgreSQL).
+/// The store over its readers and a writer pool.
 pub struct SqlStore {
-    /// Where reads go: sqlx's pool on PostgreSQL (the writers' too), a plain list of
-    /// connections on SQLite. Both hand out a connection with `acquire`.
-    pub(super) read: ReadPool,
+    /// Where reads go: a list of connections of their own (`readers.rs`).
+    pub(super) read: Readers,
     pub(super) write: Pool<Db>,
     /// The group-commit queue: audit records and creates on both backends; on SQLite
     /// (one writer, where each commit costs an fsync) logins too.
@@ -52,9 +52,9 @@ impl SqlStore {
         }
     }
 
-    /// The store over `read` and `write` (clones of one pool where the engine has no
-    /// single writer), starting its group-commit writer.
-    pub(in crate::store) fn new(read: ReadPool, write: Pool<Db>, changes: Changes) -> Self {
+    /// The store over the readers `read` and the writer pool `write`, starting its
+    /// group-commit writer.
+    pub(in crate::store) fn new(read: Readers, write: Pool<Db>, changes: Changes) -> Self {
         let writes = batch::spawn(write.clone());
         Self {
             read,
@@ -74,7 +74,7 @@ impl SqlStore {
     ) -> StoreResult<Option<T>> {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
         let row = query
-            .fetch_optional(&mut *self.read.acquire().await?)
+            .fetch_optional(&mut self.read.acquire().await?)
             .await?;
         row.as_ref().map(decode).transpose()
     }
@@ -87,7 +87,7 @@ impl SqlStore {
         decode: fn(&DbRow) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
-        let rows = query.fetch_all(&mut *self.read.acquire().await?).await?;
+        let rows = query.fetch_all(&mut self.read.acquire().await?).await?;
         rows.iter().map(decode).collect()
     }
 
@@ -194,23 +194,25 @@ impl Store for SqlStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        // Readers and a writer, or two clones of one pool.
-        let mut open = vec![(self.read.size(), self.read.num_idle())];
-        if DIALECT.one_writer {
-            open.push((self.write.size(), self.write.num_idle()));
-        }
-        open.into_iter()
-            .fold(PoolStats::default(), |acc, (size, idle)| {
-                let idle = u32::try_from(idle).unwrap_or(u32::MAX);
-                PoolStats {
-                    in_use: acc.in_use + size.saturating_sub(idle),
-                    idle: acc.idle + idle,
-                }
-            })
+        // The readers' list and the writers' pool.
+        [
+            (self.read.size(), self.read.num_idle()),
+            (self.write.size(), self.write.num_idle()),
+        ]
+        .into_iter()
+        .fold(PoolStats::default(), |acc, (size, idle)| {
+            let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+            PoolStats {
+                in_use: acc.in_use + size.saturating_sub(idle),
+                idle: acc.idle + idle,
+            }
+        })
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read.acquire().await?.execute("SELECT 1").await?;
+        (&mut self.read.acquire().await?)
+            .execute("SELECT 1")
+            .await?;
         Ok(())
     }
 
@@ -273,7 +275,7 @@ impl Store for SqlStore {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM service_tokens WHERE token_hash = $1");
         let row = sqlx::query(&sql)
             .bind(hash)
-            .fetch_optional(&mut *self.read.acquire().await?)
+            .fetch_optional(&mut self.read.acquire().await?)
             .await?;
         row.as_ref().map(rows::service_token).transpose()
     }
@@ -564,7 +566,7 @@ impl Store for SqlStore {
              ORDER BY next_refresh_at LIMIT {limit}"
         ))
         .bind(now)
-        .fetch_all(&mut *self.read.acquire().await?)
+        .fetch_all(&mut self.read.acquire().await?)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("id")?)))
@@ -780,7 +782,7 @@ impl Store for SqlStore {
         let sql = "SELECT id FROM events WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1";
         Ok(sqlx::query_scalar(sql)
             .bind(tenant_id)
-            .fetch_optional(&mut *self.read.acquire().await?)
+            .fetch_optional(&mut self.read.acquire().await?)
             .await?)
     }
 
@@ -796,7 +798,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(&sql)
             .bind(tenant_id)
             .bind(after.unwrap_or(""))
-            .fetch_all(&mut *self.read.acquire().await?)
+            .fetch_all(&mut self.read.acquire().await?)
             .await?;
         rows.iter().map(rows::event).collect()
     }

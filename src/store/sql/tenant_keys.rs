@@ -35,7 +35,7 @@ impl TenantKeyStore for SqlStore {
         Ok(
             sqlx::query_scalar("SELECT sealed FROM tenant_keys WHERE tenant_id = $1")
                 .bind(tenant_id)
-                .fetch_optional(&mut *self.read.acquire().await?)
+                .fetch_optional(&mut self.read.acquire().await?)
                 .await?,
         )
     }

@@ -16,11 +16,12 @@ mod engine {
     pub type DbRow = sqlx::sqlite::SqliteRow;
     pub type Db = sqlx::Sqlite;
     pub const BACKEND: crate::store::Backend = crate::store::Backend::Sqlite;
-    /// Readers are a plain list here ([`super::readers`]): no ping on each return.
-    pub type ReadPool = super::readers::Readers;
+    pub type Connection = sqlx::sqlite::SqliteConnection;
+    /// Run on every new reader connection.
+    pub const READER_SETUP: &str = super::PRAGMAS;
+    /// A connection is a handle on a file in this process: it cannot die idle.
+    pub const PING_IDLE_READERS_AFTER: Option<std::time::Duration> = None;
 }
-
-mod readers;
 
 // The shared implementation, compiled here against this engine's driver (and in
 // `store::postgres` against the other's): see `sql/mod.rs`.
@@ -62,7 +63,7 @@ pub async fn connect(url: &str, max_readers: u32) -> StoreResult<SqliteStore> {
     };
     let write = pool(1).connect_with(options.clone()).await?;
     sqlx::migrate!("./migrations/sqlite").run(&write).await?;
-    let read = readers::Readers::open(options, PRAGMAS, max_readers).await?;
+    let read = sql::readers::Readers::open(options, max_readers).await?;
     Ok(SqliteStore::new(read, write, Changes::in_process(&url)))
 }
 
