@@ -58,7 +58,8 @@ pub struct Config {
     pub log_level: String,
     /// Largest gRPC message accepted or sent, in bytes.
     pub max_message_bytes: usize,
-    /// Database connections (SQLite: readers; there is always one writer).
+    /// Database connections. SQLite: readers, beside the one writer. PostgreSQL: half
+    /// for reads (at least one), the rest for writes (at least two).
     pub max_connections: u32,
     /// How long a used `request_id` is remembered, in seconds.
     pub idempotency_ttl_secs: u64,
