@@ -18,7 +18,7 @@
 //! reading its answer before the connection's next statement.
 //!
 //! One point read through this list instead of a `Pool`: about 1.4× the reads per
-//! second on SQLite at 64 in flight, and 1.13× the reveals on PostgreSQL
+//! second on SQLite at 64 in flight, and about 1.3× the reveals on PostgreSQL
 //! (docs/benchmarks.md, "Issue 13").
 use std::fmt;
 use std::sync::Mutex;
