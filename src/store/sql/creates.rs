@@ -4,8 +4,8 @@
 //! - One create: [`create_sql`], one statement of data-modifying CTEs on PostgreSQL,
 //!   the statements in a savepoint sent as one command on SQLite. Both bind the same
 //!   `$1`..`$34` ([`create_query`]).
-//! - Creates that arrive together on PostgreSQL: [`creates_query`], one statement
-//!   for all of them, whose values travel as one JSON array.
+//! - Creates that arrive together on PostgreSQL: [`creates_in_one_statement`], one
+//!   statement for all of them, whose values travel as one JSON array.
 //!
 //! A leaf beside `statements.rs`: it knows SQL and rows, not the writer that batches.
 use serde::Serialize;
@@ -164,47 +164,47 @@ pub(super) async fn create_in_one_statement(
 /// email of the last of them that names one. Returns each written create's `ord`
 /// and its end user's email on file. Any other conflict (an email another user
 /// holds) fails the whole statement.
-const INSERT_CREATES: &str = concat!(
-    "WITH job AS (SELECT * FROM json_to_recordset(CAST($1 AS json)) AS j(ord bigint, \
-     tenant_id text, id text, name text, kind text, status text, labels text, scopes text, \
-     expires_at bigint, token_expires_at bigint, version bigint, updated_at bigint, \
-     next_refresh_at bigint, refresh_failures bigint, last_refresh_error text, \
-     lapses_at bigint, user_id text, provider text, created_at bigint, secret text, \
-     email text, email_key text, at bigint, actor text, action text, request_id text, \
-     source text, outcome text, detail text, key_tenant_id text, key_request_id text, \
-     key_fingerprint text, key_version bigint, key_credential_id text, \
-     key_created_at bigint)), \
-     idem AS (INSERT INTO idempotency_keys \
-     (tenant_id, request_id, fingerprint, key_version, credential_id, created_at) \
-     SELECT key_tenant_id, key_request_id, decode(key_fingerprint, 'hex'), key_version, \
-     key_credential_id, key_created_at FROM job WHERE key_request_id IS NOT NULL \
-     ORDER BY ord ON CONFLICT DO NOTHING RETURNING credential_id), \
-     won AS (SELECT * FROM job WHERE key_request_id IS NULL \
-     OR key_credential_id IN (SELECT credential_id FROM idem)), \
-     usr AS (INSERT INTO end_users \
-     (tenant_id, user_id, email, created_at, updated_at, email_key) \
-     SELECT DISTINCT ON (tenant_id, user_id) tenant_id, user_id, email, created_at, \
-     created_at, email_key FROM won ORDER BY tenant_id, user_id, email IS NULL, ord DESC \
-     ON CONFLICT (tenant_id, user_id) DO UPDATE \
-     SET email = COALESCE(excluded.email, end_users.email), \
-     email_key = COALESCE(excluded.email_key, end_users.email_key), \
-     updated_at = excluded.updated_at \
-     RETURNING tenant_id, user_id, email), \
-     cred AS (INSERT INTO credentials (",
-    credential_columns!(),
-    ") SELECT tenant_id, id, name, kind, status, labels, scopes, expires_at, \
-     token_expires_at, version, updated_at, next_refresh_at, refresh_failures, \
-     last_refresh_error, lapses_at, user_id, provider, created_at, decode(secret, 'hex') \
-     FROM won RETURNING 1), \
-     audit AS (INSERT INTO audit_log (",
-    audit_columns!(),
-    ") SELECT tenant_id, at, actor, action, id, request_id, detail, user_id, source, \
-     outcome FROM won ORDER BY ord RETURNING 1) \
-     SELECT won.ord, usr.email FROM won \
-     JOIN usr ON usr.tenant_id = won.tenant_id AND usr.user_id = won.user_id"
-);
+fn insert_creates_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH job AS (SELECT * FROM json_to_recordset(CAST($1 AS json)) AS j({JOB_COLUMNS})), \
+             idem AS ({INSERT_IDEMPOTENCY} SELECT key_tenant_id, key_request_id, \
+             decode(key_fingerprint, 'hex'), key_version, key_credential_id, key_created_at \
+             FROM job WHERE key_request_id IS NOT NULL ORDER BY ord \
+             ON CONFLICT DO NOTHING RETURNING credential_id), \
+             won AS (SELECT * FROM job WHERE key_request_id IS NULL \
+             OR key_credential_id IN (SELECT credential_id FROM idem)), \
+             usr AS ({UPSERT_END_USER} SELECT DISTINCT ON (tenant_id, user_id) tenant_id, \
+             user_id, email, created_at, created_at, email_key FROM won \
+             ORDER BY tenant_id, user_id, email IS NULL, ord DESC \
+             {ON_END_USER_CONFLICT} RETURNING tenant_id, user_id, email), \
+             cred AS ({INSERT_CREDENTIAL_COLUMNS} SELECT tenant_id, id, name, kind, status, \
+             labels, scopes, expires_at, token_expires_at, version, updated_at, \
+             next_refresh_at, refresh_failures, last_refresh_error, lapses_at, user_id, \
+             provider, created_at, decode(secret, 'hex') FROM won RETURNING 1), \
+             audit AS ({INSERT_AUDIT_COLUMNS} SELECT tenant_id, at, actor, action, id, \
+             request_id, detail, user_id, source, outcome FROM won ORDER BY ord RETURNING 1) \
+             SELECT won.ord, usr.email FROM won \
+             JOIN usr ON usr.tenant_id = won.tenant_id AND usr.user_id = won.user_id"
+        )
+    });
+    &SQL
+}
 
-/// One create as [`INSERT_CREATES`] reads it from its JSON array: the values
+/// The fields of [`CreateRow`] with their SQL types, as `json_to_recordset` reads them.
+const JOB_COLUMNS: &str = "ord bigint, tenant_id text, id text, name text, kind text, \
+     status text, labels text, scopes text, expires_at bigint, token_expires_at bigint, \
+     version bigint, updated_at bigint, next_refresh_at bigint, refresh_failures bigint, \
+     last_refresh_error text, lapses_at bigint, user_id text, provider text, \
+     created_at bigint, secret text, email text, email_key text, at bigint, actor text, \
+     action text, request_id text, source text, outcome text, detail text, \
+     key_tenant_id text, key_request_id text, key_fingerprint text, key_version bigint, \
+     key_credential_id text, key_created_at bigint";
+const INSERT_CREDENTIAL_COLUMNS: &str =
+    concat!("INSERT INTO credentials (", credential_columns!(), ")");
+const INSERT_AUDIT_COLUMNS: &str = concat!("INSERT INTO audit_log (", audit_columns!(), ")");
+
+/// One create as [`insert_creates_sql`] reads it from its JSON array: the values
 /// [`create_query`] binds, byte strings as hex.
 #[derive(Serialize)]
 struct CreateRow<'a> {
@@ -298,7 +298,7 @@ impl<'a> CreateRow<'a> {
     }
 }
 
-/// PostgreSQL: `jobs` with one statement, [`INSERT_CREATES`]. Each job's outcome, in
+/// PostgreSQL: `jobs` with one statement, [`insert_creates_sql`]. Each job's outcome, in
 /// order: its end user's email on file, or [`StoreError::Conflict`] if its
 /// idempotency key was taken. The statement's own failure (a unique key other than
 /// an idempotency key, say) is returned as it is: then nothing of it was written.
@@ -312,7 +312,7 @@ pub(super) async fn creates_in_one_statement(
         .map(|(ord, job)| CreateRow::new(ord, job))
         .collect();
     let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let written = sqlx::query(INSERT_CREATES)
+    let written = sqlx::query(insert_creates_sql())
         .bind(json)
         .fetch_all(write)
         .await?;

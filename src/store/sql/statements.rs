@@ -39,7 +39,7 @@ pub(super) struct Dialect {
     pub constraint_conditions: [&'static str; 2],
     /// Every audit record of the JSON array `$1`, with one statement.
     pub insert_audits: &'static str,
-    /// Every chain link of the JSON array `$1` ([`chain_links_json`]) onto its
+    /// Every chain link of the JSON array `$1` ([`chain_audits_query`]) onto its
     /// unchained record, with one statement.
     pub chain_audits: &'static str,
 }
@@ -152,7 +152,7 @@ pub(super) fn insert_event_query(e: &Event) -> DbQuery<'_> {
 }
 
 /// The columns every audit insert writes, in this order (here and a create's, in
-/// `batch.rs`).
+/// `creates.rs`).
 macro_rules! audit_columns {
     () => {
         "tenant_id, at, actor, action, credential_id, request_id, detail, user_id, source, outcome"
