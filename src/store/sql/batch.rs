@@ -12,8 +12,9 @@
 //!   `request_id` is taken rolls back alone). A create's statements, its savepoint
 //!   and its own audit record included, go to SQLite's worker thread as one command.
 //! - On PostgreSQL the creates of a batch are one statement ([`creates`]), beside the
-//!   audit records' statement on another connection: what a create costs there is
-//!   PostgreSQL's work per statement and per commit, which the batch then pays once.
+//!   audit records' statement and each login's transaction, on connections of their
+//!   own: what a create costs there is PostgreSQL's work per statement and per
+//!   commit, which the batch then pays once.
 use futures::future::join_all;
 use sqlx::{Executor, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -155,7 +156,7 @@ async fn commit_in_one_transaction(
     Ok(results)
 }
 
-/// PostgreSQL: the audit records, the creates and any login each committed on a
+/// PostgreSQL: the audit records, the creates and each login committed on a
 /// connection of their own, at the same time; each job hears how its own write went.
 async fn commit_side_by_side(
     write: &Pool<Db>,
@@ -253,7 +254,7 @@ async fn commit_job(
 }
 
 /// A login's record in a transaction of its own.
-pub(super) async fn commit_login_alone(write: &Pool<Db>, job: &LoginJob) -> StoreResult<()> {
+async fn commit_login_alone(write: &Pool<Db>, job: &LoginJob) -> StoreResult<()> {
     let mut tx = write.begin().await?;
     insert_login_rows(&mut tx, job).await?;
     tx.commit().await?;

@@ -19,8 +19,8 @@ pub(super) struct Dialect {
     /// One writer connection beside the readers, where every commit costs an fsync:
     /// a group commit is one transaction, with a savepoint per create and per login
     /// (SQLite). Otherwise a group commit's creates are one statement, its audit
-    /// records another, committed side by side, and a login is a transaction of its
-    /// own, committed in parallel with others (PostgreSQL).
+    /// records another and each login a transaction of its own, committed side by
+    /// side on connections of the writers' pool (PostgreSQL).
     pub one_writer: bool,
     /// How a write transaction starts. SQLite takes the write lock up front, so a
     /// transaction that reads before it writes cannot fail midway when another

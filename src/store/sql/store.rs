@@ -33,23 +33,19 @@ pub struct SqlStore {
     /// Where reads go: a list of connections of their own (`readers.rs`).
     pub(super) read: Readers,
     pub(super) write: Pool<Db>,
-    /// The group-commit queue: audit records and creates on both backends; on SQLite
-    /// (one writer, where each commit costs an fsync) logins too.
+    /// The group-commit queue of audit records, creates and logins.
     writes: mpsc::Sender<Queued>,
     /// How changes reach the other replicas.
     changes: Changes,
 }
 
 impl SqlStore {
-    /// A login's record: group-committed on SQLite, one transaction on PostgreSQL.
+    /// A login's record, through the group commit: in the batch's transaction on
+    /// SQLite, a transaction of its own beside the batch's other writes on PostgreSQL.
     pub(super) async fn commit_login(&self, job: batch::LoginJob) -> StoreResult<()> {
-        if DIALECT.one_writer {
-            batch::submit(&self.writes, WriteJob::Login(Box::new(job)))
-                .await
-                .map(|_| ())
-        } else {
-            batch::commit_login_alone(&self.write, &job).await
-        }
+        batch::submit(&self.writes, WriteJob::Login(Box::new(job)))
+            .await
+            .map(|_| ())
     }
 
     /// The store over the readers `read` and the writer pool `write`, starting its
