@@ -34,11 +34,17 @@ pub use sql::SqlStore as SqliteStore;
 
 /// Settings for every connection. `synchronous = FULL` makes an acknowledged commit
 /// survive power loss; `secure_delete` overwrites deleted rows' bytes in the file.
+/// `temp_store = MEMORY` keeps SQLite's temporary files in memory, among them the
+/// sub-journal of a group commit's savepoints: a batch's creates changed more than
+/// the 64 KiB SQLite keeps in memory before it spills that journal to a new file in
+/// `/var/tmp` (one per batch), so each create paid extra writes of the pages it
+/// touched, and copies of those pages were left in deleted files.
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; \
                        PRAGMA synchronous = FULL; \
                        PRAGMA busy_timeout = 5000; \
                        PRAGMA foreign_keys = ON; \
-                       PRAGMA secure_delete = ON;";
+                       PRAGMA secure_delete = ON; \
+                       PRAGMA temp_store = MEMORY;";
 
 /// Rows a query's worker thread may hand over before the reader takes them. sqlx's
 /// default of 50 is less than one default page (51 rows read for 50 shown): the
@@ -47,24 +53,32 @@ const ROWS_IN_FLIGHT: usize = 256;
 
 pub async fn connect(url: &str, max_readers: u32) -> StoreResult<SqliteStore> {
     let url = with_create_mode(url);
-    let options = SqliteConnectOptions::from_str(&url)?.row_buffer_size(ROWS_IN_FLIGHT);
-    let pool = |max: u32| {
-        // A connection is a handle on a file in this process: it cannot die idle, so
-        // it is not pinged (a round trip to its worker thread) before each use.
-        SqlitePoolOptions::new()
-            .max_connections(max)
-            .test_before_acquire(false)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(PRAGMAS).await?;
-                    Ok(())
-                })
-            })
-    };
-    let write = pool(1).connect_with(options.clone()).await?;
+    let options = options(&url)?;
+    let write = write_pool(options.clone()).await?;
     sqlx::migrate!("./migrations/sqlite").run(&write).await?;
     let read = sql::readers::Readers::open(options, max_readers).await?;
     Ok(SqliteStore::new(read, write, Changes::in_process(&url)))
+}
+
+fn options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(SqliteConnectOptions::from_str(url)?.row_buffer_size(ROWS_IN_FLIGHT))
+}
+
+/// The one write connection, with [`PRAGMAS`] set. It is a handle on a file in this
+/// process: it cannot die idle, so it is not pinged (a round trip to its worker
+/// thread) before each use.
+async fn write_pool(options: SqliteConnectOptions) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(PRAGMAS).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
 }
 
 /// Writes an online, consistent copy of the database at `url` to the new file `to`
@@ -164,6 +178,43 @@ mod tests {
             })
             .collect();
         assert_eq!(read, written);
+    }
+
+    /// Both kinds of connection run with [`super::PRAGMAS`]: commits durable, foreign
+    /// keys checked, deleted bytes overwritten, and temporary files (a group commit's
+    /// savepoint journal among them) kept in memory, never written to `/var/tmp`.
+    #[tokio::test]
+    async fn every_connection_is_durable_and_keeps_temporary_files_in_memory() {
+        use sqlx::Row;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("vault.db").display()
+        );
+        let options = super::options(&url).unwrap();
+        let write = super::write_pool(options.clone()).await.unwrap();
+        let read = super::sql::readers::Readers::open(options, 1)
+            .await
+            .unwrap();
+        let settings = "SELECT journal_mode, synchronous, foreign_keys, secure_delete, \
+             temp_store FROM pragma_journal_mode, pragma_synchronous, pragma_foreign_keys, \
+             pragma_secure_delete, pragma_temp_store";
+        let expected = ("wal".to_owned(), 2, 1, 1, 2); // FULL, on, on, MEMORY
+        let of = |row: sqlx::sqlite::SqliteRow| {
+            let setting = |i| row.get::<i64, _>(i);
+            (
+                row.get::<String, _>(0),
+                setting(1),
+                setting(2),
+                setting(3),
+                setting(4),
+            )
+        };
+        let on_writer = sqlx::query(settings).fetch_one(&write).await.unwrap();
+        assert_eq!(of(on_writer), expected);
+        let mut reader = read.acquire().await.unwrap();
+        let on_reader = sqlx::query(settings).fetch_one(&mut reader).await.unwrap();
+        assert_eq!(of(on_reader), expected);
     }
 
     #[test]
