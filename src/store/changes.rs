@@ -3,12 +3,16 @@
 //! short while; an announced change drops what it makes stale, on every replica.
 //!
 //! On PostgreSQL a change is a `NOTIFY` on [`CHANNEL`], heard by one `LISTEN`ing
-//! connection per store. On SQLite, whose replicas share a file and so a machine, a
-//! change reaches every store of this process on the same database. A listener that
-//! loses its connection reports [`Change::Everything`] at once and again when it
-//! listens anew: it may have missed changes in between. Whatever is not heard, the
-//! caches' time limits still bound.
-use std::collections::HashMap;
+//! connection per store. Every other store that hears it acts on it, then says so
+//! with a `NOTIFY` of its own (`ack <echo> <store>`), and the announcing store waits
+//! (a bounded while) for as many of those as there are listening connections on its
+//! database: once the announcement returns, no replica still holds what it made
+//! stale. On SQLite, whose replicas share a file and so a machine, a change reaches
+//! every store of this process on the same database before the announcement returns.
+//! A listener that loses its connection reports [`Change::Everything`] at once and
+//! again when it listens anew: it may have missed changes in between. Whatever is not
+//! heard, the caches' time limits still bound.
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -21,8 +25,12 @@ use super::StoreResult;
 /// The PostgreSQL notification channel.
 pub const CHANNEL: &str = "credvault_changes";
 
-/// How long an announcement waits to hear itself back through the database.
+/// How long an announcement waits for every listening store to acknowledge it.
 const ECHO_WAIT: Duration = Duration::from_secs(1);
+
+/// The `application_name` of every store's listening connection: an announcement
+/// counts them to know how many acknowledgements to wait for.
+const LISTENER_NAME: &str = "credvault-changes";
 
 /// Something that makes cached state stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +69,8 @@ pub type Hearer = Box<dyn Fn(&Change) -> bool + Send + Sync>;
 #[async_trait]
 pub trait ChangeStore {
     /// Tells this process's hearers about `change`, then every other replica. On
-    /// PostgreSQL it returns once the notification has come back to this store
-    /// (the other replicas get it at the same moment), or after a second without.
+    /// PostgreSQL it returns once every listening store has acted on it and said so,
+    /// or after a second without.
     async fn announce(&self, change: &Change) -> StoreResult<()>;
     /// Calls `hearer` with every change announced from now on, here or elsewhere.
     fn hear(&self, hearer: Hearer);
@@ -72,11 +80,31 @@ pub trait ChangeStore {
 }
 
 /// One store's hearers, and the announcements it is waiting to hear back.
-#[derive(Default)]
 pub(super) struct Hearers {
+    /// Names this store in its acknowledgements.
+    id: u64,
     hearers: Mutex<Vec<Hearer>>,
     deaf: AtomicBool,
-    echoes: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    echoes: Mutex<HashMap<u64, Echo>>,
+}
+
+impl Default for Hearers {
+    fn default() -> Self {
+        Self {
+            id: rand::random(),
+            hearers: Mutex::default(),
+            deaf: AtomicBool::default(),
+            echoes: Mutex::default(),
+        }
+    }
+}
+
+/// An announcement waiting for the stores that heard it.
+struct Echo {
+    /// Listening stores on the database when it was sent, this one included.
+    stores: usize,
+    heard_by: HashSet<u64>,
+    done: Option<oneshot::Sender<()>>,
 }
 
 impl Hearers {
@@ -96,16 +124,37 @@ impl Hearers {
         }
     }
 
-    /// A notification's payload: `<echo> <change>`.
-    fn heard_notification(&self, payload: &str) {
+    /// A notification's payload: `<echo> <change>`, or `ack <echo> <store>`. Returns
+    /// the echo of a change from elsewhere that this store acted on and has to
+    /// acknowledge.
+    fn heard_notification(&self, payload: &str) -> Option<u64> {
+        if let Some(ack) = payload.strip_prefix("ack ") {
+            let (echo, store) = ack.split_once(' ')?;
+            self.acknowledged(echo.parse().ok()?, store.parse().ok()?);
+            return None;
+        }
         let (echo, change) = payload.split_once(' ').unwrap_or(("", payload));
         self.heard(&Change::parse(change));
-        if let Some(waiting) = echo
-            .parse()
-            .ok()
-            .and_then(|e| lock(&self.echoes).remove(&e))
+        let echo = echo.parse().ok()?;
+        if lock(&self.echoes).contains_key(&echo) {
+            self.acknowledged(echo, self.id);
+            None
+        } else {
+            (!self.deaf.load(Ordering::Relaxed)).then_some(echo)
+        }
+    }
+
+    /// Store `store` acted on this store's announcement `echo`.
+    fn acknowledged(&self, echo: u64, store: u64) {
+        let mut echoes = lock(&self.echoes);
+        let Some(waiting) = echoes.get_mut(&echo) else {
+            return;
+        };
+        waiting.heard_by.insert(store);
+        if waiting.heard_by.len() >= waiting.stores
+            && let Some(done) = waiting.done.take()
         {
-            let _ = waiting.send(());
+            let _ = done.send(());
         }
     }
 }
@@ -162,7 +211,7 @@ impl Changes {
     /// Listens on the PostgreSQL database at `url`, and announces over `pool`.
     pub(super) fn notify(url: &str, pool: sqlx::PgPool) -> Self {
         let own = Arc::new(Hearers::default());
-        let listener = tokio::spawn(listen(url.to_owned(), Arc::downgrade(&own)));
+        let listener = tokio::spawn(listen(url.to_owned(), Arc::downgrade(&own), pool.clone()));
         Changes::Notify {
             own,
             pool,
@@ -188,18 +237,24 @@ impl Changes {
                 }
             }
             Changes::Notify { own, pool, .. } => {
+                let stores = listening_stores(pool).await?;
                 let echo: u64 = rand::random();
                 let (tx, rx) = oneshot::channel();
-                lock(&own.echoes).insert(echo, tx);
-                let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(format!("{echo} {}", change.payload()))
-                    .execute(pool)
-                    .await;
+                let waiting = Echo {
+                    stores,
+                    heard_by: HashSet::new(),
+                    done: Some(tx),
+                };
+                lock(&own.echoes).insert(echo, waiting);
+                let sent = notify(pool, format!("{echo} {}", change.payload())).await;
                 if sent.is_ok() && tokio::time::timeout(ECHO_WAIT, rx).await.is_err() {
+                    let heard = lock(&own.echoes).get(&echo).map_or(0, |w| w.heard_by.len());
                     tracing::warn!(
-                        "a change was not heard back within {ECHO_WAIT:?}: other replicas may \
-                         use what they cached until it expires (token_cache_ttl_ms)"
+                        stores,
+                        heard,
+                        "a change was not acknowledged by every listening store within \
+                         {ECHO_WAIT:?}: the others may use what they cached until it expires \
+                         (token_cache_ttl_ms)"
                     );
                 }
                 lock(&own.echoes).remove(&echo);
@@ -214,9 +269,31 @@ impl Changes {
     }
 }
 
+async fn notify(pool: &sqlx::PgPool, payload: String) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// The stores listening on this database now (this one included, at least one).
+async fn listening_stores(pool: &sqlx::PgPool) -> Result<usize, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1",
+    )
+    .bind(LISTENER_NAME)
+    .fetch_one(pool)
+    .await?;
+    Ok(usize::try_from(n).unwrap_or(0).max(1))
+}
+
 /// Hears notifications for as long as the store lives, reconnecting after a lost
 /// connection (with back-off), and telling everything on each loss and each return.
-async fn listen(url: String, hearers: Weak<Hearers>) {
+/// Acknowledges, over `pool`, each change from elsewhere once its hearers have it.
+async fn listen(url: String, hearers: Weak<Hearers>, pool: sqlx::PgPool) {
     let mut delay = Duration::from_millis(100);
     loop {
         match subscribe(&url).await {
@@ -229,7 +306,17 @@ async fn listen(url: String, hearers: Weak<Hearers>) {
                     let next = listener.try_recv().await;
                     let Some(own) = hearers.upgrade() else { return };
                     match next {
-                        Ok(Some(n)) => own.heard_notification(n.payload()),
+                        Ok(Some(n)) => {
+                            if let Some(echo) = own.heard_notification(n.payload()) {
+                                let ack = format!("ack {echo} {}", own.id);
+                                let pool = pool.clone();
+                                tokio::spawn(async move {
+                                    if let Err(e) = notify(&pool, ack).await {
+                                        tracing::warn!(error = %e, "a change was not acknowledged");
+                                    }
+                                });
+                            }
+                        }
                         Ok(None) => {
                             tracing::warn!("the change listener lost its connection; reconnecting");
                             break;
@@ -252,8 +339,18 @@ async fn listen(url: String, hearers: Weak<Hearers>) {
     }
 }
 
+/// A listening connection, named [`LISTENER_NAME`] so that announcements count it.
 async fn subscribe(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
-    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)?.application_name(LISTENER_NAME);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with(options)
+        .await?;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+    listener.ignore_pool_close_event(true);
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }
@@ -288,11 +385,56 @@ mod tests {
         hearers.tell(&Change::Everything);
         assert_eq!(lock(&hearers.hearers).len(), 1);
         hearers.deaf.store(true, Ordering::Relaxed);
-        hearers.heard_notification("1 token tok_a");
+        assert_eq!(
+            hearers.heard_notification("1 token tok_a"),
+            None,
+            "not acted on"
+        );
         hearers.tell(&Change::Tenant("ten_a".into()));
         assert_eq!(
             *lock(&heard),
             vec![Change::Everything, Change::Tenant("ten_a".into())]
+        );
+    }
+
+    /// A change from elsewhere is acted on, then acknowledged; acknowledgements are
+    /// counted by store, never taken for a change; an announcement is done once as
+    /// many stores as were listening have acknowledged it.
+    #[test]
+    fn changes_are_acknowledged_and_acknowledgements_counted_by_store() {
+        let hearers = Hearers::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        hearers.hear_with(Box::new(move |c| {
+            lock(&log).push(c.clone());
+            true
+        }));
+        assert_eq!(hearers.heard_notification("7 token tok_a"), Some(7));
+        let (done, mut finished) = oneshot::channel();
+        let waiting = Echo {
+            stores: 3,
+            heard_by: HashSet::new(),
+            done: Some(done),
+        };
+        lock(&hearers.echoes).insert(9, waiting);
+        assert_eq!(
+            hearers.heard_notification("9 tenant ten_a"),
+            None,
+            "its own"
+        );
+        assert_eq!(hearers.heard_notification("ack 9 41"), None);
+        assert_eq!(hearers.heard_notification("ack 9 41"), None);
+        assert!(finished.try_recv().is_err(), "two of three stores");
+        assert_eq!(hearers.heard_notification("ack 8 42"), None);
+        assert!(finished.try_recv().is_err(), "another announcement's");
+        assert_eq!(hearers.heard_notification("ack 9 42"), None);
+        assert!(finished.try_recv().is_ok(), "three of three");
+        assert_eq!(
+            *lock(&heard),
+            vec![
+                Change::Token("tok_a".into()),
+                Change::Tenant("ten_a".into())
+            ]
         );
     }
 

@@ -1,7 +1,8 @@
 //! The authenticated-token cache (issue 13): a revocation or a tenant's deletion on one
 //! replica is refused on another at its very next call; a replica that misses the
 //! announcement accepts the token for at most `token_cache_ttl_ms`; a listener that
-//! loses its connection forgets everything and listens again.
+//! loses its connection forgets everything and listens again; an announcement returns
+//! only once every listening replica has acted on it.
 use credvault::proto::v1 as pb;
 use secrecy::SecretString;
 use tonic::Code;
@@ -128,6 +129,40 @@ both_backends! {
         assert_eq!(lookups(&app.vault), (0, 3));
         assert_eq!(app.vault.token_cache().held(), 0);
     }
+}
+
+/// An announcement returns only once every other listening replica has acted on it,
+/// not when it comes back to the announcing one: the peer's hearer here takes 300 ms
+/// (a busy replica), and the announcement must still find it done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_waits_until_every_replica_has_acted_on_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use credvault::store::Change;
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let peer = app.spawn_peer().await;
+    listeners(&app, 2).await;
+    let acted = Arc::new(AtomicBool::new(false));
+    let done = acted.clone();
+    peer.vault.store().hear(Box::new(move |change| {
+        if *change == Change::Token("tok_slow".into()) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            done.store(true, Ordering::SeqCst);
+        }
+        true
+    }));
+    app.vault
+        .store()
+        .announce(&Change::Token("tok_slow".into()))
+        .await
+        .unwrap();
+    assert!(
+        acted.load(Ordering::SeqCst),
+        "the announcement returned before the peer had acted on it"
+    );
 }
 
 /// The connections listening for changes on the test's database, once there are `n`.
