@@ -28,6 +28,9 @@ pub const CHANNEL: &str = "credvault_changes";
 /// How long an announcement waits for every listening store to acknowledge it.
 const ECHO_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a new PostgreSQL store waits for its listening connection.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
+
 /// The `application_name` of every store's listening connection: an announcement
 /// counts them to know how many acknowledgements to wait for.
 const LISTENER_NAME: &str = "credvault-changes";
@@ -208,10 +211,20 @@ impl Changes {
         Changes::InProcess { own, file }
     }
 
-    /// Listens on the PostgreSQL database at `url`, and announces over `pool`.
-    pub(super) fn notify(url: &str, pool: sqlx::PgPool) -> Self {
+    /// Listens on the PostgreSQL database at `url`, and announces over `pool`. Returns
+    /// once it listens (or after [`LISTEN_WAIT`] without): a replica that served
+    /// before it listened would miss what other replicas announce meanwhile.
+    pub(super) async fn notify(url: &str, pool: sqlx::PgPool) -> Self {
         let own = Arc::new(Hearers::default());
-        let listener = tokio::spawn(listen(url.to_owned(), Arc::downgrade(&own), pool.clone()));
+        let (listening, started) = oneshot::channel();
+        let hearers = Arc::downgrade(&own);
+        let listener = tokio::spawn(listen(url.to_owned(), hearers, pool.clone(), listening));
+        if tokio::time::timeout(LISTEN_WAIT, started).await.is_err() {
+            tracing::warn!(
+                "not listening for changes after {LISTEN_WAIT:?}; until it does, what this \
+                 replica caches is bounded only by token_cache_ttl_ms"
+            );
+        }
         Changes::Notify {
             own,
             pool,
@@ -237,7 +250,10 @@ impl Changes {
                 }
             }
             Changes::Notify { own, pool, .. } => {
-                let stores = listening_stores(pool).await?;
+                let stores = listening_stores(pool).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot count the listening replicas");
+                    1
+                });
                 let echo: u64 = rand::random();
                 let (tx, rx) = oneshot::channel();
                 let waiting = Echo {
@@ -293,7 +309,14 @@ async fn listening_stores(pool: &sqlx::PgPool) -> Result<usize, sqlx::Error> {
 /// Hears notifications for as long as the store lives, reconnecting after a lost
 /// connection (with back-off), and telling everything on each loss and each return.
 /// Acknowledges, over `pool`, each change from elsewhere once its hearers have it.
-async fn listen(url: String, hearers: Weak<Hearers>, pool: sqlx::PgPool) {
+/// Tells `listening` once it first listens.
+async fn listen(
+    url: String,
+    hearers: Weak<Hearers>,
+    pool: sqlx::PgPool,
+    listening: oneshot::Sender<()>,
+) {
+    let mut listening = Some(listening);
     let mut delay = Duration::from_millis(100);
     loop {
         match subscribe(&url).await {
@@ -302,19 +325,16 @@ async fn listen(url: String, hearers: Weak<Hearers>, pool: sqlx::PgPool) {
                 let Some(own) = hearers.upgrade() else { return };
                 own.heard(&Change::Everything);
                 drop(own);
+                if let Some(listening) = listening.take() {
+                    let _ = listening.send(());
+                }
                 loop {
                     let next = listener.try_recv().await;
                     let Some(own) = hearers.upgrade() else { return };
                     match next {
                         Ok(Some(n)) => {
                             if let Some(echo) = own.heard_notification(n.payload()) {
-                                let ack = format!("ack {echo} {}", own.id);
-                                let pool = pool.clone();
-                                tokio::spawn(async move {
-                                    if let Err(e) = notify(&pool, ack).await {
-                                        tracing::warn!(error = %e, "a change was not acknowledged");
-                                    }
-                                });
+                                acknowledge(&pool, echo, own.id);
                             }
                         }
                         Ok(None) => {
@@ -337,6 +357,16 @@ async fn listen(url: String, hearers: Weak<Hearers>, pool: sqlx::PgPool) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Tells the other stores, in the background, that store `id` acted on `echo`.
+fn acknowledge(pool: &sqlx::PgPool, echo: u64, id: u64) {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(e) = notify(&pool, format!("ack {echo} {id}")).await {
+            tracing::warn!(error = %e, "a change was not acknowledged");
+        }
+    });
 }
 
 /// A listening connection, named [`LISTENER_NAME`] so that announcements count it.
@@ -372,8 +402,8 @@ mod tests {
         assert_eq!(Change::parse("token"), Change::Everything);
     }
 
-    #[test]
-    fn hearers_that_are_done_are_dropped_and_deaf_ones_hear_only_their_own() {
+    /// Hearers with one hearer that keeps what it hears.
+    fn recording() -> (Hearers, Arc<Mutex<Vec<Change>>>) {
         let hearers = Hearers::default();
         let heard = Arc::new(Mutex::new(Vec::new()));
         let log = heard.clone();
@@ -381,6 +411,12 @@ mod tests {
             lock(&log).push(c.clone());
             true
         }));
+        (hearers, heard)
+    }
+
+    #[test]
+    fn hearers_that_are_done_are_dropped_and_deaf_ones_hear_only_their_own() {
+        let (hearers, heard) = recording();
         hearers.hear_with(Box::new(|_| false));
         hearers.tell(&Change::Everything);
         assert_eq!(lock(&hearers.hearers).len(), 1);
@@ -402,13 +438,7 @@ mod tests {
     /// many stores as were listening have acknowledged it.
     #[test]
     fn changes_are_acknowledged_and_acknowledgements_counted_by_store() {
-        let hearers = Hearers::default();
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let log = heard.clone();
-        hearers.hear_with(Box::new(move |c| {
-            lock(&log).push(c.clone());
-            true
-        }));
+        let (hearers, heard) = recording();
         assert_eq!(hearers.heard_notification("7 token tok_a"), Some(7));
         let (done, mut finished) = oneshot::channel();
         let waiting = Echo {

@@ -2,7 +2,8 @@
 //! replica is refused on another at its very next call; a replica that misses the
 //! announcement accepts the token for at most `token_cache_ttl_ms`; a listener that
 //! loses its connection forgets everything and listens again; an announcement returns
-//! only once every listening replica has acted on it.
+//! only once every listening replica has acted on it, and a replica listens before it
+//! serves.
 use credvault::proto::v1 as pb;
 use secrecy::SecretString;
 use tonic::Code;
@@ -163,6 +164,24 @@ async fn an_announcement_waits_until_every_replica_has_acted_on_it() {
         acted.load(Ordering::SeqCst),
         "the announcement returned before the peer had acted on it"
     );
+}
+
+/// A PostgreSQL store listens for changes before it is handed out: a replica that
+/// served first would miss what others announce until its listener connected.
+#[tokio::test]
+async fn a_store_listens_before_it_is_handed_out() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let watcher = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let count = sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'credvault-changes'",
+    );
+    let store = credvault::store::open(&db.url(), 2).await.unwrap();
+    let listening = count.fetch_one(&watcher).await.unwrap();
+    assert_eq!(listening, 1);
+    drop(store);
 }
 
 /// The connections listening for changes on the test's database, once there are `n`.

@@ -58,6 +58,6 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgStore> {
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
     let read = sql::readers::Readers::open(options, readers).await?;
-    let changes = Changes::notify(url, pool.clone());
+    let changes = Changes::notify(url, pool.clone()).await;
     Ok(PgStore::new(read, pool, changes))
 }
