@@ -239,7 +239,7 @@ impl Changes {
     }
 
     /// Tells this store's hearers, then the other replicas (on PostgreSQL waiting a
-    /// bounded while for the notification to come back).
+    /// bounded while for every listening store to acknowledge it).
     pub(super) async fn announce(&self, change: &Change) -> StoreResult<()> {
         self.own().tell(change);
         match self {
@@ -249,33 +249,7 @@ impl Changes {
                     store.heard(change);
                 }
             }
-            Changes::Notify { own, pool, .. } => {
-                let stores = listening_stores(pool).await.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot count the listening replicas");
-                    1
-                });
-                let echo: u64 = rand::random();
-                let (tx, rx) = oneshot::channel();
-                let waiting = Echo {
-                    stores,
-                    heard_by: HashSet::new(),
-                    done: Some(tx),
-                };
-                lock(&own.echoes).insert(echo, waiting);
-                let sent = notify(pool, format!("{echo} {}", change.payload())).await;
-                if sent.is_ok() && tokio::time::timeout(ECHO_WAIT, rx).await.is_err() {
-                    let heard = lock(&own.echoes).get(&echo).map_or(0, |w| w.heard_by.len());
-                    tracing::warn!(
-                        stores,
-                        heard,
-                        "a change was not acknowledged by every listening store within \
-                         {ECHO_WAIT:?}: the others may use what they cached until it expires \
-                         (token_cache_ttl_ms)"
-                    );
-                }
-                lock(&own.echoes).remove(&echo);
-                sent?;
-            }
+            Changes::Notify { own, pool, .. } => notify_and_wait(own, pool, change).await?,
         }
         Ok(())
     }
@@ -285,6 +259,36 @@ impl Changes {
     }
 }
 
+/// Sends `change` over `pool`, then waits (at most [`ECHO_WAIT`]) until as many
+/// stores as are listening on the database have acknowledged it, `own` included.
+async fn notify_and_wait(own: &Hearers, pool: &sqlx::PgPool, change: &Change) -> StoreResult<()> {
+    let stores = listening_stores(pool).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot count the listening replicas");
+        1
+    });
+    let echo: u64 = rand::random();
+    let (tx, rx) = oneshot::channel();
+    let waiting = Echo {
+        stores,
+        heard_by: HashSet::new(),
+        done: Some(tx),
+    };
+    lock(&own.echoes).insert(echo, waiting);
+    let sent = notify(pool, format!("{echo} {}", change.payload())).await;
+    if sent.is_ok() && tokio::time::timeout(ECHO_WAIT, rx).await.is_err() {
+        let heard = lock(&own.echoes).get(&echo).map_or(0, |w| w.heard_by.len());
+        tracing::warn!(
+            stores,
+            heard,
+            "a change was not acknowledged by every listening store within {ECHO_WAIT:?}: \
+             the others may use what they cached until it expires (token_cache_ttl_ms)"
+        );
+    }
+    lock(&own.echoes).remove(&echo);
+    Ok(sent?)
+}
+
+/// One notification on [`CHANNEL`].
 async fn notify(pool: &sqlx::PgPool, payload: String) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
