@@ -18,6 +18,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::postgres::PgConnectOptions;
 use tokio::sync::oneshot;
 
 use super::StoreResult;
@@ -211,14 +212,15 @@ impl Changes {
         Changes::InProcess { own, file }
     }
 
-    /// Listens on the PostgreSQL database at `url`, and announces over `pool`. Returns
+    /// Listens on the PostgreSQL database of `options`, and announces over `pool`. Returns
     /// once it listens (or after [`LISTEN_WAIT`] without): a replica that served
     /// before it listened would miss what other replicas announce meanwhile.
-    pub(super) async fn notify(url: &str, pool: sqlx::PgPool) -> Self {
+    pub(super) async fn notify(options: PgConnectOptions, pool: sqlx::PgPool) -> Self {
         let own = Arc::new(Hearers::default());
         let (listening, started) = oneshot::channel();
         let hearers = Arc::downgrade(&own);
-        let listener = tokio::spawn(listen(url.to_owned(), hearers, pool.clone(), listening));
+        let options = options.application_name(LISTENER_NAME);
+        let listener = tokio::spawn(listen(options, hearers, pool.clone(), listening));
         if tokio::time::timeout(LISTEN_WAIT, started).await.is_err() {
             tracing::warn!(
                 "not listening for changes after {LISTEN_WAIT:?}; until it does, what this \
@@ -315,7 +317,7 @@ async fn listening_stores(pool: &sqlx::PgPool) -> Result<usize, sqlx::Error> {
 /// Acknowledges, over `pool`, each change from elsewhere once its hearers have it.
 /// Tells `listening` once it first listens.
 async fn listen(
-    url: String,
+    options: PgConnectOptions,
     hearers: Weak<Hearers>,
     pool: sqlx::PgPool,
     listening: oneshot::Sender<()>,
@@ -323,7 +325,7 @@ async fn listen(
     let mut listening = Some(listening);
     let mut delay = Duration::from_millis(100);
     loop {
-        match subscribe(&url).await {
+        match subscribe(&options).await {
             Ok(mut listener) => {
                 delay = Duration::from_millis(100);
                 let Some(own) = hearers.upgrade() else { return };
@@ -373,15 +375,14 @@ fn acknowledge(pool: &sqlx::PgPool, echo: u64, id: u64) {
     });
 }
 
-/// A listening connection, named [`LISTENER_NAME`] so that announcements count it.
-async fn subscribe(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
-    use std::str::FromStr;
-    let options = sqlx::postgres::PgConnectOptions::from_str(url)?.application_name(LISTENER_NAME);
+/// A listening connection on `options`, which name it [`LISTENER_NAME`] so that
+/// announcements count it.
+async fn subscribe(options: &PgConnectOptions) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .max_lifetime(None)
         .idle_timeout(None)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await?;
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
     listener.ignore_pool_close_event(true);

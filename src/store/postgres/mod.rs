@@ -57,7 +57,7 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgStore> {
         .connect_with(options.clone())
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    let read = sql::readers::Readers::open(options, readers).await?;
-    let changes = Changes::notify(url, pool.clone()).await;
+    let read = sql::readers::Readers::open(options.clone(), readers).await?;
+    let changes = Changes::notify(options, pool.clone()).await;
     Ok(PgStore::new(read, pool, changes))
 }

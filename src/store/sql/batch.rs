@@ -48,7 +48,7 @@ pub(super) struct LoginJob {
 }
 
 /// The rows of a login record, in the transaction `tx` (batched or not).
-pub(super) async fn insert_login_rows(
+async fn insert_login_rows(
     tx: &mut Transaction<'static, Db>,
     job: &LoginJob,
 ) -> Result<(), sqlx::Error> {
