@@ -242,9 +242,15 @@ impl App {
             batch: config.rewrap_batch,
             rate: config.rewrap_rate,
         };
+        let audit = Arc::new(AuditLog::new(&vault, audit_settings(config)));
+        // Records an earlier version left unchained take their places before new
+        // ones do (SQLite chains each record as it is written, docs/audit.md).
+        if let Err(e) = audit.chain().await {
+            tracing::warn!(error = %e, "chaining the audit records waiting at start failed; the chain job retries");
+        }
         Ok(Self {
             rewrap: Arc::new(Rewrap::new(&vault, pace)),
-            audit: Arc::new(AuditLog::new(&vault, audit_settings(config))),
+            audit,
             vault,
             keys,
             grpc,

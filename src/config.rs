@@ -46,8 +46,10 @@ pub struct Config {
     pub rewrap_batch: u32,
     /// Sealed values rewrapped per second at most; 0 = unthrottled.
     pub rewrap_rate: u32,
-    /// Milliseconds between audit chain passes (each links new audit records into
-    /// their tenant's hash chain, one replica at a time); 0 turns the job off.
+    /// Milliseconds between audit chain passes, one replica at a time: each links
+    /// new audit records into their tenant's hash chain (PostgreSQL; SQLite chains
+    /// each as it is written), signs checkpoints when due and prunes; 0 turns the
+    /// job off.
     pub audit_chain_interval_ms: u64,
     /// Seconds between signed checkpoints of each audit chain's head (if it moved).
     pub audit_checkpoint_secs: u64,

@@ -8,8 +8,9 @@ use crate::clock::Millis;
 /// The outcome of a call that did what it was asked.
 pub const OUTCOME_OK: &str = "ok";
 
-/// A record as written by the code that made the change. The chain job gives it its
-/// sequence number and hashes later (docs/audit.md, "The chain").
+/// A record as written by the code that made the change. It takes its place in its
+/// tenant's chain as it is written (SQLite) or from the chain job (PostgreSQL;
+/// docs/audit.md, "The chain").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     /// The tenant whose chain it joins; `""` is the vault operator's own chain.
@@ -50,8 +51,9 @@ impl AuditEntry {
     }
 }
 
-/// A record as read back: what was written, and its place in the chain once the
-/// chain job has reached it (`seq`, `prev_hash` and `hash` are `None` before).
+/// A record as read back: what was written, and its place in the chain once it has
+/// one (`seq`, `prev_hash` and `hash` are `None` until the chain job reaches it, on
+/// PostgreSQL).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AuditRecord {
     /// The row id: the order records were written in, not the chain's order.
@@ -77,16 +79,51 @@ pub const GENESIS: [u8; 32] = [0; 32];
 /// What every record hash starts with, so it cannot be mistaken for another hash.
 const RECORD_DOMAIN: &[u8] = b"credvault/audit/v1/record";
 
-impl AuditRecord {
-    /// `SHA-256(domain ‖ prev ‖ seq ‖ fields)`, each text field as a 4-byte
-    /// big-endian length and its UTF-8 bytes (docs/audit.md, "Record hash").
+/// `SHA-256(domain ‖ prev ‖ seq ‖ at ‖ fields)`, each text field as a 4-byte
+/// big-endian length and its UTF-8 bytes (docs/audit.md, "Record hash"). `fields`:
+/// tenant, actor, action, subject, user, request id, source, outcome, detail.
+fn record_hash(prev: &[u8], seq: i64, at: Millis, fields: [&str; 9]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(RECORD_DOMAIN);
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(at.to_be_bytes());
+    for field in fields {
+        h.update(u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    h.finalize().into()
+}
+
+impl AuditEntry {
+    /// The record's hash at place `seq` after a record whose hash is `prev`: the
+    /// same as [`AuditRecord::chain_hash`] of the record once written.
     pub fn chain_hash(&self, seq: i64, prev: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(RECORD_DOMAIN);
-        h.update(prev);
-        h.update(seq.to_be_bytes());
-        h.update(self.at.to_be_bytes());
-        for field in [
+        record_hash(prev, seq, self.at, self.hashed_fields())
+    }
+
+    /// The text fields a record hash covers, in [`record_hash`]'s order.
+    fn hashed_fields(&self) -> [&str; 9] {
+        [
+            &self.tenant_id,
+            &self.actor,
+            self.action,
+            &self.credential_id,
+            &self.user_id,
+            &self.request_id,
+            &self.source,
+            self.outcome,
+            &self.detail,
+        ]
+    }
+}
+
+impl AuditRecord {
+    /// The record's hash at place `seq` after a record whose hash is `prev`
+    /// (docs/audit.md, "Record hash").
+    pub fn chain_hash(&self, seq: i64, prev: &[u8]) -> [u8; 32] {
+        // record_hash's order, as in AuditEntry::hashed_fields.
+        let fields = [
             &self.tenant_id,
             &self.actor,
             &self.action,
@@ -96,11 +133,8 @@ impl AuditRecord {
             &self.source,
             &self.outcome,
             &self.detail,
-        ] {
-            h.update(u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
-            h.update(field.as_bytes());
-        }
-        h.finalize().into()
+        ];
+        record_hash(prev, seq, self.at, fields.map(String::as_str))
     }
 
     /// Whether the stored hash is the hash of this record at its stored place.
@@ -150,5 +184,55 @@ impl Checkpoint {
 
     pub fn message(&self) -> Vec<u8> {
         Self::signed_bytes(&self.tenant_id, self.seq, &self.hash, self.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_hashes_alike_before_and_after_it_is_written() {
+        let entry = AuditEntry {
+            tenant_id: "t1".into(),
+            at: 1_700_000_000_000,
+            actor: "tok_1".into(),
+            action: "reveal",
+            credential_id: "cred_1".into(),
+            user_id: "u1".into(),
+            request_id: "req-1".into(),
+            source: "127.0.0.1:5000".into(),
+            outcome: OUTCOME_OK,
+            detail: r#"{"k":"v"}"#.into(),
+        };
+        let record = AuditRecord {
+            id: 7,
+            tenant_id: entry.tenant_id.clone(),
+            at: entry.at,
+            actor: entry.actor.clone(),
+            action: entry.action.into(),
+            credential_id: entry.credential_id.clone(),
+            user_id: entry.user_id.clone(),
+            request_id: entry.request_id.clone(),
+            source: entry.source.clone(),
+            outcome: entry.outcome.into(),
+            detail: entry.detail.clone(),
+            ..AuditRecord::default()
+        };
+        assert_eq!(
+            entry.chain_hash(3, &GENESIS),
+            record.chain_hash(3, &GENESIS)
+        );
+        // Every field counts, the subject and the user in their own places.
+        let mut swapped = record.clone();
+        std::mem::swap(&mut swapped.credential_id, &mut swapped.user_id);
+        assert_ne!(
+            record.chain_hash(3, &GENESIS),
+            swapped.chain_hash(3, &GENESIS)
+        );
+        assert_ne!(
+            record.chain_hash(3, &GENESIS),
+            record.chain_hash(4, &GENESIS)
+        );
     }
 }

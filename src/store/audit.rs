@@ -1,10 +1,11 @@
 //! The audit log as the chain job, `audit verify` and `ListAuditRecords` see it:
-//! records not yet chained, each tenant's chain in sequence order, signed checkpoints,
+//! how a chain's head advances, records not yet chained, each tenant's chain in sequence order, signed checkpoints,
 //! filtered pages, and pruning at a checkpoint.
 use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::clock::Millis;
+use crate::model::audit::GENESIS;
 use crate::model::{AuditRecord, Checkpoint};
 
 /// Which records a listing wants; `None` matches everything.
@@ -29,6 +30,39 @@ pub struct Head {
     pub hash: Vec<u8>,
 }
 
+impl Head {
+    /// Where a tenant's chain starts: no record yet, and [`GENESIS`] for the first
+    /// record's `prev_hash`.
+    pub fn start(tenant_id: &str) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            seq: 0,
+            hash: GENESIS.to_vec(),
+        }
+    }
+
+    /// Moves the head onto the next record, whose hash at a place `hash_at` gives;
+    /// returns that record's place.
+    pub fn advance(&mut self, hash_at: impl FnOnce(i64, &[u8]) -> [u8; 32]) -> Place {
+        self.seq += 1;
+        let hash = hash_at(self.seq, &self.hash).to_vec();
+        Place {
+            seq: self.seq,
+            prev_hash: std::mem::replace(&mut self.hash, hash.clone()),
+            hash,
+        }
+    }
+}
+
+/// A record's place in its chain: its sequence number, the hash of the record
+/// before it, and its own hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
 /// A chain's head moving from sequence number `from` (0: a new chain) to `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeadMove {
@@ -36,13 +70,11 @@ pub struct HeadMove {
     pub to: Head,
 }
 
-/// One record's place in its chain, as the chain job computed it.
+/// A written record's place in its chain, as the chain job computed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainLink {
     pub id: i64,
-    pub seq: i64,
-    pub prev_hash: Vec<u8>,
-    pub hash: Vec<u8>,
+    pub place: Place,
 }
 
 #[async_trait]

@@ -27,7 +27,7 @@ pub mod sqlite;
 mod tenant_keys;
 mod users;
 
-pub use audit::{AuditFilter, AuditStore, ChainLink, Head, HeadMove};
+pub use audit::{AuditFilter, AuditStore, ChainLink, Head, HeadMove, Place};
 pub use changes::{CHANNEL, Change, ChangeStore, Hearer};
 pub use connect::{AttemptCount, ConnectNotice, ConnectStore, LinkFilter};
 pub use external_auth::{AuthStore, LockoutPolicy};

@@ -275,6 +275,33 @@ both_backends! {
 }
 
 both_backends! {
+    // SQLite chains each record as it is written; PostgreSQL leaves that to the chain
+    // job. A record an earlier version wrote without a place (or any record, on
+    // PostgreSQL) is linked by the job after the chain's head, wherever the head
+    // came from.
+    async fn records_written_unchained_join_the_chain_after_its_head(app) {
+        let t = app.tenant("upgraded").await; // tenant.create, token.create
+        app.audit.chain().await.unwrap();
+        app.execute(
+            "INSERT INTO audit_log (tenant_id, at, actor, action, credential_id, request_id) \
+             VALUES ($1, 5, 'tok_old', 'token.create', 'tok_x', '')",
+            &[&t.id],
+        ).await;
+        app.token(&t, &["credentials:read"]).await; // token.create, written now
+        let sqlite = app.backend == crate::support::Backend::Sqlite;
+        let v = verify(&app, &t.id).await;
+        assert!(v.intact, "{v:?}");
+        assert_eq!((v.records, v.unchained), if sqlite { (3, 1) } else { (2, 2) });
+        app.audit.chain().await.unwrap();
+        let v = verify(&app, &t.id).await;
+        assert!(v.intact, "{v:?}");
+        assert_eq!((v.records, v.last_seq, v.unchained), (4, 4, 0));
+        let old = app.audit_rows(&t.id).await.into_iter().find(|r| r.actor == "tok_old").unwrap();
+        assert_eq!(old.seq, Some(if sqlite { 4 } else { 3 }), "{old:?}");
+    }
+}
+
+both_backends! {
     tweak = |mut c| { c.audit_retention_days = 1; c };
 
     async fn retention_prunes_at_a_checkpoint_and_what_remains_verifies(app) {

@@ -217,7 +217,39 @@ async fn creates_arriving_together(backend: Backend) {
         sorted, expected,
         "one record per written create, none for the rest"
     );
+
+    // Reveals' records queued together: a batch of audit records alone.
+    let reveals = (0..3).map(|n| AuditEntry {
+        action: "reveal",
+        ..create(n, "u1", None, None).audit
+    });
+    let reveals: Vec<AuditEntry> = reveals.collect();
+    for done in join_all(reveals.iter().map(|a| store.insert_audit(a))).await {
+        done.unwrap();
+    }
+    chain_as_written(&store, backend, written.len() + reveals.len()).await;
     drop(db);
+}
+
+/// The tenant's chain after the batches, which wrote `n` records. On SQLite each
+/// record took its place as it was written: places 1..=n, each hash over the one
+/// before, and no place for a create that rolled back. On PostgreSQL none has a
+/// place yet: linking them is the chain job's.
+async fn chain_as_written(store: &Arc<dyn Store>, backend: Backend, n: usize) {
+    let chained = store.chained_audit(TENANT, 0, 100).await.unwrap();
+    let waiting = store.unchained_count(TENANT).await.unwrap();
+    if backend == Backend::Postgres {
+        assert_eq!((chained.len(), waiting), (0, n as u64));
+        return;
+    }
+    assert_eq!((chained.len(), waiting), (n, 0));
+    let mut prev = credvault::model::audit::GENESIS.to_vec();
+    for (r, seq) in chained.iter().zip(1..) {
+        assert_eq!(r.seq, Some(seq), "{r:?}");
+        assert_eq!(r.prev_hash.as_ref(), Some(&prev), "{r:?}");
+        assert!(r.hash_holds(), "{r:?}");
+        prev = r.hash.clone().unwrap();
+    }
 }
 
 #[tokio::test]

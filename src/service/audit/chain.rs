@@ -87,28 +87,16 @@ impl AuditLog {
         let mut moves = Vec::with_capacity(by_tenant.len());
         let mut links = Vec::new();
         for (tenant_id, records) in by_tenant {
-            let head = self.store.audit_head(&tenant_id).await?;
-            let from = head.as_ref().map_or(0, |h| h.seq);
-            let mut seq = from;
-            let mut prev = head.map_or(crate::model::audit::GENESIS.to_vec(), |h| h.hash);
+            let mut head = match self.store.audit_head(&tenant_id).await? {
+                Some(head) => head,
+                None => Head::start(&tenant_id),
+            };
+            let from = head.seq;
             for r in records {
-                seq += 1;
-                let hash = r.chain_hash(seq, &prev).to_vec();
-                links.push(ChainLink {
-                    id: r.id,
-                    seq,
-                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                    hash,
-                });
+                let place = head.advance(|seq, prev| r.chain_hash(seq, prev));
+                links.push(ChainLink { id: r.id, place });
             }
-            moves.push(HeadMove {
-                from,
-                to: Head {
-                    tenant_id,
-                    seq,
-                    hash: prev,
-                },
-            });
+            moves.push(HeadMove { from, to: head });
         }
         Ok((moves, links))
     }

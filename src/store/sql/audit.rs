@@ -2,6 +2,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::audit_writes;
 use super::engine::DbRow;
 use super::statements::{chain_audits_query, push_conditions};
 use super::store::SqlStore;
@@ -34,11 +35,7 @@ fn record(row: &DbRow) -> StoreResult<AuditRecord> {
 }
 
 fn head(row: &DbRow) -> StoreResult<Head> {
-    Ok(Head {
-        tenant_id: row.try_get("tenant_id")?,
-        seq: row.try_get("seq")?,
-        hash: row.try_get("hash")?,
-    })
+    Ok(audit_writes::head(row)?)
 }
 
 fn checkpoint(row: &DbRow) -> StoreResult<Checkpoint> {

@@ -5,27 +5,29 @@
 //! only after the commit that holds its job.
 //!
 //! - Audit records (one per reveal) go in with one statement for the whole batch, on
-//!   both backends: they cannot conflict with anything, so they need no savepoints,
-//!   and a batch of audit records alone is one autocommit statement.
+//!   both backends: they cannot conflict with anything, so they need no savepoints.
 //! - On SQLite (one writer, each commit an fsync) creates and logins share the
 //!   batch's one transaction, each inside a savepoint of its own (a create whose
-//!   `request_id` is taken rolls back alone). A create's statements, its savepoint
-//!   and its own audit record included, go to SQLite's worker thread as one command.
+//!   `request_id` is taken rolls back alone); a create's statements and its
+//!   savepoint go to SQLite's worker thread as one command. The audit records of the
+//!   batch's reveals and of the creates and logins that went in then follow, each at
+//!   its place in its chain (`audit_writes.rs`): a create that rolled back takes no
+//!   place.
 //! - On PostgreSQL the creates of a batch are one statement ([`creates`]), beside the
 //!   audit records' statement and each login's transaction, on connections of their
 //!   own: what a create costs there is PostgreSQL's work per statement and per
-//!   commit, which the batch then pays once.
+//!   commit, which the batch then pays once. A batch of audit records alone is one
+//!   autocommit statement.
 use futures::future::join_all;
-use sqlx::{Executor, Pool, Transaction};
+use sqlx::{Executor, Pool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit_writes::{append_and_commit, append_audit, begin_with_heads};
 use super::creates::{
     CreateJob, create_in_one_statement, create_in_savepoint, creates_in_one_statement,
 };
-use super::engine::Db;
-use super::statements::{
-    DIALECT, conflict_or, insert_audit_query, insert_audits_query, insert_event_query,
-};
+use super::engine::{Connection, Db};
+use super::statements::{DIALECT, conflict_or, insert_audits_query, insert_event_query};
 use crate::model::{AuditEntry, Event};
 use crate::store::{StoreError, StoreResult};
 
@@ -39,6 +41,17 @@ pub(super) enum WriteJob {
     Login(Box<LoginJob>),
 }
 
+impl WriteJob {
+    /// The audit record the job leaves once it went in.
+    fn audit(&self) -> &AuditEntry {
+        match self {
+            Self::Audit(audit) => audit,
+            Self::Create(create) => &create.audit,
+            Self::Login(login) => &login.audit,
+        }
+    }
+}
+
 /// The record of one login attempt: its audit record and event and, after a
 /// success, the subject whose failures are forgotten.
 pub(super) struct LoginJob {
@@ -47,18 +60,15 @@ pub(super) struct LoginJob {
     pub forget: Option<String>,
 }
 
-/// The rows of a login record, in the transaction `tx` (batched or not).
-async fn insert_login_rows(
-    tx: &mut Transaction<'static, Db>,
-    job: &LoginJob,
-) -> Result<(), sqlx::Error> {
-    insert_audit_query(&job.audit).execute(&mut **tx).await?;
-    insert_event_query(&job.event).execute(&mut **tx).await?;
+/// The rows of a login record other than its audit record, in the transaction
+/// `conn` (batched or not).
+async fn insert_login_rows(conn: &mut Connection, job: &LoginJob) -> Result<(), sqlx::Error> {
+    insert_event_query(&job.event).execute(&mut *conn).await?;
     if let Some(subject) = &job.forget {
         sqlx::query("DELETE FROM auth_failures WHERE tenant_id = $1 AND subject = $2")
             .bind(&job.audit.tenant_id)
             .bind(subject)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
     }
     Ok(())
@@ -116,9 +126,13 @@ async fn group_commit(write: Pool<Db>, mut jobs: mpsc::Receiver<Queued>) {
     }
 }
 
-/// Commits `batch`: one autocommit statement when it holds nothing but audit
-/// records; otherwise as the engine's [`DIALECT`] says.
+/// Commits `batch`: in one transaction on SQLite ([`DIALECT`]`.one_writer`); on
+/// PostgreSQL, one autocommit statement when it holds nothing but audit records,
+/// otherwise its kinds of job side by side.
 async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
+    if DIALECT.one_writer {
+        return commit_in_one_transaction(write, batch).await;
+    }
     let audits: Vec<&AuditEntry> = batch
         .iter()
         .filter_map(|(job, _)| match job {
@@ -130,29 +144,41 @@ async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResul
         insert_audits_query(&audits)?.execute(write).await?;
         return Ok(vec![JobResult::Done(None); batch.len()]);
     }
-    if DIALECT.one_writer {
-        commit_in_one_transaction(write, batch, &audits).await
-    } else {
-        Ok(commit_side_by_side(write, batch, &audits).await)
-    }
+    Ok(commit_side_by_side(write, batch, &audits).await)
 }
 
 /// SQLite: one transaction, each job other than an audit record in a savepoint of
-/// its own, then the audit records with one statement.
+/// its own, then the audit records of every job that went in. The transaction is
+/// begun by hand, with the read of the chains' heads, and committed with the audit
+/// records: two commands to SQLite's worker thread, not four.
 async fn commit_in_one_transaction(
     write: &Pool<Db>,
     batch: &[Queued],
-    audits: &[&AuditEntry],
 ) -> Result<Vec<JobResult>, sqlx::Error> {
-    let mut tx = write.begin().await?;
+    let mut conn = write.acquire().await?;
+    // Not cancelled midway: the writer's task runs until the store goes. (Were it,
+    // the next batch's `BEGIN` would fail, and its ROLLBACK end the orphan.)
+    let outcome = commit_on(&mut conn, batch).await;
+    if outcome.is_err() && conn.execute("ROLLBACK").await.is_err() {
+        // Its transaction may still be open: the connection is not used again.
+        conn.close_on_drop();
+    }
+    outcome
+}
+
+async fn commit_on(conn: &mut Connection, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
+    let tenants = batch.iter().map(|(job, _)| job.audit().tenant_id.as_str());
+    let heads = begin_with_heads(conn, tenants).await?;
     let mut results = Vec::with_capacity(batch.len());
+    let mut audits = Vec::with_capacity(batch.len());
     for (job, _) in batch {
-        results.push(commit_job(&mut tx, job).await?);
+        let result = commit_job(conn, job).await?;
+        if let JobResult::Done(_) = result {
+            audits.push(job.audit());
+        }
+        results.push(result);
     }
-    if !audits.is_empty() {
-        insert_audits_query(audits)?.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    append_and_commit(conn, &audits, heads).await?;
     Ok(results)
 }
 
@@ -235,19 +261,16 @@ fn job_result(outcome: StoreResult<Option<String>>) -> JobResult {
 }
 
 /// One job of a batch in a savepoint of its own, so that its failure rolls back
-/// alone (audit records follow, with the batch's one statement).
-async fn commit_job(
-    tx: &mut Transaction<'static, Db>,
-    job: &WriteJob,
-) -> Result<JobResult, sqlx::Error> {
+/// alone (audit records follow, with the batch's one command).
+async fn commit_job(conn: &mut Connection, job: &WriteJob) -> Result<JobResult, sqlx::Error> {
     let outcome = match job {
         WriteJob::Audit(_) => return Ok(JobResult::Done(None)),
         // The savepoint is part of the create's one command.
-        WriteJob::Create(create) => create_in_savepoint(tx, create).await,
-        WriteJob::Login(login) => login_in_savepoint(tx, login).await,
+        WriteJob::Create(create) => create_in_savepoint(conn, create).await,
+        WriteJob::Login(login) => login_in_savepoint(conn, login).await,
     };
     if outcome.is_err() {
-        tx.execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
+        conn.execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
             .await?;
     }
     Ok(job_result(outcome.map_err(conflict_or)))
@@ -256,17 +279,18 @@ async fn commit_job(
 /// A login's record in a transaction of its own.
 async fn commit_login_alone(write: &Pool<Db>, job: &LoginJob) -> StoreResult<()> {
     let mut tx = write.begin().await?;
+    append_audit(&mut tx, &job.audit).await?;
     insert_login_rows(&mut tx, job).await?;
     tx.commit().await?;
     Ok(())
 }
 
 async fn login_in_savepoint(
-    tx: &mut Transaction<'static, Db>,
+    conn: &mut Connection,
     login: &LoginJob,
 ) -> Result<Option<String>, sqlx::Error> {
-    tx.execute("SAVEPOINT job").await?;
-    insert_login_rows(tx, login).await?;
-    tx.execute("RELEASE SAVEPOINT job").await?;
+    conn.execute("SAVEPOINT job").await?;
+    insert_login_rows(conn, login).await?;
+    conn.execute("RELEASE SAVEPOINT job").await?;
     Ok(None)
 }

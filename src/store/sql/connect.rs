@@ -2,8 +2,9 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::audit_writes::append_audit;
 use super::engine::{Db, DbRow};
-use super::statements::{DbQuery, insert_audit_query, insert_event_query, push_conditions};
+use super::statements::{DbQuery, insert_event_query, push_conditions};
 use super::store::SqlStore;
 use crate::clock::Millis;
 use crate::model::AuditEntry;
@@ -205,7 +206,7 @@ impl ConnectStore for SqlStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_audit_query(audit).execute(&mut *tx).await?;
+        append_audit(&mut tx, audit).await?;
         if let Some(notice) = notice {
             insert_notice(&mut tx, notice).await?;
         }

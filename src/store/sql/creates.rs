@@ -1,17 +1,19 @@
 //! The statements that write a new credential: its idempotency key (if it has one),
-//! its end user, the credential and its audit record, all or none.
+//! its end user, the credential and (on PostgreSQL) its audit record, all or none.
+//! On SQLite the audit record follows with the batch's others, once the create went
+//! in, at its place in its tenant's chain (`audit_writes.rs`).
 //!
 //! - One create: [`create_sql`], one statement of data-modifying CTEs on PostgreSQL,
 //!   the statements in a savepoint sent as one command on SQLite. Both bind the same
-//!   `$1`..`$34` ([`create_query`]).
+//!   `$1`..`$34` ([`create_query`]); SQLite's leave the audit record's unused.
 //! - Creates that arrive together on PostgreSQL: [`creates_in_one_statement`], one
 //!   statement for all of them, whose values travel as one JSON array.
 //!
 //! A leaf beside `statements.rs`: it knows SQL and rows, not the writer that batches.
 use serde::Serialize;
-use sqlx::{Pool, Row, Transaction};
+use sqlx::{Pool, Row};
 
-use super::engine::{BACKEND, Db, DbRow};
+use super::engine::{BACKEND, Connection, Db, DbRow};
 use super::statements::{DbQuery, audit_columns, bind_meta, conflict_or};
 use crate::model::users::email_key;
 use crate::model::{AuditEntry, SealedCredential};
@@ -65,7 +67,8 @@ const END_USER_VALUES: &str = "VALUES ($1, $16, $20, $18, $18, $25)";
 /// - PostgreSQL: one statement of data-modifying CTEs, atomic; foreign keys are
 ///   checked at its end, when the end user row exists.
 /// - SQLite, which has no such CTEs: the statements in a savepoint of the batch's
-///   transaction, sent as one command.
+///   transaction, sent as one command; the audit record is the batch's to write
+///   (it takes a place in the chain only if the savepoint held).
 fn create_sql(idempotency: bool) -> &'static str {
     static SQL: std::sync::LazyLock<[String; 2]> =
         std::sync::LazyLock::new(|| [create_statements(false), create_statements(true)]);
@@ -92,8 +95,7 @@ fn create_statements(idempotency: bool) -> String {
              usr AS ({upsert_user}) SELECT email FROM usr"
         ),
         Backend::Sqlite => format!(
-            "SAVEPOINT job; {idem}{upsert_user}; {INSERT_CREDENTIAL}; \
-             {INSERT_CREATE_AUDIT}; RELEASE SAVEPOINT job"
+            "SAVEPOINT job; {idem}{upsert_user}; {INSERT_CREDENTIAL}; RELEASE SAVEPOINT job"
         ),
     }
 }
@@ -139,10 +141,10 @@ fn email_of(rows: &[DbRow]) -> Result<Option<String>, sqlx::Error> {
 /// SQLite: a create's statements (`SAVEPOINT` to `RELEASE`) as one command to the
 /// connection's worker thread, which runs them one after another.
 pub(super) async fn create_in_savepoint(
-    tx: &mut Transaction<'static, Db>,
+    conn: &mut Connection,
     job: &CreateJob,
 ) -> Result<Option<String>, sqlx::Error> {
-    email_of(&create_query(job).fetch_all(&mut **tx).await?)
+    email_of(&create_query(job).fetch_all(conn).await?)
 }
 
 /// PostgreSQL: one create as one statement (one round trip, atomic).

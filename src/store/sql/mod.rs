@@ -10,6 +10,7 @@
 use super::engine;
 
 mod audit;
+mod audit_writes;
 mod batch;
 mod connect;
 mod creates;

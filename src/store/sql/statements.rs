@@ -1,6 +1,8 @@
 //! Statements more than one part of the store writes with: audit records, events,
 //! credential metadata; and [`DIALECT`], everything the two engines spell differently.
 //! A leaf: it knows SQL and rows, not the store or its writer.
+use std::sync::LazyLock;
+
 use serde::Serialize;
 use sqlx::query::Query;
 
@@ -8,7 +10,7 @@ use super::engine::{BACKEND, Db};
 use super::rows;
 use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event};
-use crate::store::{Backend, ChainLink, StoreError};
+use crate::store::{Backend, ChainLink, Head, Place, StoreError};
 
 pub(super) type DbQuery<'q> = Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 
@@ -37,7 +39,12 @@ pub(super) struct Dialect {
     /// The conditions that keep a credential listing (alias `c`) within a token's
     /// constraints: each takes one JSON parameter, `$?`.
     pub constraint_conditions: [&'static str; 2],
-    /// Every audit record of the JSON array `$1`, with one statement.
+    /// Whether an audit record takes its place in its tenant's chain as it is
+    /// written (`audit_writes.rs`): SQLite, where the one writer orders every write
+    /// anyway. Otherwise the chain job links records after they are written.
+    pub chain_at_insert: bool,
+    /// Every audit record of the JSON array `$1`, with one statement; with its place
+    /// in the chain where [`AuditRow`] carries one.
     pub insert_audits: &'static str,
     /// Every chain link of the JSON array `$1` ([`chain_audits_query`]) onto its
     /// unchained record, with one statement.
@@ -51,6 +58,7 @@ pub(super) const DIALECT: Dialect = match BACKEND {
         lock_tenants: None,
         lock_admin_tokens: false,
         skip_locked: "",
+        chain_at_insert: true,
         constraint_conditions: [
             "c.provider IN (SELECT value FROM json_each($?))",
             "NOT EXISTS (SELECT 1 FROM json_each($?) s WHERE NOT EXISTS \
@@ -68,6 +76,7 @@ pub(super) const DIALECT: Dialect = match BACKEND {
         lock_tenants: Some("LOCK TABLE tenants IN EXCLUSIVE MODE"),
         lock_admin_tokens: true,
         skip_locked: " FOR UPDATE SKIP LOCKED",
+        chain_at_insert: false,
         constraint_conditions: [
             "c.provider IN (SELECT json_array_elements_text(CAST($? AS json)))",
             "CAST(c.labels AS jsonb) @> CAST($? AS jsonb)",
@@ -166,14 +175,16 @@ const INSERT_AUDIT: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 );
 
-/// SQLite: the rows of the JSON array `$1`, in array order.
+/// SQLite: the rows of the JSON array `$1`, in array order, each at its place in
+/// its chain.
 const INSERT_AUDITS_SQLITE: &str = concat!(
     "INSERT INTO audit_log (",
     audit_columns!(),
-    ") SELECT value ->> 'tenant_id', value ->> 'at', value ->> 'actor', value ->> 'action', \
-     value ->> 'credential_id', value ->> 'request_id', value ->> 'detail', \
-     value ->> 'user_id', value ->> 'source', value ->> 'outcome' \
-     FROM json_each($1) ORDER BY key"
+    ", seq, prev_hash, hash) SELECT value ->> 'tenant_id', value ->> 'at', \
+     value ->> 'actor', value ->> 'action', value ->> 'credential_id', \
+     value ->> 'request_id', value ->> 'detail', value ->> 'user_id', value ->> 'source', \
+     value ->> 'outcome', value ->> 'seq', unhex(value ->> 'prev_hash'), \
+     unhex(value ->> 'hash') FROM json_each($1) ORDER BY key"
 );
 
 /// PostgreSQL: the rows of the JSON array `$1`.
@@ -214,6 +225,25 @@ struct AuditRow<'a> {
     user_id: &'a str,
     source: &'a str,
     outcome: &'a str,
+    /// Its place in its chain, the hashes as hex (SQLite's `unhex` reads them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
+}
+
+impl<'a> AuditRow<'a> {
+    /// `a` at `place` in its chain.
+    fn at_place(a: &'a AuditEntry, place: &Place) -> Self {
+        Self {
+            seq: Some(place.seq),
+            prev_hash: Some(crate::ids::hex(&place.prev_hash)),
+            hash: Some(crate::ids::hex(&place.hash)),
+            ..Self::from(a)
+        }
+    }
 }
 
 impl<'a> From<&'a AuditEntry> for AuditRow<'a> {
@@ -229,6 +259,9 @@ impl<'a> From<&'a AuditEntry> for AuditRow<'a> {
             user_id: &a.user_id,
             source: &a.source,
             outcome: a.outcome,
+            seq: None,
+            prev_hash: None,
+            hash: None,
         }
     }
 }
@@ -242,13 +275,59 @@ pub(super) fn insert_audits_query(audits: &[&AuditEntry]) -> Result<DbQuery<'sta
     json_rows_query(DIALECT.insert_audits, &rows)
 }
 
+/// SQLite: every record in `audits` at its place (`places`, in the same order),
+/// then every chain's new head, with one command of two statements (three with
+/// `commit`).
+pub(super) fn insert_chained_audits_query<'h>(
+    audits: &[&AuditEntry],
+    places: &[Place],
+    heads: impl Iterator<Item = &'h Head>,
+    commit: bool,
+) -> Result<DbQuery<'static>, sqlx::Error> {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+        let sql = format!(
+            "{INSERT_AUDITS_SQLITE}; INSERT INTO audit_heads (tenant_id, seq, hash) \
+             SELECT value ->> 'tenant_id', value ->> 'seq', unhex(value ->> 'hash') \
+             FROM json_each($2) WHERE true \
+             ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+        );
+        [sql.clone(), format!("{sql}; COMMIT")]
+    });
+    let rows: Vec<AuditRow<'_>> = audits
+        .iter()
+        .zip(places)
+        .map(|(a, place)| AuditRow::at_place(a, place))
+        .collect();
+    let heads: Vec<HeadRow<'_>> = heads
+        .map(|h| HeadRow {
+            tenant_id: &h.tenant_id,
+            seq: h.seq,
+            hash: crate::ids::hex(&h.hash),
+        })
+        .collect();
+    let sql = &SQL[usize::from(commit)];
+    Ok(json_rows_query(sql, &rows)?.bind(json_text(&heads)?))
+}
+
+/// A chain's head as [`insert_chained_audits_query`] reads it.
+#[derive(Serialize)]
+struct HeadRow<'a> {
+    tenant_id: &'a str,
+    seq: i64,
+    hash: String,
+}
+
+/// `rows` as one JSON array.
+fn json_text<R: Serialize>(rows: &[R]) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
 /// `sql`, whose one parameter `$1` is `rows` as a JSON array.
 fn json_rows_query<R: Serialize>(
     sql: &'static str,
     rows: &[R],
 ) -> Result<DbQuery<'static>, sqlx::Error> {
-    let json = serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    Ok(sqlx::query(sql).bind(json))
+    Ok(sqlx::query(sql).bind(json_text(rows)?))
 }
 
 /// One chain link as [`DIALECT`]'s `chain_audits` reads it: the hashes as hex text.
@@ -268,9 +347,9 @@ pub(super) fn chain_audits_query(links: &[ChainLink]) -> Result<DbQuery<'static>
         .iter()
         .map(|l| LinkRow {
             id: l.id,
-            seq: l.seq,
-            prev_hash: crate::ids::hex(&l.prev_hash),
-            hash: crate::ids::hex(&l.hash),
+            seq: l.place.seq,
+            prev_hash: crate::ids::hex(&l.place.prev_hash),
+            hash: crate::ids::hex(&l.place.hash),
         })
         .collect();
     json_rows_query(DIALECT.chain_audits, &rows)

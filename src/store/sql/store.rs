@@ -3,6 +3,7 @@ use async_trait::async_trait;
 use sqlx::{Executor, Pool, Row};
 use tokio::sync::mpsc;
 
+use super::audit_writes::append_audit;
 use super::batch::{self, Queued, WriteJob};
 use super::creates::CreateJob;
 use super::engine::{BACKEND, Db, DbRow};
@@ -11,8 +12,7 @@ use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
 };
 use super::statements::{
-    DIALECT, DbQuery, bind_meta, conflict_or, insert_audit_query, insert_event_query,
-    push_conditions,
+    DIALECT, DbQuery, bind_meta, conflict_or, insert_event_query, push_conditions,
 };
 use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
@@ -134,7 +134,7 @@ impl SqlStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_audit_query(audit).execute(&mut *tx).await?;
+        append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -473,7 +473,7 @@ impl Store for SqlStore {
             return Ok(false);
         }
         if let Some(audit) = audit {
-            insert_audit_query(audit).execute(&mut *tx).await?;
+            append_audit(&mut tx, audit).await?;
         }
         for event in events {
             insert_event_query(event).execute(&mut *tx).await?;
@@ -652,7 +652,7 @@ impl Store for SqlStore {
         .bind(m.updated_at)
         .execute(&mut *tx)
         .await?;
-        insert_audit_query(audit).execute(&mut *tx).await?;
+        append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }

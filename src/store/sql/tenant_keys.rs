@@ -1,7 +1,7 @@
 //! The `TenantKeyStore` queries.
 use async_trait::async_trait;
 
-use super::statements::insert_audit_query;
+use super::audit_writes::append_audit;
 use super::store::SqlStore;
 use crate::clock::Millis;
 use crate::model::AuditEntry;
@@ -96,7 +96,7 @@ impl TenantKeyStore for SqlStore {
                 .await?;
             deleted += done.rows_affected();
         }
-        insert_audit_query(audit).execute(&mut *tx).await?;
+        append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(deleted)
     }

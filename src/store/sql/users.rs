@@ -2,8 +2,9 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::audit_writes::append_audit;
 use super::engine::DbRow;
-use super::statements::{conflict_or, insert_audit_query};
+use super::statements::conflict_or;
 use super::store::SqlStore;
 use crate::clock::Millis;
 use crate::model::AuditEntry;
@@ -138,7 +139,7 @@ impl UserStore for SqlStore {
             .bind(format!("user:{user_id}"))
             .execute(&mut *tx)
             .await?;
-        insert_audit_query(audit).execute(&mut *tx).await?;
+        append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }
