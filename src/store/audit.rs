@@ -1,6 +1,6 @@
 //! The audit log as the chain job, `audit verify` and `ListAuditRecords` see it:
-//! how a chain's head advances, records not yet chained, each tenant's chain in sequence order, signed checkpoints,
-//! filtered pages, and pruning at a checkpoint.
+//! how a chain's head advances, records not yet chained, each tenant's chain in
+//! sequence order, signed checkpoints, filtered pages, and pruning at a checkpoint.
 use async_trait::async_trait;
 
 use super::StoreResult;
