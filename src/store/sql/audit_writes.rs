@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use sqlx::{Executor, Row};
 
 use super::engine::{Connection, DbRow};
+pub(super) use super::statements::Frame;
 use super::statements::{
     DIALECT, insert_audit_query, insert_audits_query, insert_chained_audits_query,
 };
@@ -30,8 +31,17 @@ macro_rules! heads_of {
     };
 }
 
-/// Chain heads by tenant, as read in the transaction that moves them.
+/// Chain heads by tenant: as read in the transaction that moves them, or as the
+/// group commit last moved them.
+#[derive(Clone, Default)]
 pub(super) struct Heads(HashMap<String, Head>);
+
+impl Heads {
+    /// Whether each of `tenants` has its head here.
+    pub(super) fn cover<'a>(&self, mut tenants: impl Iterator<Item = &'a str>) -> bool {
+        tenants.all(|t| self.0.contains_key(t))
+    }
+}
 
 /// Writes `audits`, in this order, on `conn`, which is in a write transaction on
 /// SQLite (begun with [`DIALECT`]`.begin_write`, so that no other writer can move a
@@ -45,7 +55,9 @@ pub(super) async fn append_audits(
         _ if DIALECT.chain_at_insert => {
             let tenants = audits.iter().map(|a| a.tenant_id.as_str());
             let heads = read_heads(conn, heads_of!(), tenants).await?;
-            insert_chained(conn, audits, heads, false).await
+            insert_chained(conn, audits, heads, Frame::Inside)
+                .await
+                .map(drop)
         }
         [one] => insert_audit_query(one).execute(conn).await.map(drop),
         _ => insert_audits_query(audits)?.execute(conn).await.map(drop),
@@ -70,43 +82,51 @@ pub(super) async fn begin_with_heads<'a>(
 }
 
 /// SQLite's group commit, last command: `audits` at their places after `heads`, the
-/// heads moved past them, and the commit.
+/// heads moved past them, and the commit, framed as `frame` says. Each head moves
+/// only from where `heads` has it: one that another transaction moved meanwhile
+/// fails the command (then nothing of it holds). Returns the heads as they now are.
 pub(super) async fn append_and_commit(
     conn: &mut Connection,
     audits: &[&AuditEntry],
     heads: Heads,
-) -> Result<(), sqlx::Error> {
-    if audits.is_empty() {
-        return conn.execute("COMMIT").await.map(drop);
+    frame: Frame,
+) -> Result<Heads, sqlx::Error> {
+    match (audits, frame) {
+        ([], Frame::BeginsAndCommits) => return Ok(heads),
+        ([], _) => {
+            conn.execute("COMMIT").await?;
+            return Ok(heads);
+        }
+        _ => {}
     }
-    insert_chained(conn, audits, heads, true).await
+    insert_chained(conn, audits, heads, frame).await
 }
 
-/// The records at their places, and the heads moved past them (then the commit, if
-/// `commit`), with one command.
+/// The records at their places, and the heads moved past them, with one command
+/// framed as `frame` says; the heads after.
 async fn insert_chained(
     conn: &mut Connection,
     audits: &[&AuditEntry],
     Heads(mut heads): Heads,
-    commit: bool,
-) -> Result<(), sqlx::Error> {
+    frame: Frame,
+) -> Result<Heads, sqlx::Error> {
+    let mut from: HashMap<&str, i64> = HashMap::new();
     let places: Vec<_> = audits
         .iter()
         .map(|a| {
             let head = heads
                 .entry(a.tenant_id.clone())
                 .or_insert_with(|| Head::start(&a.tenant_id));
+            from.entry(a.tenant_id.as_str()).or_insert(head.seq);
             head.advance(|seq, prev| a.chain_hash(seq, prev))
         })
         .collect();
-    // Only the heads that moved (the batch read those of creates that failed, too).
-    let moved = heads
-        .values()
-        .filter(|h| audits.iter().any(|a| a.tenant_id == h.tenant_id));
-    insert_chained_audits_query(audits, &places, moved, commit)?
+    // Only the heads that moved (a batch reads those of creates that failed, too).
+    let moves = from.iter().filter_map(|(t, f)| Some((*f, heads.get(*t)?)));
+    insert_chained_audits_query(audits, &places, moves, frame)?
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(Heads(heads))
 }
 
 /// The heads that `sql` selects for the JSON array of `tenants`, by tenant.

@@ -19,10 +19,11 @@
 //!   commit, which the batch then pays once. A batch of audit records alone is one
 //!   autocommit statement.
 use futures::future::join_all;
+use sqlx::pool::PoolConnection;
 use sqlx::{Executor, Pool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit_writes::{append_and_commit, append_audit, begin_with_heads};
+use super::audit_writes::{Frame, Heads, append_and_commit, append_audit, begin_with_heads};
 use super::creates::{
     CreateJob, create_in_one_statement, create_in_savepoint, creates_in_one_statement,
 };
@@ -109,8 +110,10 @@ pub(super) async fn submit(
 
 async fn group_commit(write: Pool<Db>, mut jobs: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    // The audit chains' heads as the last commit left them (SQLite).
+    let mut known = Heads::default();
     while jobs.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        match commit_batch(&write, &batch).await {
+        match commit_batch(&write, &batch, &mut known).await {
             Ok(results) => {
                 for ((_, done), result) in batch.drain(..).zip(results) {
                     let _ = done.send(result);
@@ -129,9 +132,13 @@ async fn group_commit(write: Pool<Db>, mut jobs: mpsc::Receiver<Queued>) {
 /// Commits `batch`: in one transaction on SQLite ([`DIALECT`]`.one_writer`); on
 /// PostgreSQL, one autocommit statement when it holds nothing but audit records,
 /// otherwise its kinds of job side by side.
-async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
+async fn commit_batch(
+    write: &Pool<Db>,
+    batch: &[Queued],
+    known: &mut Heads,
+) -> Result<Vec<JobResult>, sqlx::Error> {
     if DIALECT.one_writer {
-        return commit_in_one_transaction(write, batch).await;
+        return commit_in_one_transaction(write, batch, known).await;
     }
     let audits: Vec<&AuditEntry> = batch
         .iter()
@@ -148,27 +155,77 @@ async fn commit_batch(write: &Pool<Db>, batch: &[Queued]) -> Result<Vec<JobResul
 }
 
 /// SQLite: one transaction, each job other than an audit record in a savepoint of
-/// its own, then the audit records of every job that went in. The transaction is
-/// begun by hand, with the read of the chains' heads, and committed with the audit
-/// records: two commands to SQLite's worker thread, not four.
+/// its own, then the audit records of every job that went in, at their places in
+/// their chains. The transaction is begun by hand and committed with the records.
+/// Where the last commit left every head the batch needs (`known`), a batch of
+/// audit records alone is one command to SQLite's worker thread; otherwise the
+/// heads are read with the `BEGIN`, two commands. A head moved meanwhile by another
+/// transaction fails the first try, and the batch is tried again reading them.
 async fn commit_in_one_transaction(
     write: &Pool<Db>,
     batch: &[Queued],
+    known: &mut Heads,
 ) -> Result<Vec<JobResult>, sqlx::Error> {
     let mut conn = write.acquire().await?;
     // Not cancelled midway: the writer's task runs until the store goes. (Were it,
     // the next batch's `BEGIN` would fail, and its ROLLBACK end the orphan.)
-    let outcome = commit_on(&mut conn, batch).await;
-    if outcome.is_err() && conn.execute("ROLLBACK").await.is_err() {
-        // Its transaction may still be open: the connection is not used again.
-        conn.close_on_drop();
+    let tenants = batch.iter().map(|(job, _)| job.audit().tenant_id.as_str());
+    let mut first = None;
+    if known.cover(tenants) {
+        match commit_on(&mut conn, batch, Some(known.clone())).await {
+            Ok(done) => first = Some(done),
+            Err(e) => {
+                tracing::debug!(error = %e, "a group commit is tried again, reading the audit chains' heads");
+                roll_back(&mut conn).await;
+            }
+        }
     }
-    outcome
+    let outcome = match first {
+        Some(done) => Ok(done),
+        None => commit_on(&mut conn, batch, None).await,
+    };
+    match outcome {
+        Ok((results, heads)) => {
+            *known = heads;
+            Ok(results)
+        }
+        Err(e) => {
+            roll_back(&mut conn).await;
+            *known = Heads::default();
+            Err(e)
+        }
+    }
 }
 
-async fn commit_on(conn: &mut Connection, batch: &[Queued]) -> Result<Vec<JobResult>, sqlx::Error> {
-    let tenants = batch.iter().map(|(job, _)| job.audit().tenant_id.as_str());
-    let heads = begin_with_heads(conn, tenants).await?;
+/// Ends a failed transaction; a connection whose transaction may still be open is
+/// not used again.
+async fn roll_back(conn: &mut PoolConnection<Db>) {
+    if conn.execute("ROLLBACK").await.is_err() {
+        conn.close_on_drop();
+    }
+}
+
+/// The batch in one transaction, with the heads `known` (none: read them); its
+/// results and the heads after.
+async fn commit_on(
+    conn: &mut Connection,
+    batch: &[Queued],
+    known: Option<Heads>,
+) -> Result<(Vec<JobResult>, Heads), sqlx::Error> {
+    let only_audits = batch
+        .iter()
+        .all(|(job, _)| matches!(job, WriteJob::Audit(_)));
+    let (heads, frame) = match known {
+        Some(heads) if only_audits => (heads, Frame::BeginsAndCommits),
+        Some(heads) => {
+            conn.execute("BEGIN IMMEDIATE").await?;
+            (heads, Frame::Commits)
+        }
+        None => {
+            let tenants = batch.iter().map(|(job, _)| job.audit().tenant_id.as_str());
+            (begin_with_heads(conn, tenants).await?, Frame::Commits)
+        }
+    };
     let mut results = Vec::with_capacity(batch.len());
     let mut audits = Vec::with_capacity(batch.len());
     for (job, _) in batch {
@@ -178,8 +235,8 @@ async fn commit_on(conn: &mut Connection, batch: &[Queued]) -> Result<Vec<JobRes
         }
         results.push(result);
     }
-    append_and_commit(conn, &audits, heads).await?;
-    Ok(results)
+    let heads = append_and_commit(conn, &audits, heads, frame).await?;
+    Ok((results, heads))
 }
 
 /// PostgreSQL: the audit records, the creates and each login committed on a

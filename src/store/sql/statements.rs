@@ -275,44 +275,68 @@ pub(super) fn insert_audits_query(audits: &[&AuditEntry]) -> Result<DbQuery<'sta
     json_rows_query(DIALECT.insert_audits, &rows)
 }
 
-/// SQLite: every record in `audits` at its place (`places`, in the same order),
-/// then every chain's new head, with one command of two statements (three with
-/// `commit`).
+/// What the command that writes audit records at their places also does (SQLite).
+#[derive(Clone, Copy)]
+pub(super) enum Frame {
+    /// Nothing: it runs inside a transaction its caller began and will commit.
+    Inside,
+    /// Commits the transaction begun before it.
+    Commits,
+    /// Begins the transaction as well (the heads known from the last commit), and
+    /// commits it: the whole transaction in one command.
+    BeginsAndCommits,
+}
+
+/// SQLite: every record in `audits` at its place (`places`, in the same order), then
+/// each chain's head moved, framed as `frame` says, with one command. `moves` gives
+/// each head's new place and where it moves from (0: a chain's first records). A
+/// head that is not where it moves from fails the command: a new chain's head that
+/// exists already breaks the primary key, and a moved one is set to NULL, which
+/// `seq NOT NULL` refuses.
 pub(super) fn insert_chained_audits_query<'h>(
     audits: &[&AuditEntry],
     places: &[Place],
-    heads: impl Iterator<Item = &'h Head>,
-    commit: bool,
+    moves: impl Iterator<Item = (i64, &'h Head)>,
+    frame: Frame,
 ) -> Result<DbQuery<'static>, sqlx::Error> {
-    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
         let sql = format!(
             "{INSERT_AUDITS_SQLITE}; INSERT INTO audit_heads (tenant_id, seq, hash) \
              SELECT value ->> 'tenant_id', value ->> 'seq', unhex(value ->> 'hash') \
-             FROM json_each($2) WHERE true \
-             ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+             FROM json_each($2) WHERE value ->> 'from' = 0; \
+             UPDATE audit_heads \
+             SET seq = CASE WHEN audit_heads.seq = m.value ->> 'from' THEN m.value ->> 'seq' END, \
+             hash = unhex(m.value ->> 'hash') FROM json_each($2) AS m \
+             WHERE audit_heads.tenant_id = m.value ->> 'tenant_id' AND m.value ->> 'from' > 0"
         );
-        [sql.clone(), format!("{sql}; COMMIT")]
+        [
+            sql.clone(),
+            format!("{sql}; COMMIT"),
+            format!("BEGIN IMMEDIATE; {sql}; COMMIT"),
+        ]
     });
     let rows: Vec<AuditRow<'_>> = audits
         .iter()
         .zip(places)
         .map(|(a, place)| AuditRow::at_place(a, place))
         .collect();
-    let heads: Vec<HeadRow<'_>> = heads
-        .map(|h| HeadRow {
+    let moves: Vec<HeadMoveRow<'_>> = moves
+        .map(|(from, h)| HeadMoveRow {
             tenant_id: &h.tenant_id,
+            from,
             seq: h.seq,
             hash: crate::ids::hex(&h.hash),
         })
         .collect();
-    let sql = &SQL[usize::from(commit)];
-    Ok(json_rows_query(sql, &rows)?.bind(json_text(&heads)?))
+    let sql = &SQL[frame as usize];
+    Ok(json_rows_query(sql, &rows)?.bind(json_text(&moves)?))
 }
 
-/// A chain's head as [`insert_chained_audits_query`] reads it.
+/// A chain's head moving, as [`insert_chained_audits_query`] reads it.
 #[derive(Serialize)]
-struct HeadRow<'a> {
+struct HeadMoveRow<'a> {
     tenant_id: &'a str,
+    from: i64,
     seq: i64,
     hash: String,
 }
