@@ -2,9 +2,11 @@
 //!
 //! - **SQLite** ([`DIALECT`]`.chain_at_insert`): the one writer puts every write in
 //!   an order anyway, so each record takes its tenant's next place in the chain as
-//!   it is written. The transaction reads the heads of the chains it extends, hashes
-//!   each record onto its chain, writes the records whole and moves the heads: one
-//!   write per record, and nothing left for the chain job to update later.
+//!   it is written. The transaction reads the heads of the chains it extends (or the
+//!   group commit knows them from its last commit), hashes each record onto its
+//!   chain and writes the records whole; each insert moves its chain's head (the
+//!   trigger of migrations/sqlite/0013). One write per record, and nothing left for
+//!   the chain job to update later.
 //! - **PostgreSQL**: replicas write side by side, and one head per tenant moved by
 //!   every audited write would queue them all on that row's lock. Records go in
 //!   unchained; the chain job links them later, in the order it finds them.
@@ -15,7 +17,6 @@ use std::collections::HashMap;
 use sqlx::{Executor, Row};
 
 use super::engine::{Connection, DbRow};
-pub(super) use super::statements::Frame;
 use super::statements::{
     DIALECT, insert_audit_query, insert_audits_query, insert_chained_audits_query,
 };
@@ -32,7 +33,8 @@ macro_rules! heads_of {
 }
 
 /// Chain heads by tenant: as read in the transaction that moves them, or as the
-/// group commit last moved them.
+/// group commit last moved them. The heads themselves move in the database as each
+/// record goes in (a trigger, migrations/sqlite/0013).
 #[derive(Clone, Default)]
 pub(super) struct Heads(HashMap<String, Head>);
 
@@ -55,9 +57,7 @@ pub(super) async fn append_audits(
         _ if DIALECT.chain_at_insert => {
             let tenants = audits.iter().map(|a| a.tenant_id.as_str());
             let heads = read_heads(conn, heads_of!(), tenants).await?;
-            insert_chained(conn, audits, heads, Frame::Inside)
-                .await
-                .map(drop)
+            insert_chained(conn, audits, heads, false).await.map(drop)
         }
         [one] => insert_audit_query(one).execute(conn).await.map(drop),
         _ => insert_audits_query(audits)?.execute(conn).await.map(drop),
@@ -81,49 +81,42 @@ pub(super) async fn begin_with_heads<'a>(
     read_heads(conn, concat!("BEGIN IMMEDIATE; ", heads_of!()), tenants).await
 }
 
-/// SQLite's group commit, last command: `audits` at their places after `heads`, the
-/// heads moved past them, and the commit, framed as `frame` says. Each head moves
-/// only from where `heads` has it: one that another transaction moved meanwhile
-/// fails the command (then nothing of it holds). Returns the heads as they now are.
-pub(super) async fn append_and_commit(
+/// SQLite's group commit, last command: `audits` at their places after `heads`,
+/// then the commit of the transaction begun before, if `commit` (without, the
+/// statement is a transaction of its own). Returns the heads as they now are.
+pub(super) async fn write_chained(
     conn: &mut Connection,
     audits: &[&AuditEntry],
     heads: Heads,
-    frame: Frame,
+    commit: bool,
 ) -> Result<Heads, sqlx::Error> {
-    match (audits, frame) {
-        ([], Frame::BeginsAndCommits) => return Ok(heads),
-        ([], _) => {
+    if audits.is_empty() {
+        if commit {
             conn.execute("COMMIT").await?;
-            return Ok(heads);
         }
-        _ => {}
+        return Ok(heads);
     }
-    insert_chained(conn, audits, heads, frame).await
+    insert_chained(conn, audits, heads, commit).await
 }
 
-/// The records at their places, and the heads moved past them, with one command
-/// framed as `frame` says; the heads after.
+/// The records at their places after `heads`, each moving its chain's head, with
+/// one statement (and the commit, if `commit`); the heads after.
 async fn insert_chained(
     conn: &mut Connection,
     audits: &[&AuditEntry],
     Heads(mut heads): Heads,
-    frame: Frame,
+    commit: bool,
 ) -> Result<Heads, sqlx::Error> {
-    let mut from: HashMap<&str, i64> = HashMap::new();
     let places: Vec<_> = audits
         .iter()
         .map(|a| {
             let head = heads
                 .entry(a.tenant_id.clone())
                 .or_insert_with(|| Head::start(&a.tenant_id));
-            from.entry(a.tenant_id.as_str()).or_insert(head.seq);
             head.advance(|seq, prev| a.chain_hash(seq, prev))
         })
         .collect();
-    // Only the heads that moved (a batch reads those of creates that failed, too).
-    let moves = from.iter().filter_map(|(t, f)| Some((*f, heads.get(*t)?)));
-    insert_chained_audits_query(audits, &places, moves, frame)?
+    insert_chained_audits_query(audits, &places, commit)?
         .execute(conn)
         .await?;
     Ok(Heads(heads))

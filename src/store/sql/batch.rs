@@ -12,7 +12,8 @@
 //!   savepoint go to SQLite's worker thread as one command. The audit records of the
 //!   batch's reveals and of the creates and logins that went in then follow, each at
 //!   its place in its chain (`audit_writes.rs`): a create that rolled back takes no
-//!   place.
+//!   place. The writer keeps the chains' heads it last wrote, so a batch of audit
+//!   records alone is one autocommit statement, as it would be unchained.
 //! - On PostgreSQL the creates of a batch are one statement ([`creates`]), beside the
 //!   audit records' statement and each login's transaction, on connections of their
 //!   own: what a create costs there is PostgreSQL's work per statement and per
@@ -23,7 +24,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Executor, Pool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit_writes::{Frame, Heads, append_and_commit, append_audit, begin_with_heads};
+use super::audit_writes::{Heads, append_audit, begin_with_heads, write_chained};
 use super::creates::{
     CreateJob, create_in_one_statement, create_in_savepoint, creates_in_one_statement,
 };
@@ -158,9 +159,10 @@ async fn commit_batch(
 /// its own, then the audit records of every job that went in, at their places in
 /// their chains. The transaction is begun by hand and committed with the records.
 /// Where the last commit left every head the batch needs (`known`), a batch of
-/// audit records alone is one command to SQLite's worker thread; otherwise the
-/// heads are read with the `BEGIN`, two commands. A head moved meanwhile by another
-/// transaction fails the first try, and the batch is tried again reading them.
+/// audit records alone is one autocommit statement, as it would be unchained;
+/// otherwise the heads are read with the `BEGIN`. A place that another transaction
+/// took meanwhile fails the first try (a unique key), and the batch is tried again
+/// reading the heads.
 async fn commit_in_one_transaction(
     write: &Pool<Db>,
     batch: &[Queued],
@@ -169,20 +171,25 @@ async fn commit_in_one_transaction(
     let mut conn = write.acquire().await?;
     // Not cancelled midway: the writer's task runs until the store goes. (Were it,
     // the next batch's `BEGIN` would fail, and its ROLLBACK end the orphan.)
+    let only_audits = batch
+        .iter()
+        .all(|(job, _)| matches!(job, WriteJob::Audit(_)));
     let tenants = batch.iter().map(|(job, _)| job.audit().tenant_id.as_str());
     let mut first = None;
     if known.cover(tenants) {
-        match commit_on(&mut conn, batch, Some(known.clone())).await {
+        match commit_on(&mut conn, batch, Some(known.clone()), only_audits).await {
             Ok(done) => first = Some(done),
             Err(e) => {
                 tracing::debug!(error = %e, "a group commit is tried again, reading the audit chains' heads");
-                roll_back(&mut conn).await;
+                if !only_audits {
+                    roll_back(&mut conn).await;
+                }
             }
         }
     }
     let outcome = match first {
         Some(done) => Ok(done),
-        None => commit_on(&mut conn, batch, None).await,
+        None => commit_on(&mut conn, batch, None, only_audits).await,
     };
     match outcome {
         Ok((results, heads)) => {
@@ -205,25 +212,24 @@ async fn roll_back(conn: &mut PoolConnection<Db>) {
     }
 }
 
-/// The batch in one transaction, with the heads `known` (none: read them); its
+/// The batch, with the heads `known` (none: read them): one autocommit statement
+/// for audit records alone whose heads are known, else one transaction. Its
 /// results and the heads after.
 async fn commit_on(
     conn: &mut Connection,
     batch: &[Queued],
     known: Option<Heads>,
+    only_audits: bool,
 ) -> Result<(Vec<JobResult>, Heads), sqlx::Error> {
-    let only_audits = batch
-        .iter()
-        .all(|(job, _)| matches!(job, WriteJob::Audit(_)));
-    let (heads, frame) = match known {
-        Some(heads) if only_audits => (heads, Frame::BeginsAndCommits),
+    let (heads, begun) = match known {
+        Some(heads) if only_audits => (heads, false),
         Some(heads) => {
             conn.execute("BEGIN IMMEDIATE").await?;
-            (heads, Frame::Commits)
+            (heads, true)
         }
         None => {
             let tenants = batch.iter().map(|(job, _)| job.audit().tenant_id.as_str());
-            (begin_with_heads(conn, tenants).await?, Frame::Commits)
+            (begin_with_heads(conn, tenants).await?, true)
         }
     };
     let mut results = Vec::with_capacity(batch.len());
@@ -235,7 +241,7 @@ async fn commit_on(
         }
         results.push(result);
     }
-    let heads = append_and_commit(conn, &audits, heads, frame).await?;
+    let heads = write_chained(conn, &audits, heads, begun).await?;
     Ok((results, heads))
 }
 

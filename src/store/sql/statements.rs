@@ -10,7 +10,7 @@ use super::engine::{BACKEND, Db};
 use super::rows;
 use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event};
-use crate::store::{Backend, ChainLink, Head, Place, StoreError};
+use crate::store::{Backend, ChainLink, Place, StoreError};
 
 pub(super) type DbQuery<'q> = Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 
@@ -275,44 +275,21 @@ pub(super) fn insert_audits_query(audits: &[&AuditEntry]) -> Result<DbQuery<'sta
     json_rows_query(DIALECT.insert_audits, &rows)
 }
 
-/// What the command that writes audit records at their places also does (SQLite).
-#[derive(Clone, Copy)]
-pub(super) enum Frame {
-    /// Nothing: it runs inside a transaction its caller began and will commit.
-    Inside,
-    /// Commits the transaction begun before it.
-    Commits,
-    /// Begins the transaction as well (the heads known from the last commit), and
-    /// commits it: the whole transaction in one command.
-    BeginsAndCommits,
-}
-
-/// SQLite: every record in `audits` at its place (`places`, in the same order), then
-/// each chain's head moved, framed as `frame` says, with one command. `moves` gives
-/// each head's new place and where it moves from (0: a chain's first records). A
-/// head that is not where it moves from fails the command: a new chain's head that
-/// exists already breaks the primary key, and a moved one is set to NULL, which
-/// `seq NOT NULL` refuses.
-pub(super) fn insert_chained_audits_query<'h>(
+/// SQLite: every record in `audits` at its place (`places`, in the same order),
+/// with one statement (then the commit of the transaction begun before, if
+/// `commit`). Each record moves its chain's head as it goes in: the trigger of
+/// migration 0013, which moves a head only from the place right before the record.
+/// A place another transaction took meanwhile breaks `audit_log_chain`'s
+/// uniqueness, and nothing of the statement holds.
+pub(super) fn insert_chained_audits_query(
     audits: &[&AuditEntry],
     places: &[Place],
-    moves: impl Iterator<Item = (i64, &'h Head)>,
-    frame: Frame,
+    commit: bool,
 ) -> Result<DbQuery<'static>, sqlx::Error> {
-    static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
-        let sql = format!(
-            "{INSERT_AUDITS_SQLITE}; INSERT INTO audit_heads (tenant_id, seq, hash) \
-             SELECT value ->> 'tenant_id', value ->> 'seq', unhex(value ->> 'hash') \
-             FROM json_each($2) WHERE value ->> 'from' = 0; \
-             UPDATE audit_heads \
-             SET seq = CASE WHEN audit_heads.seq = m.value ->> 'from' THEN m.value ->> 'seq' END, \
-             hash = unhex(m.value ->> 'hash') FROM json_each($2) AS m \
-             WHERE audit_heads.tenant_id = m.value ->> 'tenant_id' AND m.value ->> 'from' > 0"
-        );
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
         [
-            sql.clone(),
-            format!("{sql}; COMMIT"),
-            format!("BEGIN IMMEDIATE; {sql}; COMMIT"),
+            INSERT_AUDITS_SQLITE.into(),
+            format!("{INSERT_AUDITS_SQLITE}; COMMIT"),
         ]
     });
     let rows: Vec<AuditRow<'_>> = audits
@@ -320,30 +297,7 @@ pub(super) fn insert_chained_audits_query<'h>(
         .zip(places)
         .map(|(a, place)| AuditRow::at_place(a, place))
         .collect();
-    let moves: Vec<HeadMoveRow<'_>> = moves
-        .map(|(from, h)| HeadMoveRow {
-            tenant_id: &h.tenant_id,
-            from,
-            seq: h.seq,
-            hash: crate::ids::hex(&h.hash),
-        })
-        .collect();
-    let sql = &SQL[frame as usize];
-    Ok(json_rows_query(sql, &rows)?.bind(json_text(&moves)?))
-}
-
-/// A chain's head moving, as [`insert_chained_audits_query`] reads it.
-#[derive(Serialize)]
-struct HeadMoveRow<'a> {
-    tenant_id: &'a str,
-    from: i64,
-    seq: i64,
-    hash: String,
-}
-
-/// `rows` as one JSON array.
-fn json_text<R: Serialize>(rows: &[R]) -> Result<String, sqlx::Error> {
-    serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+    json_rows_query(&SQL[usize::from(commit)], &rows)
 }
 
 /// `sql`, whose one parameter `$1` is `rows` as a JSON array.
@@ -351,7 +305,8 @@ fn json_rows_query<R: Serialize>(
     sql: &'static str,
     rows: &[R],
 ) -> Result<DbQuery<'static>, sqlx::Error> {
-    Ok(sqlx::query(sql).bind(json_text(rows)?))
+    let json = serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    Ok(sqlx::query(sql).bind(json))
 }
 
 /// One chain link as [`DIALECT`]'s `chain_audits` reads it: the hashes as hex text.
