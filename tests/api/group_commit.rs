@@ -245,6 +245,25 @@ async fn creates_arriving_together(backend: Backend) {
         done.unwrap();
     }
     chain_as_written(&store, backend, written.len() + 2 * reveals.len() + 1).await;
+
+    // The tenant goes, chain and head with it, while the writer still knows the
+    // head. A record of the tenant that arrives late starts a chain afresh, at 1.
+    let by_operator = AuditEntry {
+        tenant_id: String::new(),
+        action: "tenant.delete",
+        ..gone.clone()
+    };
+    store
+        .delete_tenant_rows(TENANT, &by_operator)
+        .await
+        .unwrap();
+    store.insert_audit(&reveals[0]).await.unwrap();
+    let late = store.chained_audit(TENANT, 0, 100).await.unwrap();
+    let places: Vec<Option<i64>> = late.iter().map(|r| r.seq).collect();
+    match backend {
+        Backend::Sqlite => assert_eq!(places, [Some(1)]),
+        Backend::Postgres => assert_eq!(places, []),
+    }
     drop(db);
 }
 
