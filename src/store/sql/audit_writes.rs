@@ -18,7 +18,7 @@ use sqlx::{Executor, Row};
 
 use super::engine::{Connection, DbRow};
 use super::statements::{
-    DIALECT, insert_audit_query, insert_audits_query, insert_chained_audits_query,
+    DIALECT, insert_audit_query, insert_audits_query, insert_chained_audits_query, json_rows_query,
 };
 use crate::model::AuditEntry;
 use crate::store::Head;
@@ -39,9 +39,15 @@ macro_rules! heads_of {
 pub(super) struct Heads(HashMap<String, Head>);
 
 impl Heads {
-    /// Whether each of `tenants` has its head here.
-    pub(super) fn cover<'a>(&self, mut tenants: impl Iterator<Item = &'a str>) -> bool {
-        tenants.all(|t| self.0.contains_key(t))
+    /// The heads of `tenants`, if each has its head here.
+    pub(super) fn of<'a>(&self, tenants: impl Iterator<Item = &'a str>) -> Option<Heads> {
+        let heads = tenants.map(|t| Some((t.to_owned(), self.0.get(t)?.clone())));
+        heads.collect::<Option<_>>().map(Heads)
+    }
+
+    /// Takes in `newer`, which replace the heads of the same tenants.
+    pub(super) fn update(&mut self, newer: Heads) {
+        self.0.extend(newer.0);
     }
 }
 
@@ -131,8 +137,7 @@ async fn read_heads<'a>(
     let mut tenants: Vec<&str> = tenants.collect();
     tenants.sort_unstable();
     tenants.dedup();
-    let tenants = serde_json::to_string(&tenants).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let rows = sqlx::query(sql).bind(tenants).fetch_all(conn).await?;
+    let rows = json_rows_query(sql, &tenants)?.fetch_all(conn).await?;
     let heads = rows
         .iter()
         .map(|row| head(row).map(|h| (h.tenant_id.clone(), h)));

@@ -174,10 +174,9 @@ async fn commit_in_one_transaction(
     let only_audits = batch
         .iter()
         .all(|(job, _)| matches!(job, WriteJob::Audit(_)));
-    let tenants = batch.iter().map(|(job, _)| job.audit().tenant_id.as_str());
     let mut first = None;
-    if known.cover(tenants) {
-        match commit_on(&mut conn, batch, Some(known.clone()), only_audits).await {
+    if let Some(heads) = known.of(tenants(batch)) {
+        match commit_on(&mut conn, batch, Some(heads), only_audits).await {
             Ok(done) => first = Some(done),
             Err(e) => {
                 tracing::debug!(error = %e, "a group commit is tried again, reading the audit chains' heads");
@@ -193,7 +192,7 @@ async fn commit_in_one_transaction(
     };
     match outcome {
         Ok((results, heads)) => {
-            *known = heads;
+            known.update(heads);
             Ok(results)
         }
         Err(e) => {
@@ -202,6 +201,11 @@ async fn commit_in_one_transaction(
             Err(e)
         }
     }
+}
+
+/// The tenants whose audit chains the jobs of `batch` extend (with repeats).
+fn tenants(batch: &[Queued]) -> impl Iterator<Item = &str> {
+    batch.iter().map(|(job, _)| job.audit().tenant_id.as_str())
 }
 
 /// Ends a failed transaction; a connection whose transaction may still be open is
@@ -227,10 +231,7 @@ async fn commit_on(
             conn.execute("BEGIN IMMEDIATE").await?;
             (heads, true)
         }
-        None => {
-            let tenants = batch.iter().map(|(job, _)| job.audit().tenant_id.as_str());
-            (begin_with_heads(conn, tenants).await?, true)
-        }
+        None => (begin_with_heads(conn, tenants(batch)).await?, true),
     };
     let mut results = Vec::with_capacity(batch.len());
     let mut audits = Vec::with_capacity(batch.len());

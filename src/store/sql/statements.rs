@@ -288,8 +288,8 @@ pub(super) fn insert_chained_audits_query(
 ) -> Result<DbQuery<'static>, sqlx::Error> {
     static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
         [
-            INSERT_AUDITS_SQLITE.into(),
-            format!("{INSERT_AUDITS_SQLITE}; COMMIT"),
+            DIALECT.insert_audits.into(),
+            format!("{}; COMMIT", DIALECT.insert_audits),
         ]
     });
     let rows: Vec<AuditRow<'_>> = audits
@@ -301,7 +301,7 @@ pub(super) fn insert_chained_audits_query(
 }
 
 /// `sql`, whose one parameter `$1` is `rows` as a JSON array.
-fn json_rows_query<R: Serialize>(
+pub(super) fn json_rows_query<R: Serialize>(
     sql: &'static str,
     rows: &[R],
 ) -> Result<DbQuery<'static>, sqlx::Error> {
