@@ -12,6 +12,7 @@
 //! cargo bench --bench vault -- --overheads --otel                 # …with OpenTelemetry spans on
 //! cargo bench --bench vault -- --rewrap --count 100000             # rewrap alone and under reveals
 //! cargo bench --bench vault -- --crypto                             # open/seal per format, no server
+//! cargo bench --bench vault -- --rpc check,floor --floor-on-caller  # the floor read without sqlx's thread hop
 //! ```
 //!
 //! Baselines: the health `Check` RPC (the same server's cheapest call) for every RPC,
@@ -216,7 +217,16 @@ async fn start_variant(backend: &'static str, variant: Variant) -> Server {
     }
     server.connector = auth_setup(&server).await;
     proxy_setup(&server).await;
-    server.floor = Some(floor::start(&server.database_url, caller.tenant_id, readers()).await);
+    let on_caller_thread = flag("--floor-on-caller");
+    server.floor = Some(
+        floor::start(
+            &server.database_url,
+            caller.tenant_id,
+            readers(),
+            on_caller_thread,
+        )
+        .await,
+    );
     server
 }
 
