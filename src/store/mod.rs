@@ -19,6 +19,7 @@ use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 mod audit;
 mod changes;
 mod connect;
+mod credential_row;
 mod external_auth;
 mod keys;
 mod notifications;

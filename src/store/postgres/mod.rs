@@ -18,6 +18,7 @@ mod engine {
     pub const READER_SETUP: &str = "";
     pub const PING_IDLE_READERS_AFTER: Option<std::time::Duration> =
         Some(super::ALIVE_WITHOUT_PING);
+    pub type CallerReads = super::NoCallerReads;
 }
 
 // The shared implementation, compiled here against this engine's driver (and in
@@ -28,6 +29,23 @@ mod sql;
 
 /// The store on PostgreSQL.
 pub use sql::SqlStore as PgStore;
+
+/// PostgreSQL is a network away, and a read waits for its answer: no read is made
+/// on the calling thread, every one goes to the readers (SQLite's counterpart is
+/// `sqlite/caller_reads.rs`).
+pub struct NoCallerReads;
+
+impl NoCallerReads {
+    /// Never made here: `None`.
+    pub fn fetch_optional<T>(
+        &self,
+        _sql: &str,
+        _params: &[&str],
+        _decode: fn(&dyn super::credential_row::Columns) -> StoreResult<T>,
+    ) -> Option<Option<T>> {
+        None
+    }
+}
 
 /// A connection used this recently is handed out without a ping first (HikariCP's
 /// "alive bypass window"). sqlx's default pings before every acquire: one extra round
@@ -59,5 +77,5 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgStore> {
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
     let read = sql::readers::Readers::open(options.clone(), readers).await?;
     let changes = Changes::notify(options, pool.clone()).await;
-    Ok(PgStore::new(read, pool, changes))
+    Ok(PgStore::new(read, NoCallerReads, pool, changes))
 }

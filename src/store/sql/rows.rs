@@ -1,66 +1,35 @@
 //! Decoding rows into domain types, and the text forms of list columns.
-use std::collections::BTreeMap;
-
 use sqlx::Row;
 
 use super::engine::DbRow;
-use crate::model::{
-    Constraints, CredentialMeta, Event, Kind, RefreshState, Scope, SealedCredential, ServiceToken,
-    Status, Tenant,
-};
+use crate::model::{Constraints, Event, Scope, ServiceToken, Tenant};
 use crate::oauth::{ConnectRequest, OAuthState, Provider, ProviderConfig, SealedProvider};
+use crate::store::credential_row::Columns;
+pub use crate::store::credential_row::{CREDENTIAL_COLUMNS, credential_meta, sealed_credential};
 use crate::store::{IdempotencyRecord, StoreError, StoreResult};
 use crate::webhooks::{Delivery, DeliveryStatus, Endpoint, SealedEndpoint};
-
-/// Columns of a credential's metadata, selected from `credentials c` joined with
-/// `end_users u`; [`credential_meta`] decodes them.
-pub const CREDENTIAL_COLUMNS: &str = "c.tenant_id, c.id, c.user_id, u.email, c.name, c.provider, \
-     c.kind, c.status, c.labels, c.scopes, c.expires_at, c.token_expires_at, c.version, \
-     c.created_at, c.updated_at, c.next_refresh_at, c.refresh_failures, c.last_refresh_error, \
-     c.refresh_lease_owner, c.refresh_lease_until, c.expiry_warned_ms";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-pub fn credential_meta(row: &DbRow) -> StoreResult<CredentialMeta> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
-    let labels: String = row.try_get("labels")?;
-    let scopes: String = row.try_get("scopes")?;
-    Ok(CredentialMeta {
-        tenant_id: row.try_get("tenant_id")?,
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        user_email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        provider: row.try_get("provider")?,
-        kind: Kind::parse(&kind).ok_or_else(|| corrupt("credential kind"))?,
-        status: Status::parse(&status).ok_or_else(|| corrupt("credential status"))?,
-        labels: serde_json::from_str::<BTreeMap<String, String>>(&labels)
-            .map_err(|_| corrupt("credential labels"))?,
-        scopes: serde_json::from_str(&scopes).map_err(|_| corrupt("credential scopes"))?,
-        expires_at: row.try_get("expires_at")?,
-        token_expires_at: row.try_get("token_expires_at")?,
-        version: row.try_get("version")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        refresh: RefreshState {
-            next_at: row.try_get("next_refresh_at")?,
-            failures: row.try_get("refresh_failures")?,
-            last_error: row.try_get("last_refresh_error")?,
-            lease_owner: row.try_get("refresh_lease_owner")?,
-            lease_until: row.try_get("refresh_lease_until")?,
-        },
-        expiry_warned_ms: row.try_get("expiry_warned_ms")?,
-    })
-}
-
-pub fn sealed_credential(row: &DbRow) -> StoreResult<SealedCredential> {
-    Ok(SealedCredential {
-        meta: credential_meta(row)?,
-        blob: row.try_get("secret")?,
-    })
+/// This driver's rows, for the one decoder of a credential's row.
+impl Columns for DbRow {
+    fn text(&self, name: &str) -> StoreResult<String> {
+        Ok(self.try_get(name)?)
+    }
+    fn text_or_null(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(self.try_get(name)?)
+    }
+    fn int(&self, name: &str) -> StoreResult<i64> {
+        Ok(self.try_get(name)?)
+    }
+    fn int_or_null(&self, name: &str) -> StoreResult<Option<i64>> {
+        Ok(self.try_get(name)?)
+    }
+    fn bytes(&self, name: &str) -> StoreResult<Vec<u8>> {
+        Ok(self.try_get(name)?)
+    }
 }
 
 pub fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use super::audit_writes::append_audit;
 use super::batch::{self, Queued, WriteJob};
 use super::creates::CreateJob;
-use super::engine::{BACKEND, Db, DbRow};
+use super::engine::{BACKEND, CallerReads, Db, DbRow};
 use super::readers::Readers;
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
@@ -32,6 +32,9 @@ const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
 pub struct SqlStore {
     /// Where reads go: a list of connections of their own (`readers.rs`).
     pub(super) read: Readers,
+    /// The reveal's read, made on the calling thread where the engine allows
+    /// (SQLite: `sqlite/caller_reads.rs`); else, or if it could not be, on `read`.
+    on_caller: CallerReads,
     pub(super) write: Pool<Db>,
     /// The group-commit queue of audit records, creates and logins.
     writes: mpsc::Sender<Queued>,
@@ -40,6 +43,13 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
+    /// The readers, for a test to hold them.
+    #[cfg(test)]
+    #[allow(dead_code, reason = "SQLite's tests use it; this source is compiled per engine")]
+    pub(in crate::store) fn readers(&self) -> &Readers {
+        &self.read
+    }
+
     /// A login's record, through the group commit: in the batch's transaction on
     /// SQLite, a transaction of its own beside the batch's other writes on PostgreSQL.
     pub(super) async fn commit_login(&self, job: batch::LoginJob) -> StoreResult<()> {
@@ -48,12 +58,18 @@ impl SqlStore {
             .map(|_| ())
     }
 
-    /// The store over the readers `read` and the writer pool `write`, starting its
-    /// group-commit writer.
-    pub(in crate::store) fn new(read: Readers, write: Pool<Db>, changes: Changes) -> Self {
+    /// The store over the readers `read` (and `on_caller`) and the writer pool
+    /// `write`, starting its group-commit writer.
+    pub(in crate::store) fn new(
+        read: Readers,
+        on_caller: CallerReads,
+        write: Pool<Db>,
+        changes: Changes,
+    ) -> Self {
         let writes = batch::spawn(write.clone());
         Self {
             read,
+            on_caller,
             write,
             writes,
             changes,
@@ -414,7 +430,14 @@ impl Store for SqlStore {
     async fn get_sealed(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedCredential>> {
         let sql =
             format!("SELECT {CREDENTIAL_COLUMNS}, c.secret {CREDENTIALS_OF_TENANT} AND c.id = $2");
-        self.fetch_optional(&sql, &[tenant_id, id], rows::sealed_credential)
+        let params = [tenant_id, id];
+        if let Some(found) = self
+            .on_caller
+            .fetch_optional(&sql, &params, |row| rows::sealed_credential(row))
+        {
+            return Ok(found);
+        }
+        self.fetch_optional(&sql, &params, rows::sealed_credential)
             .await
     }
 

@@ -11,6 +11,8 @@ use sqlx::{Connection, Executor};
 use super::StoreResult;
 use super::changes::Changes;
 
+mod caller_reads;
+
 /// What the shared implementation is compiled against here.
 mod engine {
     pub type DbRow = sqlx::sqlite::SqliteRow;
@@ -21,6 +23,8 @@ mod engine {
     pub const READER_SETUP: &str = super::PRAGMAS;
     /// A connection is a handle on a file in this process: it cannot die idle.
     pub const PING_IDLE_READERS_AFTER: Option<std::time::Duration> = None;
+    /// The reveal's read is made on the calling thread (`caller_reads.rs`).
+    pub type CallerReads = super::caller_reads::CallerReads;
 }
 
 // The shared implementation, compiled here against this engine's driver (and in
@@ -56,8 +60,29 @@ pub async fn connect(url: &str, max_readers: u32) -> StoreResult<SqliteStore> {
     let options = options(&url)?;
     let write = write_pool(options.clone()).await?;
     sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+    let on_caller = caller_reads(&url, &options);
     let read = sql::readers::Readers::open(options, max_readers).await?;
-    Ok(SqliteStore::new(read, write, Changes::in_process(&url)))
+    Ok(SqliteStore::new(
+        read,
+        on_caller,
+        write,
+        Changes::in_process(&url),
+    ))
+}
+
+/// Connections for reads on the calling thread, one per thread of the runtime; none
+/// for a database in memory (only sqlx's connections share it), or if they do not
+/// open, and then every read goes to the readers.
+fn caller_reads(url: &str, options: &SqliteConnectOptions) -> caller_reads::CallerReads {
+    let path = options.get_filename();
+    if url.contains("mode=memory") || !path.is_file() {
+        return caller_reads::CallerReads::none();
+    }
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    caller_reads::CallerReads::open(path, threads).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reads on the calling thread are off: their connections did not open");
+        caller_reads::CallerReads::none()
+    })
 }
 
 fn options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
@@ -215,6 +240,66 @@ mod tests {
         let mut reader = read.acquire().await.unwrap();
         let on_reader = sqlx::query(settings).fetch_one(&mut reader).await.unwrap();
         assert_eq!(of(on_reader), expected);
+    }
+
+    /// The reveal's read is made on the calling thread (`caller_reads.rs`): with the
+    /// one reader in use, a credential is still read, whole, at once. Were the read
+    /// sent to the readers, it would wait for that reader (and time out).
+    #[tokio::test]
+    async fn the_reveals_read_needs_no_reader() {
+        use crate::model::{CredentialMeta, Kind, SealedCredential, Status, Tenant};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("vault.db").display());
+        let store = super::connect(&url, 1).await.unwrap();
+        let tenant = Tenant {
+            id: "ten_1".into(),
+            name: "one".into(),
+            created_at: 1,
+        };
+        store.insert_tenant(&tenant).await.unwrap();
+        let meta = CredentialMeta {
+            tenant_id: "ten_1".into(),
+            id: "cred_1".into(),
+            user_id: "u1".into(),
+            user_email: Some("u1@example.com".into()),
+            name: "name \"quoted\" é".into(),
+            provider: "stripe".into(),
+            kind: Kind::ApiKey,
+            status: Status::Active,
+            labels: [("team".to_owned(), "t".to_owned())].into(),
+            scopes: vec!["read".into()],
+            expires_at: Some(9_000),
+            token_expires_at: None,
+            version: 1,
+            created_at: 1_000,
+            updated_at: 1_000,
+            refresh: Default::default(),
+            expiry_warned_ms: None,
+        };
+        let sealed = SealedCredential {
+            meta,
+            blob: vec![0, 255, b'"'],
+        };
+        let created = AuditEntry {
+            action: "create",
+            credential_id: "cred_1".into(),
+            ..entry(0, "")
+        };
+        store
+            .insert_credential(&sealed, None, &created)
+            .await
+            .unwrap();
+        let _held = store.readers().acquire().await.unwrap();
+        let read = std::time::Duration::from_secs(2);
+        let read = tokio::time::timeout(read, store.get_sealed("ten_1", "cred_1"))
+            .await
+            .expect("read without waiting for the reader")
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.meta, sealed.meta);
+        assert_eq!(read.blob, sealed.blob);
+        let none = store.get_sealed("ten_1", "cred_2").await.unwrap();
+        assert!(none.is_none());
     }
 
     #[test]

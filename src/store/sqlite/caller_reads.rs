@@ -1,0 +1,226 @@
+//! Point reads made on the calling thread.
+//!
+//! sqlx runs each SQLite connection on a thread of its own: a query is a command sent
+//! to that thread, which sleeps between commands, and its rows come back the same way.
+//! On a small machine those two thread wake-ups cost more than the read: a point read
+//! of a cached page takes a few microseconds, the hand-off tens (docs/benchmarks.md,
+//! "Issue 13"). The reveal's read is made here instead, with rusqlite on the thread
+//! that serves the call: the same SQLite library (rusqlite links sqlx's
+//! `libsqlite3-sys`), the same file, the same statement and the same decoder
+//! ([`crate::store::credential_row`]).
+//!
+//! Nothing here ever waits:
+//! - each connection is used by one caller at a time, and a caller finding none free
+//!   does not queue;
+//! - `busy_timeout` is 0, so a read that would wait for a lock (rare in WAL mode: a
+//!   reader meets a WAL index being rebuilt) fails at once;
+//! - and any read that does not succeed here (no free connection, busy, an error, a
+//!   row that does not decode) is answered `None`, and the caller makes it again on
+//!   the readers, which wait as they always have and report errors as they always
+//!   have. What blocks the calling thread is the read itself: microseconds when its
+//!   pages are in the operating system's cache, a disk read when they are not.
+//!
+//! The connections only read (`query_only`) and see what a reader on the readers'
+//! list would: each statement reads the last committed state of the database.
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, Row};
+
+use crate::store::credential_row::Columns;
+use crate::store::{StoreError, StoreResult};
+
+/// Set on each connection: only reads, never a wait for a lock, temporary data
+/// in memory as on every other connection.
+const SETUP: &str = "PRAGMA query_only = ON; PRAGMA busy_timeout = 0; PRAGMA temp_store = MEMORY;";
+
+/// Up to one connection per thread that may read at once.
+pub struct CallerReads {
+    conns: Vec<Mutex<Connection>>,
+}
+
+impl CallerReads {
+    /// `n` connections to the database file at `path` (which the writer made).
+    pub fn open(path: &Path, n: usize) -> rusqlite::Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conns = (0..n)
+            .map(|_| {
+                let conn = Connection::open_with_flags(path, flags)?;
+                conn.execute_batch(SETUP)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Self { conns })
+    }
+
+    /// No connections: every read goes to the readers.
+    pub fn none() -> Self {
+        Self { conns: Vec::new() }
+    }
+
+    /// The row `sql` selects with the text parameters `params` (`$1` is the first),
+    /// decoded; `None` if the read was not made here (see the module's text).
+    pub fn fetch_optional<T>(
+        &self,
+        sql: &str,
+        params: &[&str],
+        decode: fn(&dyn Columns) -> StoreResult<T>,
+    ) -> Option<Option<T>> {
+        let conn = self.conns.iter().find_map(|c| c.try_lock().ok())?;
+        match read(&conn, sql, params, decode) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::debug!(error = %e, "a read on the calling thread goes to the readers");
+                None
+            }
+        }
+    }
+}
+
+/// Why a read was not made here. rusqlite's errors name columns and codes, never
+/// the values read or bound.
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+fn read<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[&str],
+    decode: fn(&dyn Columns) -> StoreResult<T>,
+) -> Result<Option<T>, Failure> {
+    let mut statement = conn.prepare_cached(sql)?;
+    for index in 1..=statement.parameter_count() {
+        // `$n` names the n-th value, wherever it first appears in the text.
+        let value = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$')?.parse::<usize>().ok())
+            .and_then(|n| params.get(n.checked_sub(1)?))
+            .ok_or_else(|| format!("no value for the statement's parameter {index}"))?;
+        statement.raw_bind_parameter(index, *value)?;
+    }
+    let mut rows = statement.raw_query();
+    match rows.next()? {
+        Some(row) => Ok(Some(decode(&NamedColumns(row))?)),
+        None => Ok(None),
+    }
+}
+
+/// A column that does not read as its type: the stored row is not what it should be.
+fn corrupt(e: rusqlite::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// A rusqlite row's columns by name.
+struct NamedColumns<'a, 'r>(&'a Row<'r>);
+
+impl Columns for NamedColumns<'_, '_> {
+    fn text(&self, name: &str) -> StoreResult<String> {
+        self.0.get(name).map_err(corrupt)
+    }
+    fn text_or_null(&self, name: &str) -> StoreResult<Option<String>> {
+        self.0.get(name).map_err(corrupt)
+    }
+    fn int(&self, name: &str) -> StoreResult<i64> {
+        self.0.get(name).map_err(corrupt)
+    }
+    fn int_or_null(&self, name: &str) -> StoreResult<Option<i64>> {
+        self.0.get(name).map_err(corrupt)
+    }
+    fn bytes(&self, name: &str) -> StoreResult<Vec<u8>> {
+        self.0.get(name).map_err(corrupt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the tests' decoder reads: every kind of column a credential has.
+    #[derive(Debug, PartialEq)]
+    struct Thing {
+        name: String,
+        note: Option<String>,
+        n: i64,
+        gone: Option<i64>,
+        blob: Vec<u8>,
+    }
+
+    fn thing(row: &dyn Columns) -> StoreResult<Thing> {
+        Ok(Thing {
+            name: row.text("name")?,
+            note: row.text_or_null("note")?,
+            n: row.int("n")?,
+            gone: row.int_or_null("gone")?,
+            blob: row.bytes("blob")?,
+        })
+    }
+
+    const READ: &str = "SELECT name, note, n, gone, blob FROM things WHERE id = $2 AND tenant = $1";
+
+    /// A database file with two rows, and `n` connections to it.
+    fn reads(n: usize) -> (tempfile::TempDir, CallerReads) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("things.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE things (tenant TEXT, id TEXT, name TEXT, note TEXT, n INTEGER,
+                                  gone INTEGER, blob BLOB);
+             INSERT INTO things VALUES ('t1', 'a', 'first', 'x', 7, NULL, x'00ff');
+             INSERT INTO things VALUES ('t2', 'a', 'other', NULL, 8, 9, x'');",
+        )
+        .unwrap();
+        (dir, CallerReads::open(&path, n).unwrap())
+    }
+
+    #[test]
+    fn a_row_is_read_and_decoded_with_each_value_at_its_numbered_parameter() {
+        let (_dir, reads) = reads(1);
+        let first = Thing {
+            name: "first".into(),
+            note: Some("x".into()),
+            n: 7,
+            gone: None,
+            blob: vec![0, 255],
+        };
+        assert_eq!(
+            reads.fetch_optional(READ, &["t1", "a"], thing),
+            Some(Some(first))
+        );
+        let other = reads.fetch_optional(READ, &["t2", "a"], thing);
+        assert_eq!(other.unwrap().unwrap().gone, Some(9));
+        assert_eq!(reads.fetch_optional(READ, &["t3", "a"], thing), Some(None));
+    }
+
+    #[test]
+    fn a_read_not_made_here_is_none_for_the_readers_to_make() {
+        let (_dir, reads) = reads(2);
+        // Every connection in use: no waiting for one.
+        let held: Vec<_> = reads.conns.iter().map(|c| c.lock().unwrap()).collect();
+        assert_eq!(reads.fetch_optional(READ, &["t1", "a"], thing), None);
+        drop(held);
+        assert!(reads.fetch_optional(READ, &["t1", "a"], thing).is_some());
+        // A statement that fails, a parameter without a value, a row that does not
+        // decode (`note` is NULL in t2's row, which this decoder does not allow).
+        let missing = "SELECT name FROM nothing WHERE id = $1";
+        assert_eq!(reads.fetch_optional(missing, &["a"], thing), None);
+        assert_eq!(reads.fetch_optional(READ, &["t1"], thing), None);
+        let strict = |row: &dyn Columns| row.text("note");
+        assert_eq!(reads.fetch_optional(READ, &["t2", "a"], strict), None);
+        // No connections at all.
+        assert_eq!(
+            CallerReads::none().fetch_optional(READ, &["t1", "a"], thing),
+            None
+        );
+    }
+
+    #[test]
+    fn the_connections_only_read() {
+        let (_dir, reads) = reads(1);
+        let conn = reads.conns[0].lock().unwrap();
+        assert!(conn.execute_batch("DELETE FROM things").is_err());
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM things", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 2);
+    }
+}
