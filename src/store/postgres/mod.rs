@@ -45,6 +45,16 @@ impl NoCallerReads {
     ) -> Option<Option<T>> {
         None
     }
+
+    /// Never made here: `None`.
+    pub fn fetch_all<T>(
+        &self,
+        _sql: &str,
+        _params: &[&str],
+        _decode: fn(&dyn super::credential_row::Columns) -> StoreResult<T>,
+    ) -> Option<Vec<T>> {
+        None
+    }
 }
 
 /// A connection used this recently is handed out without a ping first (HikariCP's

@@ -28,12 +28,18 @@ const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
      JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
      WHERE c.tenant_id = $1";
 
+/// The longest listing read on the calling thread where the engine allows: a default
+/// page (50 rows and one to see if there is more) and up to twice that. A longer one
+/// goes to the readers rather than hold the thread while every row is decoded.
+const CALLER_LIST_ROWS: u32 = 101;
+
 /// The store over its readers and a writer pool.
 pub struct SqlStore {
     /// Where reads go: a list of connections of their own (`readers.rs`).
     pub(super) read: Readers,
-    /// The reveal's read, made on the calling thread where the engine allows
-    /// (SQLite: `sqlite/caller_reads.rs`); else, or if it could not be, on `read`.
+    /// The reveal's read and short listings, made on the calling thread where the
+    /// engine allows (SQLite: `sqlite/caller_reads.rs`); else, or if one could not
+    /// be, on `read`.
     on_caller: CallerReads,
     pub(super) write: Pool<Db>,
     /// The group-commit queue of audit records, creates and logins.
@@ -45,7 +51,10 @@ pub struct SqlStore {
 impl SqlStore {
     /// The readers, for a test to hold them.
     #[cfg(test)]
-    #[allow(dead_code, reason = "SQLite's tests use it; this source is compiled per engine")]
+    #[allow(
+        dead_code,
+        reason = "SQLite's tests use it; this source is compiled per engine"
+    )]
     pub(in crate::store) fn readers(&self) -> &Readers {
         &self.read
     }
@@ -464,6 +473,13 @@ impl Store for SqlStore {
         ];
         push_conditions(&mut sql, &mut values, 0, conditions);
         sql.push_str(&format!(" ORDER BY c.id LIMIT {limit}"));
+        if limit <= CALLER_LIST_ROWS
+            && let Some(listed) = self
+                .on_caller
+                .fetch_all(&sql, &values, |row| rows::credential_meta(row))
+        {
+            return Ok(listed);
+        }
         self.fetch_all(&sql, &values, rows::credential_meta).await
     }
 

@@ -66,9 +66,31 @@ impl CallerReads {
         params: &[&str],
         decode: fn(&dyn Columns) -> StoreResult<T>,
     ) -> Option<Option<T>> {
+        let rows = self.fetch(sql, params, decode, 1)?;
+        Some(rows.into_iter().next())
+    }
+
+    /// Every row `sql` selects, as [`CallerReads::fetch_optional`]. For short
+    /// listings: the calling thread decodes every row before it does anything else.
+    pub fn fetch_all<T>(
+        &self,
+        sql: &str,
+        params: &[&str],
+        decode: fn(&dyn Columns) -> StoreResult<T>,
+    ) -> Option<Vec<T>> {
+        self.fetch(sql, params, decode, usize::MAX)
+    }
+
+    fn fetch<T>(
+        &self,
+        sql: &str,
+        params: &[&str],
+        decode: fn(&dyn Columns) -> StoreResult<T>,
+        at_most: usize,
+    ) -> Option<Vec<T>> {
         let conn = self.conns.iter().find_map(|c| c.try_lock().ok())?;
-        match read(&conn, sql, params, decode) {
-            Ok(found) => Some(found),
+        match read(&conn, sql, params, decode, at_most) {
+            Ok(rows) => Some(rows),
             Err(e) => {
                 tracing::debug!(error = %e, "a read on the calling thread goes to the readers");
                 None
@@ -81,12 +103,14 @@ impl CallerReads {
 /// the values read or bound.
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
+/// The first `at_most` rows of `sql` with `params`, decoded.
 fn read<T>(
     conn: &Connection,
     sql: &str,
     params: &[&str],
     decode: fn(&dyn Columns) -> StoreResult<T>,
-) -> Result<Option<T>, Failure> {
+    at_most: usize,
+) -> Result<Vec<T>, Failure> {
     let mut statement = conn.prepare_cached(sql)?;
     for index in 1..=statement.parameter_count() {
         // `$n` names the n-th value, wherever it first appears in the text.
@@ -98,10 +122,12 @@ fn read<T>(
         statement.raw_bind_parameter(index, *value)?;
     }
     let mut rows = statement.raw_query();
-    match rows.next()? {
-        Some(row) => Ok(Some(decode(&NamedColumns(row))?)),
-        None => Ok(None),
+    let mut decoded = Vec::new();
+    while decoded.len() < at_most {
+        let Some(row) = rows.next()? else { break };
+        decoded.push(decode(&NamedColumns(row))?);
     }
+    Ok(decoded)
 }
 
 /// A column that does not read as its type: the stored row is not what it should be.
@@ -211,6 +237,20 @@ mod tests {
             CallerReads::none().fetch_optional(READ, &["t1", "a"], thing),
             None
         );
+    }
+
+    #[test]
+    fn a_listing_is_every_row_in_order() {
+        let (_dir, reads) = reads(1);
+        let all = "SELECT name, note, n, gone, blob FROM things WHERE id = $1 ORDER BY n";
+        let names = |row: &dyn Columns| row.text("name");
+        let listed = reads.fetch_all(all, &["a"], names);
+        assert_eq!(listed, Some(vec!["first".to_owned(), "other".to_owned()]));
+        assert_eq!(reads.fetch_all(all, &["b"], names), Some(vec![]));
+        // One row that does not decode (t2's `note` is NULL): the whole listing goes
+        // to the readers.
+        let notes = |row: &dyn Columns| row.text("note");
+        assert_eq!(reads.fetch_all(all, &["a"], notes), None);
     }
 
     #[test]

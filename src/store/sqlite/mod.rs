@@ -242,12 +242,14 @@ mod tests {
         assert_eq!(of(on_reader), expected);
     }
 
-    /// The reveal's read is made on the calling thread (`caller_reads.rs`): with the
-    /// one reader in use, a credential is still read, whole, at once. Were the read
-    /// sent to the readers, it would wait for that reader (and time out).
+    /// The reveal's read and short listings are made on the calling thread
+    /// (`caller_reads.rs`): with the one reader in use, a credential is still read,
+    /// whole, at once, and listed (filtered on its labels: SQLite's JSON functions
+    /// there too). Were they sent to the readers, they would wait for that reader.
     #[tokio::test]
-    async fn the_reveals_read_needs_no_reader() {
-        use crate::model::{CredentialMeta, Kind, SealedCredential, Status, Tenant};
+    async fn the_reveals_read_and_short_listings_need_no_reader() {
+        use crate::model::{Constraints, CredentialMeta, Kind, SealedCredential, Status, Tenant};
+        use crate::store::ListFilter;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("vault.db").display());
         let store = super::connect(&url, 1).await.unwrap();
@@ -300,6 +302,23 @@ mod tests {
         assert_eq!(read.blob, sealed.blob);
         let none = store.get_sealed("ten_1", "cred_2").await.unwrap();
         assert!(none.is_none());
+        let within = |labels: [(&str, &str); 1]| ListFilter {
+            within: std::sync::Arc::new(Constraints {
+                labels: labels.map(|(k, v)| (k.to_owned(), v.to_owned())).into(),
+                ..Constraints::default()
+            }),
+            ..ListFilter::default()
+        };
+        let team = within([("team", "t")]);
+        let listing = store.list_credentials("ten_1", &team, None, 51);
+        let listed = tokio::time::timeout(std::time::Duration::from_secs(2), listing)
+            .await
+            .expect("listed without waiting for the reader")
+            .unwrap();
+        assert_eq!(listed, vec![sealed.meta.clone()]);
+        let elsewhere = within([("team", "u")]);
+        let other = store.list_credentials("ten_1", &elsewhere, None, 51);
+        assert!(other.await.unwrap().is_empty());
     }
 
     #[test]
