@@ -1,13 +1,13 @@
-//! Point reads made on the calling thread.
+//! The reveal's read and short listings, made on the calling thread.
 //!
 //! sqlx runs each SQLite connection on a thread of its own: a query is a command sent
 //! to that thread, which sleeps between commands, and its rows come back the same way.
 //! On a small machine those two thread wake-ups cost more than the read: a point read
 //! of a cached page takes a few microseconds, the hand-off tens (docs/benchmarks.md,
-//! "Issue 13"). The reveal's read is made here instead, with rusqlite on the thread
-//! that serves the call: the same SQLite library (rusqlite links sqlx's
-//! `libsqlite3-sys`), the same file, the same statement and the same decoder
-//! ([`crate::store::credential_row`]).
+//! "Issue 13"). The reveal's read, and listings of up to a page, are made here
+//! instead, with rusqlite on the thread that serves the call: the same SQLite library
+//! (rusqlite links sqlx's `libsqlite3-sys`), the same file, the same statements and
+//! the same decoder ([`crate::store::credential_row`]).
 //!
 //! Nothing here ever waits:
 //! - each connection is used by one caller at a time, and a caller finding none free
@@ -21,7 +21,8 @@
 //!   pages are in the operating system's cache, a disk read when they are not.
 //!
 //! The connections only read (`query_only`) and see what a reader on the readers'
-//! list would: each statement reads the last committed state of the database.
+//! list would: each statement reads the last committed state of the database, and
+//! its read ends when the statement is reset, as its rows are dropped.
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -251,6 +252,34 @@ mod tests {
         // to the readers.
         let notes = |row: &dyn Columns| row.text("note");
         assert_eq!(reads.fetch_all(all, &["a"], notes), None);
+    }
+
+    /// A read stopped after its first row still ends its snapshot, so checkpoints
+    /// can reset the WAL; a statement left open on the same connection would not.
+    #[test]
+    fn a_read_leaves_no_snapshot_open() {
+        let (dir, reads) = reads(1);
+        let all = "SELECT name, note, n, gone, blob FROM things WHERE id = $1";
+        let names = |row: &dyn Columns| row.text("name");
+        assert!(reads.fetch_optional(all, &["a"], names).unwrap().is_some());
+        let writer = Connection::open(dir.path().join("things.db")).unwrap();
+        writer.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let checkpoint_busy = || {
+            writer
+                .execute("INSERT INTO things (id) VALUES ('w')", [])
+                .unwrap();
+            writer
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(checkpoint_busy(), 0);
+        let conn = reads.conns[0].lock().unwrap();
+        let mut open = conn.prepare("SELECT name FROM things").unwrap();
+        let mut rows = open.query([]).unwrap();
+        rows.next().unwrap();
+        assert_eq!(checkpoint_busy(), 1);
     }
 
     #[test]
