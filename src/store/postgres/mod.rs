@@ -37,20 +37,11 @@ pub struct NoCallerReads;
 
 impl NoCallerReads {
     /// Never made here: `None`.
-    pub fn fetch_optional<T>(
+    pub fn fetch<T>(
         &self,
         _sql: &str,
         _params: &[&str],
-        _decode: fn(&dyn super::credential_row::Columns) -> StoreResult<T>,
-    ) -> Option<Option<T>> {
-        None
-    }
-
-    /// Never made here: `None`.
-    pub fn fetch_all<T>(
-        &self,
-        _sql: &str,
-        _params: &[&str],
+        _at_most: u32,
         _decode: fn(&dyn super::credential_row::Columns) -> StoreResult<T>,
     ) -> Option<Vec<T>> {
         None

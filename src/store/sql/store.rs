@@ -18,6 +18,7 @@ use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 use crate::store::changes::{Change, ChangeStore, Changes, Hearer};
+use crate::store::credential_row::Columns;
 use crate::store::{
     Backend, CredentialWrite, IdempotencyRecord, ListFilter, PoolStats, Revocation, Store,
     StoreResult, Window,
@@ -28,18 +29,12 @@ const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
      JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
      WHERE c.tenant_id = $1";
 
-/// The longest listing read on the calling thread where the engine allows: a default
-/// page (50 rows and one to see if there is more) and up to twice that. A longer one
-/// goes to the readers rather than hold the thread while every row is decoded.
-const CALLER_LIST_ROWS: u32 = 101;
-
 /// The store over its readers and a writer pool.
 pub struct SqlStore {
     /// Where reads go: a list of connections of their own (`readers.rs`).
     pub(super) read: Readers,
     /// The reveal's read and short listings, made on the calling thread where the
-    /// engine allows (SQLite: `sqlite/caller_reads.rs`); else, or if one could not
-    /// be, on `read`.
+    /// engine allows (SQLite: `sqlite/caller_reads.rs`; [`SqlStore::fetch_nearby`]).
     on_caller: CallerReads,
     pub(super) write: Pool<Db>,
     /// The group-commit queue of audit records, creates and logins.
@@ -105,11 +100,28 @@ impl SqlStore {
         &self,
         sql: &str,
         params: &[&str],
-        decode: fn(&DbRow) -> StoreResult<T>,
+        decode: impl Fn(&DbRow) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
         let query = params.iter().fold(sqlx::query(sql), |q, p| q.bind(*p));
         let rows = query.fetch_all(&mut self.read.acquire().await?).await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// The first `at_most` rows `sql` selects (it says so itself, with a key or a
+    /// `LIMIT`), decoded by `decode`, which reads either driver's rows: on the calling
+    /// thread where the engine allows and the read is short (`CallerReads`), else, or
+    /// if it could not be made there, on the readers.
+    async fn fetch_nearby<T>(
+        &self,
+        sql: &str,
+        params: &[&str],
+        at_most: u32,
+        decode: fn(&dyn Columns) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        if let Some(rows) = self.on_caller.fetch(sql, params, at_most, decode) {
+            return Ok(rows);
+        }
+        self.fetch_all(sql, params, |row| decode(row)).await
     }
 
     /// The rows of `sql` (a SELECT ending in its WHERE clause, or in its FROM when
@@ -439,15 +451,12 @@ impl Store for SqlStore {
     async fn get_sealed(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedCredential>> {
         let sql =
             format!("SELECT {CREDENTIAL_COLUMNS}, c.secret {CREDENTIALS_OF_TENANT} AND c.id = $2");
-        let params = [tenant_id, id];
-        if let Some(found) = self
-            .on_caller
-            .fetch_optional(&sql, &params, |row| rows::sealed_credential(row))
-        {
-            return Ok(found);
-        }
-        self.fetch_optional(&sql, &params, rows::sealed_credential)
-            .await
+        let mut found = self
+            .fetch_nearby(&sql, &[tenant_id, id], 1, |row| {
+                rows::sealed_credential(row)
+            })
+            .await?;
+        Ok(found.pop())
     }
 
     async fn list_credentials(
@@ -473,14 +482,8 @@ impl Store for SqlStore {
         ];
         push_conditions(&mut sql, &mut values, 0, conditions);
         sql.push_str(&format!(" ORDER BY c.id LIMIT {limit}"));
-        if limit <= CALLER_LIST_ROWS
-            && let Some(listed) = self
-                .on_caller
-                .fetch_all(&sql, &values, |row| rows::credential_meta(row))
-        {
-            return Ok(listed);
-        }
-        self.fetch_all(&sql, &values, rows::credential_meta).await
+        self.fetch_nearby(&sql, &values, limit, |row| rows::credential_meta(row))
+            .await
     }
 
     async fn update_credential(

@@ -31,6 +31,11 @@ use rusqlite::{Connection, OpenFlags, Row};
 use crate::store::credential_row::Columns;
 use crate::store::{StoreError, StoreResult};
 
+/// The most rows read here at once: a default page of credentials (50, and one to
+/// see if there is more) and up to twice that. A longer read goes to the readers
+/// rather than hold the calling thread while every row is decoded.
+pub const MAX_ROWS: u32 = 101;
+
 /// Set on each connection: only reads, never a wait for a lock, temporary data
 /// in memory as on every other connection.
 const SETUP: &str = "PRAGMA query_only = ON; PRAGMA busy_timeout = 0; PRAGMA temp_store = MEMORY;";
@@ -59,38 +64,21 @@ impl CallerReads {
         Self { conns: Vec::new() }
     }
 
-    /// The row `sql` selects with the text parameters `params` (`$1` is the first),
-    /// decoded; `None` if the read was not made here (see the module's text).
-    pub fn fetch_optional<T>(
+    /// The first `at_most` rows `sql` selects with the text parameters `params`
+    /// (`$1` is the first), decoded; `None` if the read was not made here (see the
+    /// module's text), and for more than [`MAX_ROWS`] rows.
+    pub fn fetch<T>(
         &self,
         sql: &str,
         params: &[&str],
-        decode: fn(&dyn Columns) -> StoreResult<T>,
-    ) -> Option<Option<T>> {
-        let rows = self.fetch(sql, params, decode, 1)?;
-        Some(rows.into_iter().next())
-    }
-
-    /// Every row `sql` selects, as [`CallerReads::fetch_optional`]. For short
-    /// listings: the calling thread decodes every row before it does anything else.
-    pub fn fetch_all<T>(
-        &self,
-        sql: &str,
-        params: &[&str],
+        at_most: u32,
         decode: fn(&dyn Columns) -> StoreResult<T>,
     ) -> Option<Vec<T>> {
-        self.fetch(sql, params, decode, usize::MAX)
-    }
-
-    fn fetch<T>(
-        &self,
-        sql: &str,
-        params: &[&str],
-        decode: fn(&dyn Columns) -> StoreResult<T>,
-        at_most: usize,
-    ) -> Option<Vec<T>> {
+        if at_most > MAX_ROWS {
+            return None;
+        }
         let conn = self.conns.iter().find_map(|c| c.try_lock().ok())?;
-        match read(&conn, sql, params, decode, at_most) {
+        match read(&conn, sql, params, decode, at_most as usize) {
             Ok(rows) => Some(rows),
             Err(e) => {
                 tracing::debug!(error = %e, "a read on the calling thread goes to the readers");
@@ -209,13 +197,10 @@ mod tests {
             gone: None,
             blob: vec![0, 255],
         };
-        assert_eq!(
-            reads.fetch_optional(READ, &["t1", "a"], thing),
-            Some(Some(first))
-        );
-        let other = reads.fetch_optional(READ, &["t2", "a"], thing);
-        assert_eq!(other.unwrap().unwrap().gone, Some(9));
-        assert_eq!(reads.fetch_optional(READ, &["t3", "a"], thing), Some(None));
+        assert_eq!(reads.fetch(READ, &["t1", "a"], 1, thing), Some(vec![first]));
+        let other = reads.fetch(READ, &["t2", "a"], 1, thing).unwrap();
+        assert_eq!(other[0].gone, Some(9));
+        assert_eq!(reads.fetch(READ, &["t3", "a"], 1, thing), Some(vec![]));
     }
 
     #[test]
@@ -223,19 +208,19 @@ mod tests {
         let (_dir, reads) = reads(2);
         // Every connection in use: no waiting for one.
         let held: Vec<_> = reads.conns.iter().map(|c| c.lock().unwrap()).collect();
-        assert_eq!(reads.fetch_optional(READ, &["t1", "a"], thing), None);
+        assert_eq!(reads.fetch(READ, &["t1", "a"], 1, thing), None);
         drop(held);
-        assert!(reads.fetch_optional(READ, &["t1", "a"], thing).is_some());
+        assert!(reads.fetch(READ, &["t1", "a"], 1, thing).is_some());
         // A statement that fails, a parameter without a value, a row that does not
         // decode (`note` is NULL in t2's row, which this decoder does not allow).
         let missing = "SELECT name FROM nothing WHERE id = $1";
-        assert_eq!(reads.fetch_optional(missing, &["a"], thing), None);
-        assert_eq!(reads.fetch_optional(READ, &["t1"], thing), None);
+        assert_eq!(reads.fetch(missing, &["a"], 1, thing), None);
+        assert_eq!(reads.fetch(READ, &["t1"], 1, thing), None);
         let strict = |row: &dyn Columns| row.text("note");
-        assert_eq!(reads.fetch_optional(READ, &["t2", "a"], strict), None);
+        assert_eq!(reads.fetch(READ, &["t2", "a"], 1, strict), None);
         // No connections at all.
         assert_eq!(
-            CallerReads::none().fetch_optional(READ, &["t1", "a"], thing),
+            CallerReads::none().fetch(READ, &["t1", "a"], 1, thing),
             None
         );
     }
@@ -245,13 +230,19 @@ mod tests {
         let (_dir, reads) = reads(1);
         let all = "SELECT name, note, n, gone, blob FROM things WHERE id = $1 ORDER BY n";
         let names = |row: &dyn Columns| row.text("name");
-        let listed = reads.fetch_all(all, &["a"], names);
+        let listed = reads.fetch(all, &["a"], 9, names);
         assert_eq!(listed, Some(vec!["first".to_owned(), "other".to_owned()]));
-        assert_eq!(reads.fetch_all(all, &["b"], names), Some(vec![]));
+        assert_eq!(
+            reads.fetch(all, &["a"], 1, names),
+            Some(vec!["first".to_owned()])
+        );
+        assert_eq!(reads.fetch(all, &["b"], 9, names), Some(vec![]));
+        // Longer than MAX_ROWS: left to the readers, whatever it would return.
+        assert_eq!(reads.fetch(all, &["a"], MAX_ROWS + 1, names), None);
         // One row that does not decode (t2's `note` is NULL): the whole listing goes
         // to the readers.
         let notes = |row: &dyn Columns| row.text("note");
-        assert_eq!(reads.fetch_all(all, &["a"], notes), None);
+        assert_eq!(reads.fetch(all, &["a"], 9, notes), None);
     }
 
     /// A read stopped after its first row still ends its snapshot, so checkpoints
@@ -261,7 +252,7 @@ mod tests {
         let (dir, reads) = reads(1);
         let all = "SELECT name, note, n, gone, blob FROM things WHERE id = $1";
         let names = |row: &dyn Columns| row.text("name");
-        assert!(reads.fetch_optional(all, &["a"], names).unwrap().is_some());
+        assert_eq!(reads.fetch(all, &["a"], 1, names).unwrap().len(), 1);
         let writer = Connection::open(dir.path().join("things.db")).unwrap();
         writer.busy_timeout(std::time::Duration::ZERO).unwrap();
         let checkpoint_busy = || {
