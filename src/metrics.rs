@@ -85,6 +85,7 @@ pub struct Metrics {
     external_auth: Family<Outcome, Counter>,
     db_connections: Family<State, Gauge>,
     db_ping: Gauge<f64, std::sync::atomic::AtomicU64>,
+    db_reads_shared: Counter,
     tls_handshake_failures: Family<Listener, Counter>,
     tls_reloads: Family<Outcome, Counter>,
     tls_cert_not_after: Gauge,
@@ -113,6 +114,8 @@ pub struct Sampled {
     pub db_idle: u32,
     /// How long a `SELECT 1` took, connection acquisition included.
     pub db_ping: Option<Duration>,
+    /// Reads answered by a statement shared with other reads, since the start.
+    pub db_reads_shared: u64,
     /// Age of the oldest delivery still waiting to be sent (0: none).
     pub oldest_pending_delivery: Duration,
     /// Seals by master key version since the process started.
@@ -138,6 +141,7 @@ impl Metrics {
             connect: Family::default(),
             external_auth: Family::default(),
             db_connections: Family::default(),
+            db_reads_shared: Counter::default(),
             db_ping: Gauge::default(),
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
@@ -236,6 +240,11 @@ impl Metrics {
             "Round trip of a SELECT 1 at scrape time, pool acquisition included",
             Unit::Seconds,
             self.db_ping.clone(),
+        );
+        r.register(
+            "db_reads_shared",
+            "Reveals' reads answered by a database statement shared with other reads",
+            self.db_reads_shared.clone(),
         );
         r.register(
             "tls_handshake_failures",
@@ -366,6 +375,8 @@ impl Metrics {
         }
         self.db_ping
             .set(sampled.db_ping.map_or(f64::NAN, |d| d.as_secs_f64()));
+        let shared = &self.db_reads_shared;
+        shared.inc_by(sampled.db_reads_shared.saturating_sub(shared.get()));
         self.oldest_pending_delivery
             .set(sampled.oldest_pending_delivery.as_secs_f64());
         for &(key_version, total) in &sampled.seals {
@@ -398,6 +409,7 @@ mod tests {
         let text = m.encode(&Sampled {
             db_in_use: 2,
             db_idle: 3,
+            db_reads_shared: 5,
             seals: vec![(1, 7)],
             ..Sampled::default()
         });
@@ -407,6 +419,7 @@ mod tests {
         assert!(text.contains("credvault_refreshes_total{outcome=\"ok\"} 1"));
         assert!(text.contains("credvault_db_connections{state=\"in_use\"} 2"));
         assert!(text.contains("credvault_seals_total{key_version=\"1\"} 7"));
+        assert!(text.contains("credvault_db_reads_shared_total 5"), "{text}");
         // A second scrape does not count the seals twice.
         let text = m.encode(&Sampled {
             seals: vec![(1, 9)],

@@ -82,6 +82,7 @@ async fn sample(vault: &Vault) -> Sampled {
         db_in_use: pool.in_use,
         db_idle: pool.idle,
         db_ping,
+        db_reads_shared: pool.reads_shared,
         oldest_pending_delivery: oldest,
         seals: vault.keyring().seal_counts(),
     }

@@ -14,6 +14,11 @@ pub const CREDENTIAL_COLUMNS: &str = "c.tenant_id, c.id, c.user_id, u.email, c.n
      c.created_at, c.updated_at, c.next_refresh_at, c.refresh_failures, c.last_refresh_error, \
      c.refresh_lease_owner, c.refresh_lease_until, c.expiry_warned_ms";
 
+/// Credentials of tenant `$1`, each joined with its end user (for the email).
+pub const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
+     JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
+     WHERE c.tenant_id = $1";
+
 /// A row's columns by name, in the few types a credential's row holds.
 pub trait Columns {
     fn text(&self, name: &str) -> StoreResult<String>;

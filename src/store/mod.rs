@@ -124,11 +124,14 @@ pub struct CredentialWrite {
     pub expected_version: i64,
 }
 
-/// Connections of a store's pools, summed.
+/// Connections of a store's pools, summed, and how many reads shared a statement.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
     pub in_use: u32,
     pub idle: u32,
+    /// Reads answered by a statement shared with other reads (`sql/gathered.rs`),
+    /// since the start.
+    pub reads_shared: u64,
 }
 
 #[async_trait]

@@ -15,6 +15,7 @@ mod batch;
 mod connect;
 mod creates;
 mod external_auth;
+mod gathered;
 mod keys;
 mod notifications;
 pub(super) mod readers;

@@ -7,6 +7,7 @@ use super::audit_writes::append_audit;
 use super::batch::{self, Queued, WriteJob};
 use super::creates::CreateJob;
 use super::engine::{BACKEND, CallerReads, Db, DbRow};
+use super::gathered::{self, Gathered};
 use super::readers::Readers;
 use super::rows::{
     self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
@@ -18,16 +19,11 @@ use crate::clock::Millis;
 use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 use crate::store::changes::{Change, ChangeStore, Changes, Hearer};
-use crate::store::credential_row::Columns;
+use crate::store::credential_row::{CREDENTIALS_OF_TENANT, Columns};
 use crate::store::{
     Backend, CredentialWrite, IdempotencyRecord, ListFilter, PoolStats, Revocation, Store,
     StoreResult, Window,
 };
-
-/// Credentials of tenant `$1`, each joined with its end user (for the email).
-const CREDENTIALS_OF_TENANT: &str = "FROM credentials c \
-     JOIN end_users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id \
-     WHERE c.tenant_id = $1";
 
 /// The store over its readers and a writer pool.
 pub struct SqlStore {
@@ -36,6 +32,8 @@ pub struct SqlStore {
     /// The reveal's read and short listings, made on the calling thread where the
     /// engine allows (SQLite: `sqlite/caller_reads.rs`; [`SqlStore::fetch_nearby`]).
     on_caller: CallerReads,
+    /// The reveal's reads that go to the readers, gathered while they are busy.
+    gathered: Gathered,
     pub(super) write: Pool<Db>,
     /// The group-commit queue of audit records, creates and logins.
     writes: mpsc::Sender<Queued>,
@@ -74,6 +72,7 @@ impl SqlStore {
         Self {
             read,
             on_caller,
+            gathered: Gathered::default(),
             write,
             writes,
             changes,
@@ -227,19 +226,27 @@ impl Store for SqlStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
+        let reads_shared = self.gathered.shared();
         // The readers' list and the writers' pool.
         [
             (self.read.size(), self.read.num_idle()),
             (self.write.size(), self.write.num_idle()),
         ]
         .into_iter()
-        .fold(PoolStats::default(), |acc, (size, idle)| {
-            let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+        .fold(
             PoolStats {
-                in_use: acc.in_use + size.saturating_sub(idle),
-                idle: acc.idle + idle,
-            }
-        })
+                reads_shared,
+                ..PoolStats::default()
+            },
+            |acc, (size, idle)| {
+                let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+                PoolStats {
+                    in_use: acc.in_use + size.saturating_sub(idle),
+                    idle: acc.idle + idle,
+                    ..acc
+                }
+            },
+        )
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -449,14 +456,19 @@ impl Store for SqlStore {
     }
 
     async fn get_sealed(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedCredential>> {
-        let sql =
-            format!("SELECT {CREDENTIAL_COLUMNS}, c.secret {CREDENTIALS_OF_TENANT} AND c.id = $2");
-        let mut found = self
-            .fetch_nearby(&sql, &[tenant_id, id], 1, |row| {
-                rows::sealed_credential(row)
-            })
-            .await?;
-        Ok(found.pop())
+        let sql = gathered::sealed_where("c.id = $2");
+        let params = [tenant_id, id];
+        let on_caller = self
+            .on_caller
+            .fetch(&sql, &params, 1, |row| rows::sealed_credential(row));
+        if let Some(mut found) = on_caller {
+            return Ok(found.pop());
+        }
+        if let Some(found) = self.gathered.get(&self.read, tenant_id, id).await {
+            return Ok(found);
+        }
+        self.fetch_optional(&sql, &params, rows::sealed_credential)
+            .await
     }
 
     async fn list_credentials(
