@@ -26,6 +26,7 @@ use super::readers::Readers;
 use super::rows;
 use super::statements::DIALECT;
 use crate::model::SealedCredential;
+use crate::store::StoreResult;
 use crate::store::credential_row::{CREDENTIAL_COLUMNS, CREDENTIALS_OF_TENANT};
 
 /// Gathered statements running at once. Fewer turns than readers is what makes
@@ -135,22 +136,13 @@ async fn read_all(readers: &Readers, taken: Vec<Wanted>) -> u64 {
 /// reads again, and the one whose row is bad gets the error.
 async fn read_chunk(readers: &Readers, tenant: &str, chunk: Vec<Wanted>) -> bool {
     let (statement, ids) = match chunk.as_slice() {
-        [one] => (&*ONE, one.id.clone()),
+        [one] => (&*SEALED_BY_ID, one.id.clone()),
         _ => {
             let ids: Vec<&str> = chunk.iter().map(|w| w.id.as_str()).collect();
-            (&*MANY, rows::json_text(&ids))
+            (&*SEALED_BY_IDS, rows::json_text(&ids))
         }
     };
-    let query = sqlx::query(statement).bind(tenant).bind(ids);
-    let found = match readers.acquire().await {
-        Ok(mut reader) => query.fetch_all(&mut reader).await,
-        Err(e) => Err(e),
-    };
-    let found = match found {
-        Ok(found) => found.iter().map(rows::sealed_credential).collect(),
-        Err(e) => Err(e.into()),
-    };
-    let found: Vec<SealedCredential> = match found {
+    let found = match fetch(readers, statement, tenant, ids).await {
         Ok(found) => found,
         Err(e) => {
             let reads = chunk.len();
@@ -168,15 +160,28 @@ async fn read_chunk(readers: &Readers, tenant: &str, chunk: Vec<Wanted>) -> bool
     true
 }
 
-/// Tenant `$1`'s credential `$2`, with its sealed secret (the store's own read).
-static ONE: LazyLock<String> = LazyLock::new(|| sealed_where("c.id = $2"));
+/// The sealed credentials `statement` selects for tenant `tenant` and `ids`.
+async fn fetch(
+    readers: &Readers,
+    statement: &str,
+    tenant: &str,
+    ids: String,
+) -> StoreResult<Vec<SealedCredential>> {
+    let query = sqlx::query(statement).bind(tenant).bind(ids);
+    let found = query.fetch_all(&mut readers.acquire().await?).await?;
+    found.iter().map(rows::sealed_credential).collect()
+}
+
+/// Tenant `$1`'s credential `$2`, with its sealed secret: the store's own read, and
+/// a turn's when it has one read.
+pub static SEALED_BY_ID: LazyLock<String> = LazyLock::new(|| sealed_where("c.id = $2"));
 
 /// Tenant `$1`'s credentials whose ids are in the JSON list `$2`, with their sealed
 /// secrets.
-static MANY: LazyLock<String> = LazyLock::new(|| sealed_where(DIALECT.id_in_json));
+static SEALED_BY_IDS: LazyLock<String> = LazyLock::new(|| sealed_where(DIALECT.id_in_json));
 
 /// Credentials with their sealed secrets, of tenant `$1` and meeting `condition`.
-pub fn sealed_where(condition: &str) -> String {
+fn sealed_where(condition: &str) -> String {
     format!("SELECT {CREDENTIAL_COLUMNS}, c.secret {CREDENTIALS_OF_TENANT} AND {condition}")
 }
 

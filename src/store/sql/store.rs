@@ -226,27 +226,24 @@ impl Store for SqlStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        let reads_shared = self.gathered.shared();
         // The readers' list and the writers' pool.
-        [
+        let connections = [
             (self.read.size(), self.read.num_idle()),
             (self.write.size(), self.write.num_idle()),
         ]
         .into_iter()
-        .fold(
+        .fold(PoolStats::default(), |acc, (size, idle)| {
+            let idle = u32::try_from(idle).unwrap_or(u32::MAX);
             PoolStats {
-                reads_shared,
-                ..PoolStats::default()
-            },
-            |acc, (size, idle)| {
-                let idle = u32::try_from(idle).unwrap_or(u32::MAX);
-                PoolStats {
-                    in_use: acc.in_use + size.saturating_sub(idle),
-                    idle: acc.idle + idle,
-                    ..acc
-                }
-            },
-        )
+                in_use: acc.in_use + size.saturating_sub(idle),
+                idle: acc.idle + idle,
+                ..acc
+            }
+        });
+        PoolStats {
+            reads_shared: self.gathered.shared(),
+            ..connections
+        }
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -456,18 +453,18 @@ impl Store for SqlStore {
     }
 
     async fn get_sealed(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SealedCredential>> {
-        let sql = gathered::sealed_where("c.id = $2");
+        let sql = &gathered::SEALED_BY_ID;
         let params = [tenant_id, id];
         let on_caller = self
             .on_caller
-            .fetch(&sql, &params, 1, |row| rows::sealed_credential(row));
+            .fetch(sql, &params, 1, |row| rows::sealed_credential(row));
         if let Some(mut found) = on_caller {
             return Ok(found.pop());
         }
         if let Some(found) = self.gathered.get(&self.read, tenant_id, id).await {
             return Ok(found);
         }
-        self.fetch_optional(&sql, &params, rows::sealed_credential)
+        self.fetch_optional(sql, &params, rows::sealed_credential)
             .await
     }
 
