@@ -6,7 +6,7 @@ use prost_types::Timestamp;
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::model::{
-    Constraints, CredentialMeta, Kind, SecretPayload, ServiceToken, Status, Tenant,
+    Constraints, CredentialSummary, Kind, SecretPayload, ServiceToken, Status, Tenant,
 };
 use crate::oauth::api::ApiAccess;
 use crate::oauth::forms::{AuthMode, BodyFormat, FormField, Verification};
@@ -120,7 +120,8 @@ pub fn secret_out(secret: &SecretPayload) -> pb::Secret {
     pb::Secret { kind: Some(kind) }
 }
 
-pub fn credential(m: CredentialMeta) -> pb::Credential {
+pub fn credential(m: impl Into<CredentialSummary>) -> pb::Credential {
+    let m = m.into();
     pb::Credential {
         kind: kind(m.kind).into(),
         status: status(m.status).into(),

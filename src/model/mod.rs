@@ -183,6 +183,48 @@ impl CredentialMeta {
     }
 }
 
+/// What a listing shows of a credential: every field the API returns, none of the
+/// bookkeeping that [`CredentialMeta`] adds (the tenant, the refresh state, the expiry
+/// warnings). A page of listings reads two thirds of a credential's columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialSummary {
+    pub id: String,
+    pub user_id: String,
+    pub user_email: Option<String>,
+    pub name: String,
+    pub provider: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub labels: BTreeMap<String, String>,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<Millis>,
+    pub token_expires_at: Option<Millis>,
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl From<CredentialMeta> for CredentialSummary {
+    fn from(m: CredentialMeta) -> Self {
+        Self {
+            id: m.id,
+            user_id: m.user_id,
+            user_email: m.user_email,
+            name: m.name,
+            provider: m.provider,
+            kind: m.kind,
+            status: m.status,
+            labels: m.labels,
+            scopes: m.scopes,
+            expires_at: m.expires_at,
+            token_expires_at: m.token_expires_at,
+            version: m.version,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
 /// When an OAuth credential is next due for refresh, and how the last attempts went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefreshState {

@@ -9,7 +9,9 @@ use crate::clock::Millis;
 use crate::crypto::AadContext;
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::model::{AuditEntry, CredentialMeta, SealedCredential, SecretPayload, Status};
+use crate::model::{
+    AuditEntry, CredentialMeta, CredentialSummary, SealedCredential, SecretPayload, Status,
+};
 use crate::store::{CredentialWrite, IdempotencyRecord, ListFilter, StoreError};
 
 /// Attempts of an update that lost a race, when the caller did not pin a version.
@@ -58,7 +60,7 @@ pub struct ListRequest {
 
 #[derive(Debug)]
 pub struct Page {
-    pub credentials: Vec<CredentialMeta>,
+    pub credentials: Vec<CredentialSummary>,
     pub next_page_token: String,
 }
 

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::model::{
-    AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Status, Tenant,
+    AuditEntry, CredentialMeta, CredentialSummary, Event, SealedCredential, ServiceToken, Status,
+    Tenant,
 };
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 
@@ -217,7 +218,7 @@ pub trait Store:
         filter: &ListFilter,
         after: Option<&str>,
         limit: u32,
-    ) -> StoreResult<Vec<CredentialMeta>>;
+    ) -> StoreResult<Vec<CredentialSummary>>;
     /// Compare-and-set: writes only if the stored version is `write.expected_version`,
     /// together with the audit record and events, in one transaction; returns whether
     /// it wrote.

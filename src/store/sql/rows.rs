@@ -5,7 +5,9 @@ use super::engine::DbRow;
 use crate::model::{Constraints, Event, Scope, ServiceToken, Tenant};
 use crate::oauth::{ConnectRequest, OAuthState, Provider, ProviderConfig, SealedProvider};
 use crate::store::credential_row::Columns;
-pub use crate::store::credential_row::{CREDENTIAL_COLUMNS, credential_meta, sealed_credential};
+pub use crate::store::credential_row::{
+    CREDENTIAL_COLUMNS, SUMMARY_COLUMNS, credential_meta, credential_summary, sealed_credential,
+};
 use crate::store::{IdempotencyRecord, StoreError, StoreResult};
 use crate::webhooks::{Delivery, DeliveryStatus, Endpoint, SealedEndpoint};
 

@@ -10,13 +10,16 @@ use super::engine::{BACKEND, CallerReads, Db, DbRow};
 use super::gathered::{self, Gathered};
 use super::readers::Readers;
 use super::rows::{
-    self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, TOKEN_COLUMNS,
+    self, CREDENTIAL_COLUMNS, EVENT_COLUMNS, PROVIDER_COLUMNS, STATE_COLUMNS, SUMMARY_COLUMNS,
+    TOKEN_COLUMNS,
 };
 use super::statements::{
     DIALECT, DbQuery, bind_meta, conflict_or, insert_event_query, push_conditions,
 };
 use crate::clock::Millis;
-use crate::model::{AuditEntry, CredentialMeta, Event, SealedCredential, ServiceToken, Tenant};
+use crate::model::{
+    AuditEntry, CredentialMeta, CredentialSummary, Event, SealedCredential, ServiceToken, Tenant,
+};
 use crate::oauth::{OAuthState, SealedProvider, StateLookup};
 use crate::store::changes::{Change, ChangeStore, Changes, Hearer};
 use crate::store::credential_row::{CREDENTIALS_OF_TENANT, Columns};
@@ -474,8 +477,8 @@ impl Store for SqlStore {
         filter: &ListFilter,
         after: Option<&str>,
         limit: u32,
-    ) -> StoreResult<Vec<CredentialMeta>> {
-        let mut sql = format!("SELECT {CREDENTIAL_COLUMNS} {CREDENTIALS_OF_TENANT}");
+    ) -> StoreResult<Vec<CredentialSummary>> {
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} {CREDENTIALS_OF_TENANT}");
         let mut values: Vec<&str> = vec![tenant_id];
         let within = &filter.within;
         let providers = (!within.providers.is_empty()).then(|| rows::json_text(&within.providers));
@@ -491,7 +494,7 @@ impl Store for SqlStore {
         ];
         push_conditions(&mut sql, &mut values, 0, conditions);
         sql.push_str(&format!(" ORDER BY c.id LIMIT {limit}"));
-        self.fetch_nearby(&sql, &values, limit, |row| rows::credential_meta(row))
+        self.fetch_nearby(&sql, &values, limit, |row| rows::credential_summary(row))
             .await
     }
 

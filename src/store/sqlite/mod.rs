@@ -315,7 +315,7 @@ mod tests {
             .await
             .expect("listed without waiting for the reader")
             .unwrap();
-        assert_eq!(listed, vec![sealed.meta.clone()]);
+        assert_eq!(listed, vec![sealed.meta.clone().into()]);
         let elsewhere = within([("team", "u")]);
         let other = store.list_credentials("ten_1", &elsewhere, None, 51);
         assert!(other.await.unwrap().is_empty());
